@@ -1,0 +1,39 @@
+"""PRA pipeline: prepare -> train (scale x method x seed) -> sample -> evaluate -> report.
+
+    snakemake --cores all all                                   # the default experiment
+    snakemake --cores all all --configfile experiments/smoke.yaml
+    snakemake --profile slurm all                               # on a Slurm cluster
+
+Every rule is a thin shell around `python -m pra <command>`. The config is validated against
+workflow/schemas/config.schema.json (rendered from pra/config.py) and then parsed into the typed
+config object before any job starts; a bad key or value stops the run naming the key.
+"""
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.json")
+
+from pra.config import ConfigError, from_dict
+
+try:
+    EXP = from_dict(config)
+except ConfigError as e:
+    raise WorkflowError(f"invalid configuration: {e}")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT_OUTPUTS,
+    default_target: True

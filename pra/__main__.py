@@ -1,0 +1,268 @@
+"""`python -m pra <command>`: the one entry point every Snakemake rule calls."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _config(args):
+    from pra import config as C
+
+    if getattr(args, "config_json", None):
+        return C.from_dict(json.loads(args.config_json))
+    if getattr(args, "config", None):
+        return C.load(*args.config)
+    return C.ExperimentConfig()
+
+
+def _add_config(p):
+    p.add_argument("--config", nargs="+", metavar="YAML", help="experiment YAML file(s), later ones override")
+    p.add_argument("--config-json", help="the experiment config as JSON (what the Snakemake rules pass)")
+
+
+def cmd_export_digits(args):
+    from pra.data.digits import export_digits
+
+    cfg = _config(args)
+    counts = export_digits(args.out, cfg.data.val_fraction, cfg.data.split_seed)
+    print(json.dumps(counts))
+
+
+def cmd_prepare(args):
+    from pra.data.prepare import prepare
+
+    cfg = _config(args)
+    d = cfg.data
+    workers = d.workers or args.threads
+    m = prepare(args.root or d.root, args.out, resolution=d.resolution, channels=d.channels,
+                shard_size=d.shard_size, workers=workers, on_bad_image=d.on_bad_image)
+    print(json.dumps({s: v["count"] for s, v in m["splits"].items()}))
+
+
+def cmd_init_tracking(args):
+    from pra import tracking
+
+    uri = args.uri or tracking.default_uri(args.results)
+    exp_id = tracking.init_store(uri, args.experiment)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    from pra.io import write_json
+
+    write_json(args.out, {"tracking_uri": uri, "experiment": args.experiment, "experiment_id": exp_id})
+
+
+def cmd_train_classifier(args):
+    from pra.evaluate.classifier import train_classifier
+    from pra.evaluate.fid import fid_torch_fidelity
+    from pra.data.dataset import PreparedSplit
+    from pra.io import read_json, write_json
+
+    cfg = _config(args)
+    info = train_classifier(args.data, args.out, epochs=cfg.evaluate.classifier_epochs,
+                            seed=cfg.evaluate.classifier_seed, threads=args.threads)
+    # the floor: FID of real held-out images against the reference split
+    ref = PreparedSplit(args.data, cfg.evaluate.fid_reference).all_images()
+    val = PreparedSplit(args.data, "val").all_images()
+    info["fid_val_vs_train"] = fid_torch_fidelity(val, ref, Path(args.out) / "classifier.pt")
+    write_json(Path(args.out) / "classifier.json", info)
+    print(json.dumps(info))
+
+
+def cmd_train(args):
+    from pra.train import train
+
+    cfg = _config(args)
+    uri = None
+    if args.tracking:
+        from pra.io import read_json
+
+        uri = read_json(args.tracking)["tracking_uri"]
+    summary = train(cfg, scale=args.scale, method=args.method, seed=args.seed, data_dir=args.data,
+                    out_dir=args.out, tracking_uri=uri, progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("scale", "method", "seed", "steps", "params", "seconds")}))
+
+
+def cmd_sample(args):
+    from pra.sample import sample_to_npz
+
+    cfg = _config(args)
+    info = sample_to_npz(args.model, args.out, cfg.sample, device=cfg.device, threads=args.threads,
+                         shard=args.shard, num_shards=args.num_shards)
+    print(json.dumps({k: info[k] for k in ("count", "seconds")}))
+
+
+def cmd_evaluate(args):
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.fid import class_agreement, fid_torch_fidelity
+    from pra.io import read_json, write_json
+    from pra.sample import load_npz
+    from pra import tracking
+
+    cfg = _config(args)
+    images, labels = load_npz(args.samples)
+    ref = PreparedSplit(args.data, cfg.evaluate.fid_reference)
+    clf_info = read_json(Path(args.classifier).with_suffix(".json"))
+    fid = fid_torch_fidelity(images, ref.all_images(), args.classifier)
+    agree = class_agreement(images, labels, args.classifier)
+    meta = read_json(Path(args.samples).with_suffix(".json"))
+    train_info = read_json(args.train_json)
+    out = {"fid": fid, "class_accuracy": agree["accuracy"], "class_accuracy_per_class": agree["per_class"],
+           "num_samples": int(len(labels)), "reference": f"{cfg.evaluate.fid_reference} split ({len(ref)} images)",
+           "extractor": f"pra-classifier (penultimate, {clf_info['feat_dim']}-d; val acc "
+                        f"{clf_info['val_accuracy']:.3f})",
+           "scale": meta["scale"], "method": meta["method"], "seed": meta["seed"], "steps": meta["step"],
+           "params": train_info["params"], "sampling": meta["sampling"]}
+    write_json(args.out, out)
+    run = tracking.Run(read_json(args.tracking)["tracking_uri"] if args.tracking else None, cfg.name, "",
+                       run_id=train_info.get("mlflow_run_id"))
+    run.log_metrics({"fid": fid, "class_accuracy": agree["accuracy"]}, meta["step"])
+    run.end("FINISHED")
+    print(json.dumps({"fid": fid, "class_accuracy": agree["accuracy"]}))
+
+
+def cmd_report(args):
+    from pra.report.build import build_report
+
+    cfg = _config(args)
+    outputs = build_report(cfg, Path(args.results), Path(args.out))
+    print(json.dumps([str(p) for p in outputs]))
+
+
+def cmd_params(args):
+    from pra.model.network import Geometry, PRANetwork, count_parameters
+    from pra.model.scales import get_scale
+
+    cfg = _config(args)
+    geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, args.num_classes)
+    import torch
+
+    out = {}
+    for s in cfg.scales:
+        with torch.device("meta"):
+            net = PRANetwork(get_scale(s), cfg.model, geom, "pra")
+        out[s] = count_parameters(net)
+    print(json.dumps(out))
+
+
+def cmd_scales(args):
+    from dataclasses import asdict
+
+    from pra.model.scales import SCALES
+
+    print(json.dumps({k: asdict(v) for k, v in SCALES.items()}, indent=2))
+
+
+def cmd_schema(args):
+    from pra.config import json_schema
+
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_config(args):
+    from pra.config import reconstructions
+
+    cfg = _config(args)
+    if args.reconstructions:
+        for r in reconstructions(cfg):
+            print(f"{r['key']:32s} {json.dumps(r['value']):>14s}  {r['help']}")
+    else:
+        print(json.dumps(cfg.to_dict(), indent=2))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m pra", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+
+    def add(name, fn, help):
+        p = sub.add_parser(name, help=help)
+        p.set_defaults(fn=fn)
+        return p
+
+    p = add("export-digits", cmd_export_digits, "export scikit-learn's digits as an image folder")
+    _add_config(p)
+    p.add_argument("--out", required=True)
+
+    p = add("prepare", cmd_prepare, "raw image folder -> center-cropped uint8 shards")
+    _add_config(p)
+    p.add_argument("--root", help="raw image folder (default: data.root)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("init-tracking", cmd_init_tracking, "create the MLflow store and experiment once")
+    p.add_argument("--results", required=True)
+    p.add_argument("--experiment", required=True)
+    p.add_argument("--uri", help="tracking URI (default: MLFLOW_TRACKING_URI or <results>/mlflow.db)")
+    p.add_argument("--out", required=True)
+
+    p = add("train-classifier", cmd_train_classifier, "train the evaluation feature classifier")
+    _add_config(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("train", cmd_train, "train one (scale, method, seed)")
+    _add_config(p)
+    p.add_argument("--scale", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--tracking", help="tracking.json written by init-tracking")
+    p.add_argument("--quiet", action="store_true")
+
+    p = add("sample", cmd_sample, "class-balanced seeded samples -> npz")
+    _add_config(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+
+    p = add("evaluate", cmd_evaluate, "FID and class agreement of a sample npz")
+    _add_config(p)
+    p.add_argument("--samples", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--classifier", required=True)
+    p.add_argument("--train-json", required=True)
+    p.add_argument("--tracking")
+    p.add_argument("--out", required=True)
+
+    p = add("report", cmd_report, "tables and figures from the pipeline's JSON")
+    _add_config(p)
+    p.add_argument("--results", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("params", cmd_params, "parameter counts of the experiment's scales as JSON")
+    _add_config(p)
+    p.add_argument("--experiment", dest="config", nargs="+", help="alias of --config")
+    p.add_argument("--num-classes", type=int, default=None)
+
+    add("scales", cmd_scales, "the scale registry")
+
+    p = add("schema", cmd_schema, "print the config JSON schema")
+    p.add_argument("--out")
+
+    p = add("config", cmd_config, "print the resolved config")
+    _add_config(p)
+    p.add_argument("--reconstructions", action="store_true", help="list the values not published by the paper")
+
+    args = ap.parse_args(argv)
+    if args.command == "params" and args.num_classes is None:
+        args.num_classes = 1000 if _config(args).data.source == "imagefolder" else 10
+    from pra.config import ConfigError
+
+    try:
+        args.fn(args)
+    except ConfigError as e:
+        print(f"config error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""Typed experiment configuration: one object from YAML to every module.
+
+The dataclasses below are the single source of truth. `validate` checks a raw mapping
+(unknown keys, types, choices, ranges) and names the offending key; `json_schema` renders the same
+rules as the JSON schema Snakemake validates against (workflow/schemas/config.schema.json, kept
+in sync by a test). Values marked ``reconstruction`` are not published by the paper: they are this
+project's documented defaults, listed by ``python -m pra config --reconstructions``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+METHODS = ("pixel_tf", "pixel_noise", "latent_tf", "pra", "exact_rollout")
+LATENT_METHODS = ("latent_tf", "pra", "exact_rollout")
+
+
+class ConfigError(ValueError):
+    """A configuration key or value is invalid; the message names the key."""
+
+
+def opt(default, help: str, *, choices=None, minimum=None, maximum=None, exclusive_minimum=None,
+        reconstruction: bool = False, paper: bool = False):
+    """A config field with its documentation and constraints.
+
+    reconstruction=True marks a value the paper does not publish; paper=True marks a published value.
+    """
+    meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
+            "exclusive_minimum": exclusive_minimum, "reconstruction": reconstruction, "paper": paper}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    source: str = opt("digits", "Raw data kind: 'digits' (scikit-learn's bundled set, exported to an "
+                      "image folder) or 'imagefolder' (ImageNet-style train/<class>/*, val/<class>/*).",
+                      choices=["digits", "imagefolder"])
+    root: str = opt("data/digits", "Raw image folder (train/<class>/..., val/<class>/...).")
+    resolution: int = opt(32, "Side length after ADM-style center crop and resize.", minimum=4)
+    channels: int = opt(1, "1 (grayscale) or 3 (RGB).", choices=[1, 3])
+    val_fraction: float = opt(0.2, "digits only: stratified validation fraction of the export.",
+                              exclusive_minimum=0.0, maximum=0.9)
+    split_seed: int = opt(0, "digits only: seed of the fixed train/val split.", minimum=0)
+    shard_size: int = opt(8192, "Images per prepared shard.", minimum=1)
+    on_bad_image: str = opt("fail", "Unreadable or truncated image: 'fail' naming the files, or 'skip' "
+                            "(skipped files are listed in the bad-file report).", choices=["fail", "skip"])
+    workers: int = opt(0, "Preprocessing processes; 0 = the job's threads.", minimum=0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    patch_size: int = opt(8, "Patch side in pixels; one AR token per patch (16 at ImageNet 256).", minimum=1)
+    z_dim: int = opt(4, "Intermediate-state dimension (the paper uses 16 at ImageNet 256).", minimum=1)
+    prefix_tokens: int = opt(16, "Class-conditioning prefix tokens K (paper appendix A.2).", paper=True,
+                             minimum=1)
+    rope_theta: float = opt(100.0, "RoPE base frequency of the 2-D rotary embedding.", reconstruction=True,
+                            exclusive_minimum=0.0)
+    mlp_ratio: float = opt(2.6667, "SwiGLU hidden width / model width.", reconstruction=True,
+                           exclusive_minimum=0.0)
+    decoder_context: bool = opt(True, "Pixel decoder sees the trunk hidden state as well as z.",
+                                reconstruction=True)
+    head_prediction: str = opt("auto", "Flow head output: 'v' (velocity), 'x' (clean target), or 'auto' "
+                               "(x for pixel heads as in JiT, v for latent heads). Loss is always on v.",
+                               choices=["auto", "v", "x"], reconstruction=True)
+    head_batch_mul: int = opt(4, "Head rows per trunk token per step (each its own time), as in MAR.",
+                              reconstruction=True, minimum=1)
+    t_sampler: str = opt("logit_normal", "Flow-matching time law for the head.", choices=["uniform", "logit_normal"],
+                         reconstruction=True)
+    t_mean: float = opt(0.0, "logit-normal mean of the head time.", reconstruction=True)
+    t_std: float = opt(1.0, "logit-normal std of the head time.", reconstruction=True, exclusive_minimum=0.0)
+    class_dropout: float = opt(0.1, "Probability of replacing the label by the null label (for CFG).",
+                               reconstruction=True, minimum=0.0, maximum=1.0)
+
+
+@dataclass(frozen=True)
+class MethodConfig:
+    """Knobs of the input construction (DESIGN section 2) and of the latent path."""
+    t_min: float = opt(0.5, "pra/exact_rollout: perturbation z~ = t*sg(z) + (1-t)*eps with t ~ U(t_min, 1) "
+                       "per position.", reconstruction=True, minimum=0.0, maximum=1.0)
+    pixel_noise_sigma: float = opt(0.2, "pixel_noise: std of Gaussian noise on the [-1, 1] input patches, "
+                                   "drawn per example from U(0, sigma).", reconstruction=True, minimum=0.0)
+    p_sample: float = opt(0.9, "Encoder masking: probability an example is selected.", paper=True,
+                          minimum=0.0, maximum=1.0)
+    p_token: float = opt(0.25, "Encoder masking: per-token mask probability inside a selected example.",
+                         reconstruction=True, minimum=0.0, maximum=1.0)
+    recon_weight: float = opt(1.0, "Weight of the pixel reconstruction loss.", reconstruction=True, minimum=0.0)
+    moment_weight: float = opt(0.1, "Weight of the batch-moment penalty keeping z at zero mean, unit "
+                               "variance per dimension.", reconstruction=True, minimum=0.0)
+    head_grad_to_encoder: bool = opt(False, "Let the head loss back-propagate into the encoder through "
+                                     "its target z.", reconstruction=True)
+    rollout_ode_steps: int = opt(8, "exact_rollout: head ODE steps of the training-time rollout.",
+                                 reconstruction=True, minimum=1)
+    rollout_solver: str = opt("euler", "exact_rollout: head ODE solver of the training-time rollout.",
+                              choices=["euler", "heun"], reconstruction=True)
+    rollout_anchor: bool = opt(True, "exact_rollout: each position's head ODE starts from the true state "
+                               "noised to t ~ U(t_min, 1) (the sequential counterpart of PRA's "
+                               "perturbation); false = free-running rollout from pure noise.",
+                               reconstruction=True)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = opt(1500, "Optimiser steps.", minimum=1)
+    batch_size: int = opt(64, "Global batch size.", minimum=1)
+    lr: float = opt(1e-3, "Peak AdamW learning rate.", reconstruction=True, exclusive_minimum=0.0)
+    weight_decay: float = opt(0.02, "AdamW weight decay.", reconstruction=True, minimum=0.0)
+    betas: list = opt([0.9, 0.95], "AdamW betas.", reconstruction=True)
+    warmup_steps: int = opt(100, "Linear warm-up steps.", reconstruction=True, minimum=0)
+    schedule: str = opt("cosine", "After warm-up: 'constant' or 'cosine' to zero.", choices=["constant", "cosine"],
+                        reconstruction=True)
+    grad_clip: float = opt(1.0, "Global gradient-norm clip (0 disables).", reconstruction=True, minimum=0.0)
+    ema_decay: float = opt(0.995, "EMA decay of the weights used for sampling.", reconstruction=True,
+                           minimum=0.0, maximum=1.0)
+    log_every: int = opt(50, "Steps between logged metrics.", minimum=1)
+    ckpt_every: int = opt(500, "Steps between resumable checkpoints.", minimum=1)
+    threads: int = opt(1, "CPU threads per training job.", minimum=1)
+    precision: str = opt("auto", "'auto' = bf16 autocast on CUDA, fp32 on CPU.", choices=["auto", "fp32", "bf16"])
+
+
+@dataclass(frozen=True)
+class SampleConfig:
+    per_class: int = opt(100, "Samples per class (class-balanced).", minimum=1)
+    batch_size: int = opt(250, "Sampling batch size.", minimum=1)
+    ode_steps: int = opt(16, "Head ODE steps per token.", reconstruction=True, minimum=1)
+    solver: str = opt("heun", "Head ODE solver.", choices=["euler", "heun"], reconstruction=True)
+    cfg_scale: float = opt(1.0, "Classifier-free guidance scale at the last AR position (1 = off).",
+                           reconstruction=True, minimum=0.0)
+    cfg_schedule: str = opt("linear", "'constant', or 'linear' ramp from 1 at the first AR position to "
+                            "cfg_scale at the last.", choices=["constant", "linear"], reconstruction=True)
+    cfg_interval: list = opt([0.0, 1.0], "Head-time interval [lo, hi] in which guidance is applied.",
+                             reconstruction=True)
+    temperature: float = opt(1.0, "Std of the head ODE's initial noise (1 = the trained prior).",
+                             reconstruction=True, exclusive_minimum=0.0)
+    use_ema: bool = opt(True, "Sample with the EMA weights.")
+    seed: int = opt(0, "Sampling seed.", minimum=0)
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    classifier_epochs: int = opt(15, "Epochs of the feature classifier trained on the default data.", minimum=1)
+    classifier_seed: int = opt(0, "Seed of the feature classifier.", minimum=0)
+    fid_reference: str = opt("train", "Real split the samples are compared with.", choices=["train", "val"])
+    inception_weights: str = opt("", "Local path of torch-fidelity's pt_inception-2015-12-05 weights "
+                                 "(ImageNet runs); empty = use the classifier trained here.")
+    reference_stats: str = opt("", "Local path of reference statistics (npz with mu, sigma), e.g. ADM's "
+                               "VIRTUAL_imagenet256_labeled.npz; empty = compute from the reference split.")
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    name: str = opt("default", "Experiment name; artifacts go to results/<name>/.")
+    device: str = opt("auto", "'auto' (CUDA if available), 'cpu' or 'cuda'.", choices=["auto", "cpu", "cuda"])
+    reports_dir: str = opt("reports", "Where the report stage writes tables and figures.")
+    scales: list = opt(["tiny-S", "tiny-L"], "Model scales to train (see `python -m pra scales`).")
+    methods: list = opt(["latent_tf", "pra"], f"Training methods, from {list(METHODS)}.")
+    seeds: list = opt([0], "Training seeds.")
+    data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data preparation."})
+    model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Architecture shared by all scales."})
+    method: MethodConfig = field(default_factory=MethodConfig, metadata={"help": "Input construction per method."})
+    train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation."})
+    sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"help": "Evaluation."})
+
+    # ---- conveniences -------------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def subset_json(self, *keys: str) -> str:
+        """JSON of some top-level keys: what a rule passes to its command (and what reruns it)."""
+        d = self.to_dict()
+        return json.dumps({k: d[k] for k in keys}, sort_keys=True)
+
+    def replace(self, **sections) -> "ExperimentConfig":
+        """Copy with some fields replaced; nested sections accept dicts of overrides."""
+        new = {}
+        for key, value in sections.items():
+            current = getattr(self, key)
+            if dataclasses.is_dataclass(current) and isinstance(value, Mapping):
+                value = dataclasses.replace(current, **value)
+            new[key] = value
+        return from_dict({**self.to_dict(), **{k: _plain(v) for k, v in new.items()}})
+
+
+def _plain(v):
+    return dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v
+
+
+# ---- validation --------------------------------------------------------------------------------
+_LIST_ITEMS = {  # element type and allowed values of list fields
+    ("scales",): (str, None),
+    ("methods",): (str, list(METHODS)),
+    ("seeds",): (int, None),
+    ("train", "betas"): (float, None),
+    ("sample", "cfg_interval"): (float, None),
+}
+_LIST_LEN = {("train", "betas"): 2, ("sample", "cfg_interval"): 2}
+
+
+def _type_ok(value, tp) -> bool:
+    if tp is bool:
+        return isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is str:
+        return isinstance(value, str)
+    if tp is list:
+        return isinstance(value, list)
+    return True
+
+
+def _check_value(path: tuple, value, tp, meta) -> Any:
+    key = ".".join(path)
+    if not _type_ok(value, tp):
+        raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
+    if tp is float:
+        value = float(value)
+    if tp is list:
+        etype, allowed = _LIST_ITEMS[path]
+        if path in _LIST_LEN and len(value) != _LIST_LEN[path]:
+            raise ConfigError(f"config key '{key}': expected {_LIST_LEN[path]} items, got {len(value)}")
+        if not value:
+            raise ConfigError(f"config key '{key}': must not be empty")
+        for item in value:
+            if not _type_ok(item, etype):
+                raise ConfigError(f"config key '{key}': item {item!r} is not {etype.__name__}")
+            if allowed is not None and item not in allowed:
+                raise ConfigError(f"config key '{key}': {item!r} is not one of {allowed}")
+        value = [float(v) for v in value] if etype is float else list(value)
+    if meta.get("choices") is not None and value not in meta["choices"]:
+        raise ConfigError(f"config key '{key}': {value!r} is not one of {meta['choices']}")
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        raise ConfigError(f"config key '{key}': {value!r} is below the minimum {meta['minimum']}")
+    if meta.get("maximum") is not None and value > meta["maximum"]:
+        raise ConfigError(f"config key '{key}': {value!r} is above the maximum {meta['maximum']}")
+    if meta.get("exclusive_minimum") is not None and value <= meta["exclusive_minimum"]:
+        raise ConfigError(f"config key '{key}': {value!r} must be greater than {meta['exclusive_minimum']}")
+    return value
+
+
+def _build(cls, raw: Mapping, path: tuple):
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"config key '{'.'.join(path) or '<root>'}': expected a mapping, got {type(raw).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = ".".join(path + (unknown[0],))
+        raise ConfigError(f"unknown config key '{where}' (allowed here: {sorted(names)})")
+    kwargs = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in raw:
+            continue
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            kwargs[f.name] = _build(tp, raw[f.name] if raw[f.name] is not None else {}, path + (f.name,))
+        else:
+            kwargs[f.name] = _check_value(path + (f.name,), raw[f.name], tp, f.metadata)
+    return cls(**kwargs)
+
+
+def from_dict(raw: Mapping) -> ExperimentConfig:
+    """Validate a raw mapping and build the typed config; raises ConfigError naming the key."""
+    cfg = _build(ExperimentConfig, raw or {}, ())
+    _cross_checks(cfg)
+    return cfg
+
+
+def _cross_checks(cfg: ExperimentConfig) -> None:
+    from pra.model.scales import SCALES  # local import: the registry lives with the model
+
+    for s in cfg.scales:
+        if s not in SCALES:
+            raise ConfigError(f"config key 'scales': unknown scale {s!r} (known: {sorted(SCALES)})")
+    if cfg.data.resolution % cfg.model.patch_size:
+        raise ConfigError(f"config key 'model.patch_size': {cfg.model.patch_size} does not divide "
+                          f"data.resolution={cfg.data.resolution}")
+    if (cfg.data.resolution // cfg.model.patch_size) ** 2 < 2:
+        raise ConfigError("config key 'model.patch_size': the image must have at least 2 patches")
+    lo, hi = cfg.sample.cfg_interval
+    if not 0.0 <= lo <= hi <= 1.0:
+        raise ConfigError(f"config key 'sample.cfg_interval': need 0 <= lo <= hi <= 1, got {[lo, hi]}")
+    if len(set(cfg.methods)) != len(cfg.methods) or len(set(cfg.scales)) != len(cfg.scales):
+        raise ConfigError("config keys 'methods'/'scales': duplicates are not allowed")
+    if cfg.data.source == "imagefolder" and not cfg.data.root:
+        raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
+
+
+def _merge(base: dict, over: Mapping) -> dict:
+    out = dict(base)
+    for k, v in (over or {}).items():
+        out[k] = _merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def load(*paths: str | Path) -> ExperimentConfig:
+    """Load one or more YAML files (later ones override earlier ones, key by key) and validate."""
+    raw: dict = {}
+    for p in paths:
+        with open(p) as fh:
+            data = yaml.safe_load(fh) or {}
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{p}: the top level must be a mapping")
+        raw = _merge(raw, data)
+    return from_dict(raw)
+
+
+# ---- JSON schema (rendered from the dataclasses) -----------------------------------------------
+def _schema_for(cls, path: tuple) -> dict:
+    hints = typing.get_type_hints(cls)
+    props = {}
+    for f in dataclasses.fields(cls):
+        tp = hints[f.name]
+        m = f.metadata
+        if dataclasses.is_dataclass(tp):
+            sub = _schema_for(tp, path + (f.name,))
+            sub["description"] = m.get("help", "")
+            props[f.name] = sub
+            continue
+        s: dict = {"description": m["help"] + (" [reconstruction: not published by the paper]"
+                                               if m.get("reconstruction") else "")}
+        s["type"] = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}[tp]
+        if tp is list:
+            etype, allowed = _LIST_ITEMS[path + (f.name,)]
+            s["items"] = {"type": {int: "integer", float: "number", str: "string"}[etype]}
+            if allowed:
+                s["items"]["enum"] = allowed
+            s["minItems"] = _LIST_LEN.get(path + (f.name,), 1)
+            if path + (f.name,) in _LIST_LEN:
+                s["maxItems"] = _LIST_LEN[path + (f.name,)]
+        for k_src, k_dst in (("choices", "enum"), ("minimum", "minimum"), ("maximum", "maximum"),
+                             ("exclusive_minimum", "exclusiveMinimum")):
+            if m.get(k_src) is not None:
+                s[k_dst] = m[k_src]
+        s["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        props[f.name] = s
+    return {"type": "object", "additionalProperties": False, "properties": props}
+
+
+def json_schema() -> dict:
+    schema = _schema_for(ExperimentConfig, ())
+    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["description"] = "PRA experiment configuration (rendered by `python -m pra schema`)."
+    return schema
+
+
+def reconstructions(cfg: ExperimentConfig | None = None) -> list[dict]:
+    """Every config value that is a reconstruction, with its current value."""
+    cfg = cfg or ExperimentConfig()
+    rows = []
+
+    def walk(obj, path):
+        for f in dataclasses.fields(obj):
+            v = getattr(obj, f.name)
+            if dataclasses.is_dataclass(v):
+                walk(v, path + (f.name,))
+            elif f.metadata.get("reconstruction"):
+                rows.append({"key": ".".join(path + (f.name,)), "value": v, "help": f.metadata["help"]})
+
+    walk(cfg, ())
+    return rows

@@ -1,0 +1,60 @@
+"""Reading an ImageNet-style folder: class index, file lists, and ADM's center crop."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def class_names(root: str | Path) -> list[str]:
+    """Sorted class folder names of root/train (ImageNet: wnids -> 0..999)."""
+    train = Path(root) / "train"
+    if not train.is_dir():
+        raise FileNotFoundError(f"{train} does not exist: data.root must hold train/<class>/ folders")
+    names = sorted(p.name for p in train.iterdir() if p.is_dir())
+    if not names:
+        raise FileNotFoundError(f"{train} has no class folders")
+    return names
+
+
+def list_split(root: str | Path, split: str, classes: list[str]) -> list[tuple[str, int]]:
+    """(path, label) of every image of a split in class-folder layout, sorted by class then name."""
+    base = Path(root) / split
+    if not base.is_dir():
+        raise FileNotFoundError(f"{base} does not exist")
+    index = {c: i for i, c in enumerate(classes)}
+    items = []
+    for c in sorted(p.name for p in base.iterdir() if p.is_dir()):
+        if c not in index:
+            raise ValueError(f"{base / c}: class folder not present in {Path(root) / 'train'}")
+        for f in sorted((base / c).iterdir()):
+            if f.suffix.lower() in IMAGE_SUFFIXES:
+                items.append((str(f), index[c]))
+    return items
+
+
+def center_crop_arr(pil_image, image_size: int):
+    """ADM's preprocessing: BOX-halve while the short side is >= 2x the target, BICUBIC resize, center crop."""
+    from PIL import Image
+
+    while min(*pil_image.size) >= 2 * image_size:
+        pil_image = pil_image.resize(tuple(x // 2 for x in pil_image.size), resample=Image.BOX)
+    scale = image_size / min(*pil_image.size)
+    pil_image = pil_image.resize(tuple(round(x * scale) for x in pil_image.size), resample=Image.BICUBIC)
+    arr = np.array(pil_image)
+    top = (arr.shape[0] - image_size) // 2
+    left = (arr.shape[1] - image_size) // 2
+    return arr[top: top + image_size, left: left + image_size]
+
+
+def load_image(path: str, resolution: int, channels: int) -> np.ndarray:
+    """Decode, convert (grayscale/CMYK/palette -> the target mode), crop; uint8 [H, W, C]."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.load()
+        im = im.convert("L" if channels == 1 else "RGB")
+        arr = center_crop_arr(im, resolution)
+    return arr.reshape(resolution, resolution, channels)

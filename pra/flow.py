@@ -1,0 +1,86 @@
+"""Flow matching for the per-token head: time law, velocity loss, and the ODE sampler with CFG.
+
+Convention: y_t = t * y + (1 - t) * eps, t = 0 is noise and t = 1 is data, velocity v = y - eps.
+With x-prediction the head outputs y_hat and v_hat = (y_hat - y_t) / (1 - t) (JiT); the loss is
+always on the velocity.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from pra.model.head import FlowHead
+
+
+@dataclass(frozen=True)
+class Flow:
+    prediction: str = "v"          # "v" or "x"
+    t_sampler: str = "logit_normal"
+    t_mean: float = 0.0
+    t_std: float = 1.0
+    x_pred_eps: float = 0.05       # clamp of (1 - t) for x-prediction, as in JiT
+
+    def sample_t(self, n: int, generator: torch.Generator, device) -> torch.Tensor:
+        if self.t_sampler == "uniform":
+            return torch.rand(n, generator=generator, device=device)
+        z = torch.randn(n, generator=generator, device=device) * self.t_std + self.t_mean
+        return torch.sigmoid(z)
+
+    def velocity(self, head: FlowHead, y_t, t, cond):
+        out = head(y_t, t, cond)
+        if self.prediction == "x":
+            return (out - y_t) / (1 - t).clamp_min(self.x_pred_eps)[:, None]
+        return out
+
+    def loss(self, head: FlowHead, y: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Per-row velocity loss for targets y [R, D] given conditions [R, C]; returns [R]."""
+        eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
+        t = self.sample_t(y.shape[0], generator, y.device).to(y.dtype)
+        y_t = t[:, None] * y + (1 - t[:, None]) * eps
+        v = self.velocity(head, y_t, t, cond)
+        return ((v - (y - eps)) ** 2).mean(dim=-1)
+
+    @torch.no_grad()
+    def sample(self, head: FlowHead, cond: torch.Tensor, *, steps: int, solver: str = "heun",
+               uncond: torch.Tensor | None = None, cfg_scale: float | torch.Tensor = 1.0,
+               cfg_interval: tuple[float, float] = (0.0, 1.0), temperature: float = 1.0,
+               generator: torch.Generator | None = None, y_start: torch.Tensor | None = None,
+               t_start: torch.Tensor | None = None) -> torch.Tensor:
+        """Integrate the ODE from t_start (default 0, y ~ temperature * N(0, I)) to t = 1.
+
+        cfg_scale may be a per-row tensor; guidance v_u + w (v_c - v_u) is applied while t lies in
+        cfg_interval. With y_start/t_start the integration starts mid-way (per row).
+        The last Heun step is an Euler step (its corrector would evaluate at t = 1).
+        """
+        R, device = cond.shape[0], cond.device
+        dim = head.out.out_features
+        if y_start is None:
+            y = torch.randn(R, dim, generator=generator, device=device, dtype=cond.dtype) * temperature
+            t0 = torch.zeros(R, device=device, dtype=cond.dtype)
+        else:
+            y, t0 = y_start.clone(), t_start.to(cond.dtype)
+        w = torch.as_tensor(cfg_scale, dtype=cond.dtype, device=device).expand(R)
+        guided = uncond is not None and bool((w != 1).any())
+        lo, hi = cfg_interval
+
+        def vel(y_, t_):
+            if not guided:
+                return self.velocity(head, y_, t_, cond)
+            v = self.velocity(head, torch.cat([y_, y_]), torch.cat([t_, t_]), torch.cat([cond, uncond]))
+            v_c, v_u = v.chunk(2)
+            inside = ((t_ >= lo) & (t_ <= hi)).to(v.dtype)
+            w_t = 1 + (w - 1) * inside
+            return v_u + w_t[:, None] * (v_c - v_u)
+
+        for k in range(steps):
+            t_a = t0 + (1 - t0) * (k / steps)
+            t_b = t0 + (1 - t0) * ((k + 1) / steps)
+            dt = (t_b - t_a)[:, None]
+            v_a = vel(y, t_a)
+            if solver == "heun" and k < steps - 1:
+                y_e = y + dt * v_a
+                y = y + dt * 0.5 * (v_a + vel(y_e, t_b))
+            else:
+                y = y + dt * v_a
+        return y

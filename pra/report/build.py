@@ -1,0 +1,50 @@
+"""The report stage: JSON outputs of the pipeline -> reports/ tables, figures and metrics.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from pra.config import ExperimentConfig
+from pra.io import read_json, write_json
+from pra.report import figures, tables
+
+
+def run_dir(results: Path, scale: str, method: str, seed: int) -> Path:
+    return results / "runs" / scale / method / f"s{seed}"
+
+
+def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
+    from pra.data.dataset import PreparedSplit
+    from pra.sample import load_npz
+
+    rows, panels = [], []
+    floor = read_json(results / "classifier" / "classifier.json")
+    val = PreparedSplit(results / "data", "val")
+    panels.append(("real (val)", val.all_images(), val.labels))
+    for scale in cfg.scales:
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                d = run_dir(results, scale, method, seed)
+                ev = read_json(d / "eval.json")
+                rows.append(ev)
+                if seed == cfg.seeds[0]:
+                    images, labels = load_npz(d / "samples.npz")
+                    panels.append((f"{scale} {method}", images, labels))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    (out / "tables").mkdir(exist_ok=True)
+    fid_md = out / "tables" / "fid.md"
+    header = (f"# FID per (scale, method): experiment `{cfg.name}`\n\n"
+              f"All rows measured by this pipeline. FID: {rows[0]['extractor'] if rows else '—'} features, "
+              f"reference {rows[0]['reference'] if rows else '—'}, computed with torch-fidelity; "
+              "class acc.: fraction of samples the same classifier assigns to the class they were "
+              "conditioned on. The last row is the floor: real held-out images scored the same way.\n\n")
+    fid_md.write_text(header + tables.fid_table(rows, floor))
+    grid = out / "figures" / "samples.png"
+    figures.sample_grid(panels, val.num_classes, grid, per_class=3,
+                        title=f"class-conditional samples (columns: classes 0-{val.num_classes - 1}, 3 each)")
+    metrics = {f"{r['scale']}/{r['method']}/s{r['seed']}": {"fid": r["fid"], "class_accuracy": r["class_accuracy"]}
+               for r in rows}
+    metrics["classifier_val_accuracy"] = floor["val_accuracy"]
+    metrics["fid_val_vs_train"] = floor["fid_val_vs_train"]
+    write_json(out / "metrics.json", metrics)
+    return [fid_md, grid, out / "metrics.json"]

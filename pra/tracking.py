@@ -1,0 +1,108 @@
+"""The only module that talks to MLflow.
+
+The store is explicit: an absolute SQLite URI inside the experiment's results folder unless
+MLFLOW_TRACKING_URI is set (e.g. a shared `mlflow server` on a cluster). The database and the
+experiment are created once by `init_store` before jobs fan out. Tracking never kills training: any
+MLflow failure becomes a warning and the pipeline's own JSON files remain the record.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+
+def default_uri(results_dir: str | Path) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    return f"sqlite:///{Path(results_dir).resolve() / 'mlflow.db'}"
+
+
+def init_store(uri: str, experiment: str) -> str:
+    """Create the tracking database (schema) and the experiment; returns the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    client = mlflow.MlflowClient(uri)
+    exp = client.get_experiment_by_name(experiment)
+    return exp.experiment_id if exp else client.create_experiment(experiment)
+
+
+class Run:
+    """One MLflow run; resumable by id. Every call is failure-tolerant."""
+
+    def __init__(self, uri: str | None, experiment: str, run_name: str, *, run_id: str | None = None,
+                 params: dict | None = None, tags: dict | None = None, parent_run_id: str | None = None):
+        self.run_id = None
+        self._client = None
+        if not uri:
+            return
+        try:
+            import mlflow
+
+            client = mlflow.MlflowClient(uri)
+            if run_id is None:
+                exp = client.get_experiment_by_name(experiment)
+                exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+                all_tags = {"mlflow.runName": run_name, **(tags or {})}
+                if parent_run_id:
+                    all_tags["mlflow.parentRunId"] = parent_run_id
+                run = client.create_run(exp_id, tags=all_tags, run_name=run_name)
+                run_id = run.info.run_id
+                for k, v in _flatten(params or {}).items():
+                    client.log_param(run_id, k, str(v)[:6000])
+            else:
+                client.update_run(run_id, status="RUNNING")
+            self._client, self.run_id = client, run_id
+        except Exception as e:  # pragma: no cover - depends on the store
+            warnings.warn(f"MLflow tracking disabled ({type(e).__name__}: {e}); metrics stay in the JSON files")
+
+    def log_metrics(self, metrics: dict, step: int | None = None) -> None:
+        if self._client is None:
+            return
+        try:
+            from mlflow.entities import Metric
+            import time
+
+            ts = int(time.time() * 1000)
+            self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step or 0)
+                                                         for k, v in metrics.items()])
+        except Exception as e:  # pragma: no cover
+            warnings.warn(f"MLflow log failed ({type(e).__name__}: {e})")
+
+    def set_tags(self, tags: dict) -> None:
+        if self._client is None:
+            return
+        try:
+            for k, v in tags.items():
+                self._client.set_tag(self.run_id, k, str(v))
+        except Exception as e:  # pragma: no cover
+            warnings.warn(f"MLflow tag failed ({type(e).__name__}: {e})")
+
+    def log_artifact(self, path: str | Path) -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.log_artifact(self.run_id, str(path))
+        except Exception as e:  # pragma: no cover
+            warnings.warn(f"MLflow artifact failed ({type(e).__name__}: {e})")
+
+    def end(self, status: str = "FINISHED") -> None:
+        if self._client is None:
+            return
+        try:
+            self._client.set_terminated(self.run_id, status=status)
+        except Exception as e:  # pragma: no cover
+            warnings.warn(f"MLflow end failed ({type(e).__name__}: {e})")
+
+
+def _flatten(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out

@@ -1,0 +1,217 @@
+"""Training loop: one (scale, method, seed) of an experiment.
+
+AdamW, linear warm-up then constant or cosine, EMA (inside the model's state_dict), gradient clipping,
+abort on a non-finite loss, bf16 autocast on CUDA. A resumable checkpoint (model + EMA, optimiser,
+scheduler, step, RNG states, MLflow run id) is written atomically every `ckpt_every` steps to
+`state.pt`; the final `model.pt` is written only when training completes, so a downstream rule never
+sees a partial model. Re-running after an interruption continues from `state.pt`.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import math
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from pra.config import ExperimentConfig, from_dict
+from pra.data.dataset import PreparedSplit
+from pra.io import atomic_path, save_torch, write_json
+from pra.model.network import Geometry, PRANetwork, count_parameters
+from pra.model.patches import patchify, to_unit
+from pra.model.scales import get_scale
+from pra.objective import Objective
+from pra.runtime import generator, resolve_device, set_threads
+from pra import tracking
+
+
+class TrainedModel(nn.Module):
+    """The network and its EMA copy; both are part of state_dict."""
+
+    def __init__(self, net: PRANetwork):
+        super().__init__()
+        self.net = net
+        self.ema = copy.deepcopy(net).requires_grad_(False)
+
+    @torch.no_grad()
+    def update_ema(self, decay: float) -> None:
+        for e, p in zip(self.ema.parameters(), self.net.parameters()):
+            e.lerp_(p, 1.0 - decay)
+
+
+def build_network(cfg: ExperimentConfig, scale: str, method: str, geometry: Geometry,
+                  init_seed: int = 0) -> PRANetwork:
+    """Build the network with a deterministic initialisation that leaves the global RNG untouched."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(init_seed)
+        return PRANetwork(get_scale(scale), cfg.model, geometry, method)
+
+
+def build_objective(cfg: ExperimentConfig, method: str, latent: bool) -> Objective:
+    return Objective(method, cfg.model, cfg.method, latent)
+
+
+def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizer(net: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in net.named_parameters():
+        (decay if p.ndim >= 2 and "class_tokens" not in name else no_decay).append(p)
+    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
+                              {"params": no_decay, "weight_decay": 0.0}],
+                             lr=cfg.train.lr, betas=tuple(cfg.train.betas))
+
+
+def geometry_of(cfg: ExperimentConfig, data: PreparedSplit) -> Geometry:
+    if data.resolution != cfg.data.resolution or data.channels != cfg.data.channels:
+        raise ValueError(f"prepared data is {data.resolution}px/{data.channels}ch but the config asks for "
+                         f"{cfg.data.resolution}px/{cfg.data.channels}ch: re-run prepare")
+    return Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, data.num_classes)
+
+
+class Stop(Exception):
+    """Raised by `stop_after` (tests and preemption) after a checkpoint was written."""
+
+
+def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir: str | Path, out_dir: str | Path,
+          tracking_uri: str | None = None, stop_after: int | None = None, progress: bool = True) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(cfg.device)
+    set_threads(cfg.train.threads)
+    tc = cfg.train
+    data = PreparedSplit(data_dir, "train")
+    geom = geometry_of(cfg, data)
+
+    net = build_network(cfg, scale, method, geom, init_seed=seed).to(device)
+    model = TrainedModel(net)
+    objective = build_objective(cfg, method, net.latent)
+    opt = make_optimizer(net, cfg)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.schedule))
+    gen_data = generator(seed * 1000 + 1)                  # batch indices (CPU)
+    gen_noise = generator(seed * 1000 + 2, device)         # every noise draw of the objective
+    step, run_id = 0, None
+    log_path, state_path = out_dir / "train_log.jsonl", out_dir / "state.pt"
+
+    if state_path.exists():
+        ck = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        sched.load_state_dict(ck["scheduler"])
+        gen_data.set_state(ck["rng"]["data"])
+        gen_noise.set_state(ck["rng"]["noise"])
+        step, run_id = ck["step"], ck.get("mlflow_run_id")
+        _truncate_log(log_path, step)
+        print(f"resumed from {state_path} at step {step}", flush=True)
+    elif log_path.exists():
+        log_path.unlink()
+
+    n_params = count_parameters(net)
+    run = tracking.Run(tracking_uri, cfg.name, f"{scale}/{method}/s{seed}", run_id=run_id,
+                       params={"scale": scale, "method": method, "seed": seed, "params": n_params,
+                               **{f"{k}": v for k, v in cfg.to_dict().items() if k in ("model", "method", "train")}},
+                       tags={"scale": scale, "method": method, "seed": str(seed), "experiment": cfg.name})
+
+    def checkpoint(path: Path, final: bool = False) -> None:
+        payload = {"model": model.state_dict(), "step": step, "config": cfg.to_dict(), "scale": scale,
+                   "method": method, "seed": seed, "geometry": asdict(geom), "params": n_params,
+                   "mlflow_run_id": run.run_id}
+        if not final:
+            payload.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+                           rng={"data": gen_data.get_state(), "noise": gen_noise.get_state()})
+        save_torch(payload, path)
+
+    autocast = device.type == "cuda" and tc.precision in ("auto", "bf16")
+    net.train()
+    t0, last = time.time(), {}
+    window: dict[str, float] = {}
+    from tqdm import tqdm
+
+    bar = tqdm(total=tc.steps, initial=step, desc=f"train {scale}/{method}/s{seed}", disable=not progress,
+               mininterval=5.0)
+    try:
+        while step < tc.steps:
+            idx = torch.randint(len(data), (tc.batch_size,), generator=gen_data).numpy()
+            x = patchify(to_unit(torch.from_numpy(data.take(idx)).to(device)), cfg.model.patch_size)
+            y = torch.from_numpy(data.labels[idx]).to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                loss, logs = objective(net, x, y, gen_noise)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} "
+                                         f"({ {k: float(v) for k, v in logs.items()} })")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip) if tc.grad_clip > 0 \
+                else torch.tensor(0.0)
+            opt.step()
+            sched.step()
+            model.update_ema(tc.ema_decay)
+            step += 1
+            bar.update(1)
+            for k, v in logs.items():
+                window[k] = window.get(k, 0.0) + float(v)
+            window["_n"] = window.get("_n", 0) + 1
+            if step % tc.log_every == 0 or step == tc.steps:
+                n = window.pop("_n")
+                last = {k: v / n for k, v in window.items()}
+                last.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
+                window = {}
+                with open(log_path, "a") as fh:
+                    fh.write(json.dumps({"step": step, **last}) + "\n")
+                run.log_metrics(last, step)
+            if step % tc.ckpt_every == 0 and step < tc.steps:
+                checkpoint(state_path)
+                if stop_after is not None and step >= stop_after:
+                    raise Stop(f"stopped after step {step}")
+    except Stop:
+        bar.close()
+        run.end("KILLED")
+        raise
+    except BaseException:
+        bar.close()
+        run.end("FAILED")
+        raise
+    bar.close()
+    elapsed = time.time() - t0
+    checkpoint(out_dir / "model.pt", final=True)
+    summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
+               "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device)}
+    write_json(out_dir / "train.json", summary)
+    run.log_metrics({"train_seconds": elapsed}, step)
+    run.end("FINISHED")
+    if state_path.exists():
+        state_path.unlink()
+    return summary
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines written after the checkpoint we resume from (they will be written again)."""
+    if not path.exists():
+        return
+    keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
+    with atomic_path(path) as tmp:
+        tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+def load_trained(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True):
+    """Load a final model.pt; returns (network in eval mode, config, checkpoint metadata)."""
+    ck = torch.load(path, map_location=device, weights_only=False)
+    cfg = from_dict(ck["config"])
+    geom = Geometry(**ck["geometry"])
+    model = TrainedModel(build_network(cfg, ck["scale"], ck["method"], geom))
+    model.load_state_dict(ck["model"])
+    net = (model.ema if use_ema else model.net).to(device).eval()
+    meta = {k: ck[k] for k in ("step", "scale", "method", "seed", "params", "mlflow_run_id")}
+    return net, cfg, meta

@@ -1,0 +1,30 @@
+if EXP.data.source == "digits":
+
+    rule export_digits:
+        """scikit-learn's bundled digits -> an image folder (deterministic; versioned by data.dvc)."""
+        output:
+            directory(EXP.data.root),
+        params:
+            cfg=cfg_json("data"),
+        log:
+            f"{RESULTS}/logs/export_digits.log",
+        shell:
+            "python -m pra export-digits --config-json {params.cfg:q} --out {output} > {log} 2>&1"
+
+
+rule prepare:
+    """Raw image folder -> center-cropped uint8 shards, class index, manifest."""
+    input:
+        ancient(EXP.data.root),
+    output:
+        directory(DATA),
+    params:
+        cfg=cfg_json("data"),
+    threads: 2
+    resources:
+        mem_mb=2000,
+    log:
+        f"{RESULTS}/logs/prepare.log",
+    shell:
+        "python -m pra prepare --config-json {params.cfg:q} --root {input} --out {output} "
+        "--threads {threads} > {log} 2>&1"

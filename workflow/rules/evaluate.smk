@@ -1,0 +1,38 @@
+rule train_classifier:
+    """The evaluation feature network (trained on the train split; registered with torch-fidelity)."""
+    input:
+        data=DATA,
+    output:
+        weights=f"{RESULTS}/classifier/classifier.pt",
+        info=f"{RESULTS}/classifier/classifier.json",
+    params:
+        cfg=cfg_json("data", "evaluate"),
+        out=f"{RESULTS}/classifier",
+    threads: 1
+    log:
+        f"{RESULTS}/logs/train_classifier.log",
+    shell:
+        "python -m pra train-classifier --config-json {params.cfg:q} --data {input.data} --out {params.out} "
+        "--threads {threads} > {log} 2>&1"
+
+
+rule evaluate:
+    """FID (torch-fidelity, classifier features) and class agreement of one run's samples."""
+    input:
+        samples=f"{RUN}/samples.npz",
+        info=f"{RUN}/samples.json",
+        train=f"{RUN}/train.json",
+        data=DATA,
+        classifier=f"{RESULTS}/classifier/classifier.pt",
+        tracking=f"{RESULTS}/tracking.json",
+    output:
+        f"{RUN}/eval.json",
+    params:
+        cfg=cfg_json("name", "data", "evaluate"),
+    threads: 1
+    log:
+        f"{RUN}/evaluate.log",
+    shell:
+        "python -m pra evaluate --config-json {params.cfg:q} --samples {input.samples} --data {input.data} "
+        "--classifier {input.classifier} --train-json {input.train} --tracking {input.tracking} "
+        "--out {output} > {log} 2>&1"
