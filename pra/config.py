@@ -108,7 +108,7 @@ class MethodConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    steps: int = opt(1500, "Optimiser steps.", minimum=1)
+    steps: int = opt(1000, "Optimiser steps.", minimum=1)
     batch_size: int = opt(64, "Global batch size.", minimum=1)
     lr: float = opt(1e-3, "Peak AdamW learning rate.", reconstruction=True, exclusive_minimum=0.0)
     weight_decay: float = opt(0.02, "AdamW weight decay.", reconstruction=True, minimum=0.0)
@@ -351,7 +351,7 @@ def _schema_for(cls, path: tuple) -> dict:
 
 def json_schema() -> dict:
     schema = _schema_for(ExperimentConfig, ())
-    schema["$schema"] = "http://json-schema.org/draft-07/schema#"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["description"] = "PRA experiment configuration (rendered by `python -m pra schema`)."
     return schema
 

@@ -53,14 +53,16 @@ class Objective:
         if m == "pixel_noise":
             sigma = self.knobs.pixel_noise_sigma * torch.rand(B, 1, 1, generator=gen, device=x.device)
             return x + sigma * torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
-        t = self.perturbation_times(B, N, gen, x.device).to(x.dtype)
         if m == "pra":
+            t = self.perturbation_times(B, N, gen, x.device).to(x.dtype)
             ctx = net.trunk(x[:, :-1], labels) if net.decoder.ctx_in is not None else None
             eps = torch.randn(z.shape, generator=gen, device=x.device, dtype=z.dtype)
             z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
             return net.to_pixels(z_tilde, ctx)
         if m == "exact_rollout":
-            anchor = (z, t) if self.knobs.rollout_anchor else None
+            anchor = None
+            if self.knobs.rollout_anchor:
+                anchor = (z, self.perturbation_times(B, N, gen, x.device).to(x.dtype))
             return rollout(net, self.flow, labels, self.rollout_settings, gen, anchor=anchor).patches
         raise ValueError(f"unknown method {m!r}")
 

@@ -40,8 +40,9 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
               "conditioned on. The last row is the floor: real held-out images scored the same way.\n\n")
     fid_md.write_text(header + tables.fid_table(rows, floor))
     grid = out / "figures" / "samples.png"
-    figures.sample_grid(panels, val.num_classes, grid, per_class=3,
-                        title=f"class-conditional samples (columns: classes 0-{val.num_classes - 1}, 3 each)")
+    figures.sample_grid(panels, val.num_classes, grid, per_class=4,
+                        title=f"class-conditional samples, EMA weights, seed {cfg.sample.seed} "
+                              f"(columns: classes 0-{val.num_classes - 1})")
     metrics = {f"{r['scale']}/{r['method']}/s{r['seed']}": {"fid": r["fid"], "class_accuracy": r["class_accuracy"]}
                for r in rows}
     metrics["classifier_val_accuracy"] = floor["val_accuracy"]

@@ -38,20 +38,21 @@ def tile(images: np.ndarray, cols: int, pad: int = 1) -> np.ndarray:
 
 
 def sample_grid(panels: list[tuple[str, np.ndarray, np.ndarray]], num_classes: int, out_path: str | Path,
-                per_class: int = 2, title: str = "") -> None:
-    """One row per panel (label, images, labels): per_class samples of each class, classes left to right."""
+                per_class: int = 4, title: str = "", cols: int = 2) -> None:
+    """One panel per (name, images, labels): classes left to right, per_class samples top to bottom."""
     plt = _plt()
-    fig, axes = plt.subplots(len(panels), 1, figsize=(num_classes * per_class * 0.42 + 2.2, 0.5 * per_class * 0
-                                                       + 0.95 * len(panels) + 0.6), squeeze=False)
-    for ax, (name, images, labels) in zip(axes[:, 0], panels):
-        chosen = pick_per_class(images, labels, num_classes, per_class)
-        # class-major -> columns: class c occupies per_class adjacent columns
-        strip = tile(chosen, cols=num_classes * per_class)
-        ax.imshow(strip.squeeze(-1) if strip.shape[-1] == 1 else strip, cmap="gray", vmin=0, vmax=255,
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, (0.42 * per_class + 0.5) * rows + 0.4),
+                             squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, images, labels) in zip(axes.flat, panels):
+        chosen = pick_per_class(images, labels, num_classes, per_class)            # class-major
+        chosen = chosen.reshape(num_classes, per_class, *chosen.shape[1:]).swapaxes(0, 1)
+        grid = tile(chosen.reshape(-1, *chosen.shape[2:]), cols=num_classes)      # row = sample index
+        ax.imshow(grid.squeeze(-1) if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
                   interpolation="nearest")
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=9)
+        ax.set_title(name, fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -1,7 +1,9 @@
+import os
+
 # Paths of every artifact are functions of (experiment, scale, method, seed).
 RESULTS = f"results/{EXP.name}"
 DATA = f"{RESULTS}/data"
-RUN = RESULTS + "/runs/{scale}/{method}/s{seed}"
+RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/s{{seed}}"
 REPORTS = EXP.reports_dir
 
 
@@ -9,6 +11,18 @@ wildcard_constraints:
     scale=r"[A-Za-z0-9_.-]+",
     method=r"[a-z_]+",
     seed=r"\d+",
+
+
+# The software of every rule: the dependencies come from this environment (or the activated venv),
+# the `pra` package from this repository (put first on PYTHONPATH by the shell prefix below), so jobs
+# always run the checked-out code.
+ENV = "../envs/pra.yaml"
+shell.prefix('export PYTHONPATH="' + workflow.basedir + '${{PYTHONPATH:+:$PYTHONPATH}}"; ')
+
+
+def out_dir(output_file):
+    """params helper: the folder of an output file."""
+    return lambda wildcards, output: os.path.dirname(output[output_file])
 
 
 def cfg_json(*keys):

@@ -8,6 +8,8 @@ if EXP.data.source == "digits":
             cfg=cfg_json("data"),
         log:
             f"{RESULTS}/logs/export_digits.log",
+        conda:
+            ENV
         shell:
             "python -m pra export-digits --config-json {params.cfg:q} --out {output} > {log} 2>&1"
 
@@ -25,6 +27,8 @@ rule prepare:
         mem_mb=2000,
     log:
         f"{RESULTS}/logs/prepare.log",
+    conda:
+        ENV
     shell:
         "python -m pra prepare --config-json {params.cfg:q} --root {input} --out {output} "
         "--threads {threads} > {log} 2>&1"

@@ -7,10 +7,12 @@ rule train_classifier:
         info=f"{RESULTS}/classifier/classifier.json",
     params:
         cfg=cfg_json("data", "evaluate"),
-        out=f"{RESULTS}/classifier",
+        out=out_dir("weights"),
     threads: 1
     log:
         f"{RESULTS}/logs/train_classifier.log",
+    conda:
+        ENV
     shell:
         "python -m pra train-classifier --config-json {params.cfg:q} --data {input.data} --out {params.out} "
         "--threads {threads} > {log} 2>&1"
@@ -24,7 +26,7 @@ rule evaluate:
         train=f"{RUN}/train.json",
         data=DATA,
         classifier=f"{RESULTS}/classifier/classifier.pt",
-        tracking=f"{RESULTS}/tracking.json",
+        tracking=ancient(f"{RESULTS}/tracking.json"),
     output:
         f"{RUN}/eval.json",
     params:
@@ -32,6 +34,8 @@ rule evaluate:
     threads: 1
     log:
         f"{RUN}/evaluate.log",
+    conda:
+        ENV
     shell:
         "python -m pra evaluate --config-json {params.cfg:q} --samples {input.samples} --data {input.data} "
         "--classifier {input.classifier} --train-json {input.train} --tracking {input.tracking} "

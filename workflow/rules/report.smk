@@ -15,7 +15,11 @@ rule build_report:
         REPORT_OUTPUTS,
     params:
         cfg=cfg_json(*EXP.to_dict().keys()),
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.classifier)),
+        reports=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/report.log",
+    conda:
+        ENV
     shell:
-        "python -m pra report --config-json {params.cfg:q} --results {RESULTS} --out {REPORTS} > {log} 2>&1"
+        "python -m pra report --config-json {params.cfg:q} --results {params.results} --out {params.reports} > {log} 2>&1"

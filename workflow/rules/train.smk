@@ -8,28 +8,33 @@ rule init_tracking:
         f"{RESULTS}/tracking.json",
     params:
         name=EXP.name,
+        results=lambda w, output: os.path.dirname(output[0]),
     log:
         f"{RESULTS}/logs/init_tracking.log",
+    conda:
+        ENV
     shell:
-        "python -m pra init-tracking --results {RESULTS} --experiment {params.name} --out {output} > {log} 2>&1"
+        "python -m pra init-tracking --results {params.results} --experiment {params.name} --out {output} > {log} 2>&1"
 
 
 rule train:
     """Train one (scale, method, seed); resumes from state.pt if a previous attempt was interrupted."""
     input:
         data=DATA,
-        tracking=f"{RESULTS}/tracking.json",
+        tracking=ancient(f"{RESULTS}/tracking.json"),
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
     params:
         cfg=cfg_json("name", "device", "data", "model", "method", "train"),
-        out=RUN,
+        out=out_dir("model"),
     threads: EXP.train.threads
     resources:
         mem_mb=3000,
     log:
         f"{RUN}/train.log",
+    conda:
+        ENV
     shell:
         "python -m pra train --config-json {params.cfg:q} --scale {wildcards.scale} --method {wildcards.method} "
         "--seed {wildcards.seed} --data {input.data} --tracking {input.tracking} --out {params.out} > {log} 2>&1"
@@ -49,6 +54,8 @@ rule sample:
         mem_mb=2000,
     log:
         f"{RUN}/sample.log",
+    conda:
+        ENV
     shell:
         "python -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
         "--threads {threads} > {log} 2>&1"

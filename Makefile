@@ -1,0 +1,29 @@
+# Two entry points for a fresh machine:  `make run`  and  `make test`.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+CORES  ?= all
+
+.PHONY: install run smoke test clean-results
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)
+
+# the default experiment (embedded digits, CPU): tables and figures land in reports/
+run: $(STAMP)
+	. $(VENV)/bin/activate && snakemake --cores $(CORES) all
+
+# the whole pipeline on a tiny configuration (about a minute)
+smoke: $(STAMP)
+	. $(VENV)/bin/activate && snakemake --cores $(CORES) all --configfile experiments/smoke.yaml
+
+test: $(STAMP)
+	. $(VENV)/bin/activate && python -m pytest -q
+
+clean-results:
+	rm -rf results .snakemake

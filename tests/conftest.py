@@ -1,0 +1,59 @@
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def digits_root(tmp_path_factory):
+    from pra.data.digits import export_digits
+
+    root = tmp_path_factory.mktemp("raw") / "digits"
+    export_digits(root, 0.2, 0)
+    return root
+
+
+@pytest.fixture(scope="session")
+def prepared(tmp_path_factory, digits_root):
+    """The default data prepared at 16x16 (fast) for model tests."""
+    from pra.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared16")
+    prepare(digits_root, out, resolution=16, channels=1, shard_size=500, workers=1, progress=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def prepared32(tmp_path_factory, digits_root):
+    from pra.data.prepare import prepare
+
+    out = tmp_path_factory.mktemp("prepared32")
+    prepare(digits_root, out, resolution=32, channels=1, shard_size=500, workers=2, progress=False)
+    return out
+
+
+def tiny_config(**over):
+    """A seconds-scale config: 16x16 digits, 4x4 patches (16 tokens of 16-d), tiny-XS."""
+    from pra.config import ExperimentConfig
+
+    base = dict(scales=["tiny-XS"], data={"resolution": 16}, model={"patch_size": 4, "z_dim": 2,
+                                                                    "prefix_tokens": 4},
+                train={"steps": 20, "batch_size": 16, "warmup_steps": 2, "log_every": 5, "ckpt_every": 10},
+                sample={"per_class": 2, "batch_size": 10, "ode_steps": 3},
+                method={"rollout_ode_steps": 2})
+    for k, v in over.items():
+        base[k] = {**base.get(k, {}), **v} if isinstance(v, dict) else v
+    return ExperimentConfig().replace(**base)
+
+
+def run(cmd, cwd=ROOT, env=None, timeout=900, check=True):
+    e = {**os.environ, **(env or {})}
+    p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
+    return p

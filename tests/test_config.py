@@ -1,0 +1,83 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pra.config import ConfigError, ExperimentConfig, from_dict, json_schema, load, reconstructions
+from conftest import ROOT, run
+
+
+def test_defaults_equal_config_yaml():
+    assert load(ROOT / "config/config.yaml") == ExperimentConfig()
+
+
+def test_schema_file_in_sync():
+    on_disk = json.loads((ROOT / "workflow/schemas/config.schema.json").read_text())
+    assert on_disk == json.loads(json.dumps(json_schema())), "run: python -m pra schema --out workflow/schemas/config.schema.json"
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"trian": {}}, "trian"),
+    ({"train": {"stpes": 3}}, "train.stpes"),
+    ({"train": {"steps": "many"}}, "train.steps"),
+    ({"train": {"steps": 0}}, "train.steps"),
+    ({"train": {"lr": 0}}, "train.lr"),
+    ({"methods": ["pra", "magic"]}, "methods"),
+    ({"scales": ["PRA-XXL"]}, "scales"),
+    ({"data": {"channels": 2}}, "data.channels"),
+    ({"model": {"patch_size": 5}}, "model.patch_size"),
+    ({"method": {"p_sample": 1.5}}, "method.p_sample"),
+    ({"sample": {"cfg_interval": [0.8, 0.2]}}, "sample.cfg_interval"),
+    ({"model": {"decoder_context": "yes"}}, "model.decoder_context"),
+])
+def test_invalid_values_name_the_key(raw, key):
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        from_dict(raw)
+
+
+def test_schema_agrees_with_validator():
+    import jsonschema
+
+    schema = json_schema()
+    jsonschema.validate(ExperimentConfig().to_dict(), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"train": {"steps": 0}}, schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"train": {"bogus": 1}}, schema)
+
+
+def test_every_reconstruction_is_marked_in_config_yaml():
+    lines = (ROOT / "config/config.yaml").read_text().splitlines()
+    for r in reconstructions():
+        section, key = r["key"].split(".")
+        hits = [ln for ln in lines if re.match(rf"\s+{key}:", ln)]
+        assert hits, f"{r['key']} missing from config.yaml"
+        assert all("reconstruction" in ln for ln in hits), f"{r['key']} is not marked as a reconstruction"
+
+
+def test_experiment_files_are_valid():
+    for p in sorted((ROOT / "experiments").glob("*.yaml")):
+        load(ROOT / "config/config.yaml", p)
+
+
+def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"name": "bad", "train": {"stpes": 10}}))
+    p = run(["snakemake", "-n", "all", "--configfile", str(bad)], check=False)
+    assert p.returncode != 0
+    out = p.stdout + p.stderr
+    assert "stpes" in out
+    assert not (ROOT / "results" / "bad").exists()
+
+    bad.write_text(yaml.safe_dump({"name": "bad", "train": {"steps": -1}}))
+    p = run(["snakemake", "-n", "all", "--configfile", str(bad)], check=False)
+    assert p.returncode != 0 and "steps" in p.stdout + p.stderr
+
+
+def test_cli_reports_config_errors(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  z_dim: -3\n")
+    p = run(["python", "-m", "pra", "config", "--config", str(bad)], check=False)
+    assert p.returncode == 2 and "model.z_dim" in p.stderr

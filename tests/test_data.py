@@ -1,0 +1,55 @@
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from pra.data.dataset import PreparedSplit
+from pra.data.digits import export_digits
+
+
+def _tree_digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_export_is_deterministic(tmp_path, digits_root):
+    export_digits(tmp_path / "again", 0.2, 0)
+    assert _tree_digest(tmp_path / "again") == _tree_digest(digits_root)
+
+
+def test_export_split_is_stratified_and_disjoint(digits_root):
+    train = {p.name for p in (digits_root / "train").rglob("*.png")}
+    val = {p.name for p in (digits_root / "val").rglob("*.png")}
+    assert len(train) + len(val) == 1797 and not train & val
+    for c in range(10):
+        n_tr = len(list((digits_root / "train" / str(c)).glob("*.png")))
+        n_va = len(list((digits_root / "val" / str(c)).glob("*.png")))
+        assert abs(n_va / (n_tr + n_va) - 0.2) < 0.02
+
+
+def test_prepared_format(prepared32):
+    tr, va = PreparedSplit(prepared32, "train"), PreparedSplit(prepared32, "val")
+    assert len(tr) + len(va) == 1797
+    x = tr.all_images()
+    assert x.dtype == np.uint8 and x.shape == (len(tr), 32, 32, 1)
+    assert tr.labels.dtype == np.int64 and set(tr.labels.tolist()) == set(range(10))
+    assert tr.manifest["classes"] == [str(i) for i in range(10)]
+    assert sum(tr.manifest["splits"]["train"]["per_class"]) == len(tr)
+    assert len(tr.manifest["splits"]["train"]["shards"]) == 3  # 1438 images in shards of 500
+    # background of digits is black, strokes bright: the crop kept the content centred
+    assert x[:, :, :, 0].mean() > 10 and x[:, :2, :, 0].mean() < x[:, 12:20, 12:20, 0].mean()
+    # no validation image is a copy of a training image
+    tr_hashes = {hashlib.md5(im.tobytes()).hexdigest() for im in x}
+    va_hashes = {hashlib.md5(im.tobytes()).hexdigest() for im in va.all_images()}
+    assert not tr_hashes & va_hashes  # the raw set holds no exact duplicates
+
+
+def test_take_gathers_across_shards(prepared32):
+    tr = PreparedSplit(prepared32, "train")
+    idx = np.array([0, 499, 500, 1437, 3])
+    full = np.concatenate([np.load(prepared32 / f"train-{k:05d}.images.npy") for k in range(3)])
+    assert np.array_equal(tr.take(idx), full[idx])

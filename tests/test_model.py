@@ -1,0 +1,144 @@
+"""Properties of the network, the input constructions and the sampler."""
+import pytest
+import torch
+
+from conftest import tiny_config
+from pra.model.network import Geometry, PRANetwork, count_parameters
+from pra.model.scales import get_scale
+from pra.objective import Objective, make_flow
+from pra.runtime import generator
+from pra.sampler import SamplerSettings, rollout
+
+GEOM = Geometry(resolution=16, channels=1, patch_size=4, num_classes=10)  # 16 tokens of 16-d
+
+
+def make(which="pra", **over):
+    cfg = tiny_config(**over)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = PRANetwork(get_scale("tiny-XS"), cfg.model, GEOM, which).double().eval()
+        # the head starts at zero output; randomise it so that tests see a non-trivial head
+        for p in net.head.parameters():
+            p.data.normal_(0, 0.05)
+    return cfg, net
+
+
+def test_trunk_is_causal():
+    _, net = make()
+    x = torch.randn(3, 15, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 10])
+    h = net.trunk(x, y)
+    assert h.shape == (3, 16, net.trunk.width)
+    for j in range(15):
+        x2 = x.clone()
+        x2[:, j] += torch.randn_like(x2[:, j])
+        h2 = net.trunk(x2, y)
+        # input patch j (the (j+1)-th patch) feeds h_{j+2} onwards; h_1..h_{j+1} must not move
+        assert torch.equal(h2[:, : j + 1], h[:, : j + 1]), j
+        assert not torch.allclose(h2[:, j + 1], h[:, j + 1])
+
+
+def test_encoder_is_causal():
+    _, net = make()
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    z = net.encoder(x)
+    for j in range(16):
+        x2 = x.clone()
+        x2[:, j] += 1.0
+        z2 = net.encoder(x2)
+        assert torch.equal(z2[:, :j], z[:, :j]) and not torch.allclose(z2[:, j], z[:, j])
+
+
+def test_kv_cached_decode_equals_full_forward():
+    """Tolerance 1e-10 in float64 (the two paths sum in different orders)."""
+    _, net = make()
+    x = torch.randn(4, 15, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([0, 3, 7, 10])
+    full = net.trunk(x, y)
+    cache = net.trunk.new_cache(4, "cpu", torch.double)
+    steps = [net.trunk.prefill(y, cache)]
+    for i in range(15):
+        steps.append(net.trunk.step(x[:, i], cache))
+    torch.testing.assert_close(torch.stack(steps, 1), full, rtol=0, atol=1e-10)
+
+
+def test_cached_rollout_equals_recompute_rollout():
+    cfg, net = make()
+    flow = make_flow(cfg.model, True)
+    s = SamplerSettings(ode_steps=3, cfg_scale=2.0)
+    labels = torch.tensor([1, 5])
+    a = rollout(net, flow, labels, s, generator(7), use_cache=True)
+    b = rollout(net, flow, labels, s, generator(7), use_cache=False)
+    torch.testing.assert_close(a.patches, b.patches, rtol=0, atol=1e-9)
+
+
+def test_pra_inputs_are_built_independently_per_position():
+    cfg, net = make("pra")
+    obj = Objective("pra", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([2, 4])
+    z = net.encoder(x)
+    base = obj.build_inputs(net, x, y, z, generator(3))
+    for j in [0, 5, 15]:
+        z2 = z.clone()
+        z2[:, j] += 0.5
+        got = obj.build_inputs(net, x, y, z2, generator(3))
+        changed = (got - base).abs().amax(dim=(0, 2)) > 0
+        assert changed.tolist() == [i == j for i in range(16)], j
+
+
+def test_exact_rollout_inputs_equal_the_sampler():
+    cfg, net = make("exact_rollout", method={"rollout_anchor": False})
+    obj = Objective("exact_rollout", cfg.model, cfg.method, latent=True)
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    got = obj.build_inputs(net, x, y, net.encoder(x), generator(11))
+    settings = SamplerSettings(ode_steps=cfg.method.rollout_ode_steps, solver=cfg.method.rollout_solver)
+    ref = rollout(net, make_flow(cfg.model, True), y, settings, generator(11))
+    assert torch.equal(got, ref.patches)
+
+
+def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
+    cfg, net = make("exact_rollout", method={"t_min": 1.0})
+    obj = Objective("exact_rollout", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2])
+    z = net.encoder(x)
+    got = obj.build_inputs(net, x, y, z, generator(0))
+    # t = 1: every position starts (and ends) at the true state, decoded with the rollout's context
+    r = rollout(net, obj.flow, y, obj.rollout_settings, generator(0), anchor=(z, torch.ones(2, 16, dtype=torch.double)))
+    torch.testing.assert_close(r.states, z)
+    assert torch.equal(got, r.patches)
+
+
+@pytest.mark.parametrize("method", ["pixel_tf", "pixel_noise", "latent_tf", "pra", "exact_rollout"])
+def test_every_method_trains_one_step(method):
+    cfg, net = make(method)
+    net.train()
+    obj = Objective(method, cfg.model, cfg.method, latent=net.latent)
+    x = torch.rand(4, 16, GEOM.patch_dim, dtype=torch.double) * 2 - 1
+    loss, logs = obj(net, x, torch.tensor([0, 1, 2, 3]), generator(0))
+    loss.backward()
+    assert torch.isfinite(loss)
+    grads = {n: p.grad for n, p in net.named_parameters()}
+    assert all(g is not None for n, g in grads.items() if n.startswith(("trunk.", "head."))), method
+    if net.latent:
+        assert any(g is not None and g.abs().sum() > 0 for n, g in grads.items() if n.startswith("encoder."))
+        assert "loss_recon" in logs
+
+
+def test_no_grad_pass_holds_no_graph():
+    """PRA's first trunk pass and the decoder run without autograd: the inputs carry no graph."""
+    cfg, net = make("pra")
+    obj = Objective("pra", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    inputs = obj.build_inputs(net, x, torch.tensor([1, 2]), net.encoder(x), generator(0))
+    assert inputs.grad_fn is None and not inputs.requires_grad
+
+
+def test_rope_identity_for_prefix():
+    _, net = make()
+    rope = net.trunk.body.rope
+    K = net.trunk.prefix_tokens
+    assert torch.all(rope.cos[:K] == 1) and torch.all(rope.sin[:K] == 0)
+    assert "cos" not in net.state_dict() and any(n == "cos" for n, _ in rope.named_buffers())
