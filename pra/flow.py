@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from pra.model.head import FlowHead
+from pra.noise import Noise, as_noise
 
 
 @dataclass(frozen=True)
@@ -21,11 +22,10 @@ class Flow:
     t_std: float = 1.0
     x_pred_eps: float = 0.05       # clamp of (1 - t) for x-prediction, as in JiT
 
-    def sample_t(self, n: int, generator: torch.Generator, device) -> torch.Tensor:
+    def sample_t(self, noise: Noise, *shape, batch_dim: int = 0) -> torch.Tensor:
         if self.t_sampler == "uniform":
-            return torch.rand(n, generator=generator, device=device)
-        z = torch.randn(n, generator=generator, device=device) * self.t_std + self.t_mean
-        return torch.sigmoid(z)
+            return noise.rand(*shape, batch_dim=batch_dim)
+        return torch.sigmoid(noise.randn(*shape, batch_dim=batch_dim) * self.t_std + self.t_mean)
 
     def velocity(self, head: FlowHead, y_t, t, cond):
         out = head(y_t, t, cond)
@@ -33,10 +33,11 @@ class Flow:
             return (out - y_t) / (1 - t).clamp_min(self.x_pred_eps)[:, None]
         return out
 
-    def loss(self, head: FlowHead, y: torch.Tensor, cond: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """Per-row velocity loss for targets y [R, D] given conditions [R, C]; returns [R]."""
-        eps = torch.randn(y.shape, generator=generator, device=y.device, dtype=y.dtype)
-        t = self.sample_t(y.shape[0], generator, y.device).to(y.dtype)
+    def loss(self, head: FlowHead, y: torch.Tensor, cond: torch.Tensor, eps: torch.Tensor,
+             t: torch.Tensor) -> torch.Tensor:
+        """Per-row velocity loss for targets y [R, D] given conditions [R, C], noise eps [R, D] and
+        times t [R] (drawn by the caller, see pra.noise); returns [R]."""
+        t = t.to(y.dtype)
         y_t = t[:, None] * y + (1 - t[:, None]) * eps
         v = self.velocity(head, y_t, t, cond)
         return ((v - (y - eps)) ** 2).mean(dim=-1)
@@ -45,7 +46,7 @@ class Flow:
     def sample(self, head: FlowHead, cond: torch.Tensor, *, steps: int, solver: str = "heun",
                uncond: torch.Tensor | None = None, cfg_scale: float | torch.Tensor = 1.0,
                cfg_interval: tuple[float, float] = (0.0, 1.0), temperature: float = 1.0,
-               generator: torch.Generator | None = None, y_start: torch.Tensor | None = None,
+               noise: Noise | torch.Generator | None = None, y_start: torch.Tensor | None = None,
                t_start: torch.Tensor | None = None) -> torch.Tensor:
         """Integrate the ODE from t_start (default 0, y ~ temperature * N(0, I)) to t = 1.
 
@@ -56,7 +57,7 @@ class Flow:
         R, device = cond.shape[0], cond.device
         dim = head.out.out_features
         if y_start is None:
-            y = torch.randn(R, dim, generator=generator, device=device, dtype=cond.dtype) * temperature
+            y = as_noise(noise).randn(R, dim, dtype=cond.dtype) * temperature
             t0 = torch.zeros(R, device=device, dtype=cond.dtype)
         else:
             y, t0 = y_start.clone(), t_start.to(cond.dtype)

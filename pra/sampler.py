@@ -13,6 +13,7 @@ import torch
 from pra.config import SampleConfig
 from pra.flow import Flow
 from pra.model.network import PRANetwork
+from pra.noise import Noise, as_noise
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ class Rollout:
 
 @torch.no_grad()
 def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: SamplerSettings,
-            generator: torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
+            noise: Noise | torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
             use_cache: bool = True) -> Rollout:
     """Generate N tokens for `labels` [B].
 
@@ -57,6 +58,7 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
     and benchmark).
     """
     g = net.geometry
+    noise = as_noise(noise)
     B, N, device = labels.shape[0], g.num_tokens, labels.device
     guided = settings.cfg_scale != 1.0
     lab = torch.cat([labels, torch.full_like(labels, net.trunk.null_label)]) if guided else labels
@@ -70,11 +72,11 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
         kw = {}
         if anchor is not None:
             y_true, t = anchor[0][:, i], anchor[1][:, i]
-            eps = torch.randn(y_true.shape, generator=generator, device=device, dtype=dtype)
+            eps = noise.randn(*y_true.shape, dtype=dtype)
             kw = dict(y_start=t[:, None] * y_true + (1 - t[:, None]) * eps, t_start=t)
         y = flow.sample(net.head, cond, steps=settings.ode_steps, solver=settings.solver, uncond=uncond,
                         cfg_scale=settings.guidance_at(i, N), cfg_interval=settings.cfg_interval,
-                        temperature=settings.temperature, generator=generator, **kw)
+                        temperature=settings.temperature, noise=noise, **kw)
         x = net.to_pixels(y, cond)
         patches[:, i] = x
         states.append(y)

@@ -18,12 +18,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pra.config import ExperimentConfig, from_dict
+from pra.config import ConfigError, ExperimentConfig, from_dict
+from pra import distributed as D
 from pra.data.dataset import PreparedSplit
 from pra.io import atomic_path, save_torch, write_json
 from pra.model.network import Geometry, PRANetwork, count_parameters
 from pra.model.patches import patchify, to_unit
 from pra.model.scales import get_scale
+from pra.noise import Noise
 from pra.objective import Objective
 from pra.runtime import generator, resolve_device, set_threads
 from pra import tracking
@@ -80,6 +82,18 @@ def geometry_of(cfg: ExperimentConfig, data: PreparedSplit) -> Geometry:
     return Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, data.num_classes)
 
 
+class LossModule(nn.Module):
+    """net + objective behind one forward(), so that DistributedDataParallel sees the whole step."""
+
+    def __init__(self, net: PRANetwork, objective: Objective):
+        super().__init__()
+        self.net = net
+        self.objective = objective
+
+    def forward(self, x, labels, noise):
+        return self.objective(self.net, x, labels, noise)
+
+
 class Stop(Exception):
     """Raised by `stop_after` (tests and preemption) after a checkpoint was written."""
 
@@ -91,6 +105,12 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     device = resolve_device(cfg.device)
     set_threads(cfg.train.threads)
     tc = cfg.train
+    owns_group = not (D.dist.is_available() and D.dist.is_initialized())
+    dinfo = D.init_from_env(device.type)
+    if tc.batch_size % dinfo.world:
+        raise ConfigError(f"config key 'train.batch_size': {tc.batch_size} is not divisible by the "
+                          f"{dinfo.world} data-parallel processes")
+    local_batch = tc.batch_size // dinfo.world
     data = PreparedSplit(data_dir, "train")
     geom = geometry_of(cfg, data)
 
@@ -102,6 +122,11 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.schedule))
     gen_data = generator(seed * 1000 + 1)                  # batch indices (CPU)
     gen_noise = generator(seed * 1000 + 2, device)         # every noise draw of the objective
+    noise = Noise(gen_noise, dinfo.rank, dinfo.world)
+    step_fn = LossModule(net, objective)
+    if dinfo.enabled:
+        step_fn = nn.parallel.DistributedDataParallel(
+            step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     step, run_id = 0, None
     log_path, state_path = out_dir / "train_log.jsonl", out_dir / "state.pt"
 
@@ -115,16 +140,18 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         step, run_id = ck["step"], ck.get("mlflow_run_id")
         _truncate_log(log_path, step)
         print(f"resumed from {state_path} at step {step}", flush=True)
-    elif log_path.exists():
+    elif log_path.exists() and dinfo.is_main:
         log_path.unlink()
 
     n_params = count_parameters(net)
-    run = tracking.Run(tracking_uri, cfg.name, f"{scale}/{method}/s{seed}", run_id=run_id,
+    run = tracking.Run(tracking_uri if dinfo.is_main else None, cfg.name, f"{scale}/{method}/s{seed}", run_id=run_id,
                        params={"scale": scale, "method": method, "seed": seed, "params": n_params,
                                **{f"{k}": v for k, v in cfg.to_dict().items() if k in ("model", "method", "train")}},
                        tags={"scale": scale, "method": method, "seed": str(seed), "experiment": cfg.name})
 
     def checkpoint(path: Path, final: bool = False) -> None:
+        if not dinfo.is_main:
+            return
         payload = {"model": model.state_dict(), "step": step, "config": cfg.to_dict(), "scale": scale,
                    "method": method, "seed": seed, "geometry": asdict(geom), "params": n_params,
                    "mlflow_run_id": run.run_id}
@@ -143,11 +170,13 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                mininterval=5.0)
     try:
         while step < tc.steps:
+            # the global batch is drawn identically on every rank; each keeps its slice
             idx = torch.randint(len(data), (tc.batch_size,), generator=gen_data).numpy()
+            idx = idx[dinfo.rank * local_batch:(dinfo.rank + 1) * local_batch]
             x = patchify(to_unit(torch.from_numpy(data.take(idx)).to(device)), cfg.model.patch_size)
             y = torch.from_numpy(data.labels[idx]).to(device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss, logs = objective(net, x, y, gen_noise)
+                loss, logs = step_fn(x, y, noise)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} "
                                          f"({ {k: float(v) for k, v in logs.items()} })")
@@ -165,19 +194,23 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
             window["_n"] = window.get("_n", 0) + 1
             if step % tc.log_every == 0 or step == tc.steps:
                 n = window.pop("_n")
-                last = {k: v / n for k, v in window.items()}
+                last = D.mean_across_ranks({k: v / n for k, v in window.items()}, device)
                 last.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
                 window = {}
-                with open(log_path, "a") as fh:
-                    fh.write(json.dumps({"step": step, **last}) + "\n")
+                if dinfo.is_main:
+                    with open(log_path, "a") as fh:
+                        fh.write(json.dumps({"step": step, **last}) + "\n")
                 run.log_metrics(last, step)
             if step % tc.ckpt_every == 0 and step < tc.steps:
                 checkpoint(state_path)
+                D.barrier()
                 if stop_after is not None and step >= stop_after:
                     raise Stop(f"stopped after step {step}")
     except Stop:
         bar.close()
         run.end("KILLED")
+        if owns_group:
+            D.shutdown()
         raise
     except BaseException:
         bar.close()
@@ -187,12 +220,17 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     elapsed = time.time() - t0
     checkpoint(out_dir / "model.pt", final=True)
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
-               "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device)}
-    write_json(out_dir / "train.json", summary)
+               "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device),
+               "world_size": dinfo.world}
+    if dinfo.is_main:
+        write_json(out_dir / "train.json", summary)
+        if state_path.exists():
+            state_path.unlink()
     run.log_metrics({"train_seconds": elapsed}, step)
     run.end("FINISHED")
-    if state_path.exists():
-        state_path.unlink()
+    D.barrier()
+    if owns_group:
+        D.shutdown()
     return summary
 
 
