@@ -8,6 +8,8 @@ Every rule is a thin shell around `python -m pra <command>`. The config is valid
 workflow/schemas/config.schema.json (rendered from pra/config.py) and then parsed into the typed
 config object before any job starts; a bad key or value stops the run naming the key.
 """
+import sys
+
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -18,6 +20,7 @@ configfile: "config/config.yaml"
 
 validate(config, "workflow/schemas/config.schema.json")
 
+sys.path.insert(0, workflow.basedir)  # this checkout's `pra`, whatever else is installed
 from pra.config import ConfigError, from_dict
 
 try:

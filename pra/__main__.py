@@ -37,7 +37,8 @@ def cmd_prepare(args):
     d = cfg.data
     workers = d.workers or args.threads
     m = prepare(args.root or d.root, args.out, resolution=d.resolution, channels=d.channels,
-                shard_size=d.shard_size, workers=workers, on_bad_image=d.on_bad_image)
+                shard_size=d.shard_size, workers=workers, on_bad_image=d.on_bad_image,
+                val_labels=d.val_labels or None)
     print(json.dumps({s: v["count"] for s, v in m["splits"].items()}))
 
 
@@ -145,6 +146,22 @@ def cmd_params(args):
     print(json.dumps(out))
 
 
+def cmd_bench(args):
+    from pra.bench import run_bench
+
+    cfg = _config(args)
+    run_bench(cfg, args.out, threads=args.threads, reps=args.reps, scales=tuple(args.scales),
+              sample_scales=tuple(args.sample_scales), sample_ode_steps=args.sample_ode_steps)
+    print((Path(args.out) / "results.md").read_text())
+
+
+def cmd_bench_prepare(args):
+    from pra.bench import bench_prepare
+
+    bench_prepare(args.out, n=args.images, resolution=args.resolution, workers=args.workers)
+    print((Path(args.out) / "prepare.md").read_text())
+
+
 def cmd_scales(args):
     from dataclasses import asdict
 
@@ -241,6 +258,21 @@ def main(argv=None):
     _add_config(p)
     p.add_argument("--experiment", dest="config", nargs="+", help="alias of --config")
     p.add_argument("--num-classes", type=int, default=None)
+
+    p = add("bench", cmd_bench, "speed/memory ratios measured side by side -> benchmarks/results.{json,md}")
+    _add_config(p)
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--reps", type=int, default=15)
+    p.add_argument("--scales", nargs="+", default=["tiny-S", "tiny-L"], help="training-step scales")
+    p.add_argument("--sample-scales", nargs="+", default=["tiny-S", "PRA-S"], help="sampling scales (256 tokens)")
+    p.add_argument("--sample-ode-steps", type=int, default=16)
+
+    p = add("bench-prepare", cmd_bench_prepare, "preprocessing vs bare PIL -> benchmarks/prepare.{json,md}")
+    p.add_argument("--out", default="benchmarks")
+    p.add_argument("--images", type=int, default=600)
+    p.add_argument("--resolution", type=int, default=256)
+    p.add_argument("--workers", type=int, default=2)
 
     add("scales", cmd_scales, "the scale registry")
 

@@ -46,6 +46,8 @@ class DataConfig:
     root: str = opt("data/digits", "Raw image folder (train/<class>/..., val/<class>/...).")
     resolution: int = opt(32, "Side length after ADM-style center crop and resize.", minimum=4)
     channels: int = opt(1, "1 (grayscale) or 3 (RGB).", choices=[1, 3])
+    val_labels: str = opt("", "imagefolder with a flat val/ folder: file mapping file names to classes "
+                          "('<file> <wnid>' lines or Kaggle's LOC_val_solution.csv).")
     val_fraction: float = opt(0.2, "digits only: stratified validation fraction of the export.",
                               exclusive_minimum=0.0, maximum=0.9)
     split_seed: int = opt(0, "digits only: seed of the fixed train/val split.", minimum=0)
@@ -177,9 +179,16 @@ class ExperimentConfig:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     def subset_json(self, *keys: str) -> str:
-        """JSON of some top-level keys: what a rule passes to its command (and what reruns it)."""
-        d = self.to_dict()
-        return json.dumps({k: d[k] for k in keys}, sort_keys=True)
+        """JSON of some keys ("train" or "data.resolution"): what a rule passes to its command, and
+        therefore what makes Snakemake rerun it. Keys not passed take their defaults in the command."""
+        d, out = self.to_dict(), {}
+        for key in keys:
+            head, _, tail = key.partition(".")
+            if tail:
+                out.setdefault(head, {})[tail] = d[head][tail]
+            else:
+                out[head] = d[head]
+        return json.dumps(out, sort_keys=True)
 
     def replace(self, **sections) -> "ExperimentConfig":
         """Copy with some fields replaced; nested sections accept dicts of overrides."""

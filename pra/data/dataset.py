@@ -12,7 +12,13 @@ class PreparedSplit:
     """Images (uint8 [H, W, C]) and labels of one split; `take(idx)` gathers across shards."""
 
     def __init__(self, data_dir: str | Path, split: str):
+        """data_dir: the prepared folder, or its manifest.json."""
         data_dir = Path(data_dir)
+        if data_dir.name == "manifest.json":
+            data_dir = data_dir.parent
+        if not (data_dir / "manifest.json").exists():
+            raise FileNotFoundError(f"{data_dir} has no manifest.json: run `prepare` (an interrupted prepare "
+                                    "resumes where it stopped)")
         self.manifest = read_json(data_dir / "manifest.json")
         if split not in self.manifest["splits"]:
             raise KeyError(f"{data_dir}: no split {split!r}")

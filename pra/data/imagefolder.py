@@ -19,20 +19,60 @@ def class_names(root: str | Path) -> list[str]:
     return names
 
 
-def list_split(root: str | Path, split: str, classes: list[str]) -> list[tuple[str, int]]:
-    """(path, label) of every image of a split in class-folder layout, sorted by class then name."""
+def read_val_labels(path: str | Path) -> dict[str, str]:
+    """File name -> class folder name for a flat val/ folder.
+
+    Accepts "<file> <wnid>" lines (whitespace or comma separated) and Kaggle's LOC_val_solution.csv
+    ("ImageId,PredictionString" where the string starts with the wnid).
+    """
+    out = {}
+    for i, line in enumerate(Path(path).read_text().splitlines()):
+        line = line.strip()
+        if not line or (i == 0 and line.lower().startswith("imageid")):
+            continue
+        parts = line.replace(",", " ").split()
+        if len(parts) < 2:
+            raise ValueError(f"{path}:{i + 1}: expected '<file> <class>', got {line!r}")
+        name = parts[0] if "." in parts[0] else parts[0] + ".JPEG"
+        out[name] = parts[1]
+    return out
+
+
+def list_split(root: str | Path, split: str, classes: list[str],
+               val_labels: str | Path | None = None) -> list[tuple[str, int]]:
+    """(path, label) of every image of a split, sorted by class then name.
+
+    Class-folder layout (split/<class>/*), or for a flat folder a label file (see read_val_labels).
+    """
     base = Path(root) / split
     if not base.is_dir():
         raise FileNotFoundError(f"{base} does not exist")
     index = {c: i for i, c in enumerate(classes)}
     items = []
-    for c in sorted(p.name for p in base.iterdir() if p.is_dir()):
-        if c not in index:
-            raise ValueError(f"{base / c}: class folder not present in {Path(root) / 'train'}")
-        for f in sorted((base / c).iterdir()):
-            if f.suffix.lower() in IMAGE_SUFFIXES:
-                items.append((str(f), index[c]))
-    return items
+    subdirs = sorted(p.name for p in base.iterdir() if p.is_dir())
+    if subdirs:
+        for c in subdirs:
+            if c not in index:
+                raise ValueError(f"{base / c}: class folder not present in {Path(root) / 'train'}")
+            for f in sorted((base / c).iterdir()):
+                if f.suffix.lower() in IMAGE_SUFFIXES:
+                    items.append((str(f), index[c]))
+        return items
+    files = sorted(f for f in base.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        return items
+    if val_labels is None:
+        raise FileNotFoundError(f"{base} holds images but no class folders: set data.val_labels to a file "
+                                "mapping each file name to its class (e.g. LOC_val_solution.csv)")
+    labels = read_val_labels(val_labels)
+    missing = [f.name for f in files if f.name not in labels]
+    if missing:
+        raise ValueError(f"{len(missing)} files of {base} have no label in {val_labels}: {missing[:5]}")
+    unknown = sorted({labels[f.name] for f in files} - set(index))
+    if unknown:
+        raise ValueError(f"{val_labels} names classes absent from {Path(root) / 'train'}: {unknown[:5]}")
+    items = [(str(f), index[labels[f.name]]) for f in files]
+    return sorted(items, key=lambda it: (it[1], it[0]))
 
 
 def center_crop_arr(pil_image, image_size: int):

@@ -1,23 +1,34 @@
 """`prepare`: raw image folder -> center-cropped uint8 shards + class index + manifest.
 
 Output folder layout (what pra.data.dataset reads):
-  manifest.json                  resolution, channels, classes, per-split counts/shards, bad files
+  manifest.json                  resolution, channels, classes, per-split counts/shards, bad-file count
+  classes.json                   class index: folder name (ImageNet wnid) -> label
   {split}-{k:05d}.images.npy     uint8 [n, H, W, C], memory-mappable
   {split}-{k:05d}.labels.npy     int64 [n]
+  {split}-{k:05d}.json           what the shard was built from (file list digest, settings, bad files)
   bad_files.json                 unreadable/truncated inputs and the error of each
+
+manifest.json is written last: its presence means the folder is complete. Shards are written
+atomically and reused by a re-run when their inputs and settings are unchanged, so an interrupted
+prepare resumes at the first unfinished shard. Memory does not grow with the number of images: one
+shard is held at a time.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import multiprocessing as mp
+import os
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from pra.data.imagefolder import class_names, list_split, load_image
-from pra.io import save_npy, write_json
+from pra.io import read_json, save_npy, write_json
 
 SPLITS = ("train", "val")
+FORMAT = 2
 
 
 def _load(item, resolution, channels):
@@ -32,56 +43,96 @@ class BadImagesError(RuntimeError):
     pass
 
 
+def _shard_key(items, resolution: int, channels: int) -> str:
+    h = hashlib.sha256(json.dumps({"r": resolution, "c": channels, "format": FORMAT}).encode())
+    for path, label in items:
+        st = os.stat(path)
+        h.update(f"{path}\0{label}\0{st.st_size}\n".encode())  # not mtime: a DVC checkout resets it
+    return h.hexdigest()
+
+
+def _shard_done(out_dir: Path, stem: str, key: str) -> dict | None:
+    meta_path = out_dir / f"{stem}.json"
+    if not meta_path.exists():
+        return None
+    meta = read_json(meta_path)
+    if meta.get("key") != key:
+        return None
+    if not ((out_dir / f"{stem}.images.npy").exists() and (out_dir / f"{stem}.labels.npy").exists()):
+        return None
+    return meta
+
+
 def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels: int, shard_size: int = 8192,
-            workers: int = 1, on_bad_image: str = "fail", progress: bool = True) -> dict:
+            workers: int = 1, on_bad_image: str = "fail", progress: bool = True,
+            val_labels: str | Path | None = None) -> dict:
     from tqdm import tqdm
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until written again at the end
     classes = class_names(root)
-    manifest = {"format": 1, "source": str(root), "resolution": resolution, "channels": channels,
-                "classes": classes, "num_classes": len(classes), "splits": {}}
+    write_json(out_dir / "classes.json", {c: i for i, c in enumerate(classes)})
+    manifest = {"format": FORMAT, "source": str(root), "resolution": resolution, "channels": channels,
+                "classes": classes, "num_classes": len(classes), "splits": {},
+                "preprocessing": "ADM center crop: BOX halving while short side >= 2x, BICUBIC resize, center crop"}
     bad: list[dict] = []
     fn = partial(_load, resolution=resolution, channels=channels)
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
+    reused = 0
     try:
         for split in SPLITS:
-            items = list_split(root, split, classes)
+            items = list_split(root, split, classes, val_labels=val_labels if split == "val" else None)
             shards, counts = [], np.zeros(len(classes), dtype=np.int64)
-            it = pool.imap(fn, items, chunksize=64) if pool else map(fn, items)
-            buf_x, buf_y = [], []
-
-            def flush():
-                k = len(shards)
+            chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
+            bar = tqdm(total=len(items), desc=f"prepare {split}", disable=not progress, mininterval=2.0,
+                       unit="img")
+            for k, chunk in enumerate(chunks):
                 stem = f"{split}-{k:05d}"
-                save_npy(out_dir / f"{stem}.images.npy", np.stack(buf_x))
-                save_npy(out_dir / f"{stem}.labels.npy", np.asarray(buf_y, dtype=np.int64))
-                shards.append({"stem": stem, "count": len(buf_y)})
-                buf_x.clear()
-                buf_y.clear()
-
-            for (path, _), (arr, label, err) in tqdm(zip(items, it), total=len(items), desc=f"prepare {split}",
-                                                    disable=not progress, mininterval=2.0):
-                if err is not None:
-                    bad.append({"path": path, "split": split, "error": err})
-                    continue
-                buf_x.append(arr)
-                buf_y.append(label)
-                counts[label] += 1
-                if len(buf_y) == shard_size:
-                    flush()
-            if buf_y:
-                flush()
-            manifest["splits"][split] = {"count": int(counts.sum()), "per_class": counts.tolist(), "shards": shards}
+                key = _shard_key(chunk, resolution, channels)
+                meta = _shard_done(out_dir, stem, key)
+                if meta is None:
+                    it = pool.imap(fn, chunk, chunksize=max(1, min(64, len(chunk) // (4 * workers) or 1))) \
+                        if pool else map(fn, chunk)
+                    xs = np.empty((len(chunk), resolution, resolution, channels), dtype=np.uint8)
+                    ys, shard_bad, n = [], [], 0
+                    for (path, _), (arr, label, err) in zip(chunk, it):
+                        bar.update(1)
+                        if err is not None:
+                            shard_bad.append({"path": path, "split": split, "error": err})
+                            continue
+                        xs[n] = arr
+                        ys.append(label)
+                        n += 1
+                    save_npy(out_dir / f"{stem}.images.npy", xs[:n])
+                    save_npy(out_dir / f"{stem}.labels.npy", np.asarray(ys, dtype=np.int64))
+                    meta = {"key": key, "count": n, "inputs": len(chunk), "bad": shard_bad,
+                            "per_class": np.bincount(np.asarray(ys, dtype=np.int64),
+                                                     minlength=len(classes)).tolist()}
+                    write_json(out_dir / f"{stem}.json", meta)
+                else:
+                    reused += 1
+                    bar.update(len(chunk))
+                bad.extend(meta["bad"])
+                counts += np.asarray(meta["per_class"], dtype=np.int64)
+                shards.append({"stem": stem, "count": meta["count"]})
+            bar.close()
+            for old in out_dir.glob(f"{split}-*.json"):  # shards of an earlier, longer file list
+                if int(old.stem.split("-")[1]) >= len(chunks):
+                    for suffix in (".json", ".images.npy", ".labels.npy"):
+                        (out_dir / f"{old.stem}{suffix}").unlink(missing_ok=True)
+            manifest["splits"][split] = {"count": int(counts.sum()), "inputs": len(items),
+                                         "per_class": counts.tolist(), "shards": shards}
     finally:
         if pool:
             pool.close()
             pool.join()
     write_json(out_dir / "bad_files.json", bad)
     manifest["bad_files"] = len(bad)
+    manifest["reused_shards"] = reused
     if bad and on_bad_image == "fail":
         names = ", ".join(b["path"] for b in bad[:10])
         raise BadImagesError(f"{len(bad)} unreadable images (listed in {out_dir / 'bad_files.json'}): {names}"
-                             " -- set data.on_bad_image: skip to continue without them")
+                             " -- fix or remove them, or set data.on_bad_image: skip to continue without them")
     write_json(out_dir / "manifest.json", manifest)
     return manifest

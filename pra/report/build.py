@@ -43,9 +43,33 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     figures.sample_grid(panels, val.num_classes, grid, per_class=4,
                         title=f"class-conditional samples, EMA weights, seed {cfg.sample.seed} "
                               f"(columns: classes 0-{val.num_classes - 1})")
+    curves = write_curves(cfg, results, out / "curves")
     metrics = {f"{r['scale']}/{r['method']}/s{r['seed']}": {"fid": r["fid"], "class_accuracy": r["class_accuracy"]}
                for r in rows}
     metrics["classifier_val_accuracy"] = floor["val_accuracy"]
     metrics["fid_val_vs_train"] = floor["fid_val_vs_train"]
     write_json(out / "metrics.json", metrics)
-    return [fid_md, grid, out / "metrics.json"]
+    return [fid_md, grid, out / "metrics.json", *curves]
+
+
+def curve_name(scale: str, method: str, seed: int) -> str:
+    return f"{scale}_{method}_s{seed}.csv"
+
+
+def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
+    """Training curves as CSV (step, loss terms, lr), one file per run: what `dvc plots` reads."""
+    import json
+
+    import pandas as pd
+
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for scale in cfg.scales:
+        for method in cfg.methods:
+            for seed in cfg.seeds:
+                log = run_dir(results, scale, method, seed) / "train_log.jsonl"
+                rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln]
+                p = out / curve_name(scale, method, seed)
+                pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6g")
+                paths.append(p)
+    return paths

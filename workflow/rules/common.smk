@@ -3,6 +3,7 @@ import os
 # Paths of every artifact are functions of (experiment, scale, method, seed).
 RESULTS = f"results/{EXP.name}"
 DATA = f"{RESULTS}/data"
+MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder is complete
 RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/s{{seed}}"
 REPORTS = EXP.reports_dir
 

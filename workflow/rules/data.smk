@@ -5,7 +5,7 @@ if EXP.data.source == "digits":
         output:
             directory(EXP.data.root),
         params:
-            cfg=cfg_json("data"),
+            cfg=cfg_json("data.val_fraction", "data.split_seed"),
         log:
             f"{RESULTS}/logs/export_digits.log",
         conda:
@@ -15,13 +15,17 @@ if EXP.data.source == "digits":
 
 
 rule prepare:
-    """Raw image folder -> center-cropped uint8 shards, class index, manifest."""
+    """Raw image folder -> center-cropped uint8 shards, class index, manifest.
+
+    Only manifest.json is declared: shards of an interrupted run survive and are reused."""
     input:
         ancient(EXP.data.root),
     output:
-        directory(DATA),
+        MANIFEST,
     params:
-        cfg=cfg_json("data"),
+        cfg=cfg_json(*(f"data.{k}" for k in ("root", "val_labels", "resolution", "channels", "shard_size",
+                                             "on_bad_image", "workers"))),
+        out=out_dir(0),
     threads: 2
     resources:
         mem_mb=2000,
@@ -30,5 +34,5 @@ rule prepare:
     conda:
         ENV
     shell:
-        "python -m pra prepare --config-json {params.cfg:q} --root {input} --out {output} "
+        "python -m pra prepare --config-json {params.cfg:q} --root {input} --out {params.out} "
         "--threads {threads} > {log} 2>&1"

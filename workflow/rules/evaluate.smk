@@ -1,12 +1,12 @@
 rule train_classifier:
     """The evaluation feature network (trained on the train split; registered with torch-fidelity)."""
     input:
-        data=DATA,
+        data=MANIFEST,
     output:
         weights=f"{RESULTS}/classifier/classifier.pt",
         info=f"{RESULTS}/classifier/classifier.json",
     params:
-        cfg=cfg_json("data", "evaluate"),
+        cfg=cfg_json("evaluate"),
         out=out_dir("weights"),
     threads: 1
     log:
@@ -24,13 +24,13 @@ rule evaluate:
         samples=f"{RUN}/samples.npz",
         info=f"{RUN}/samples.json",
         train=f"{RUN}/train.json",
-        data=DATA,
+        data=MANIFEST,
         classifier=f"{RESULTS}/classifier/classifier.pt",
         tracking=ancient(f"{RESULTS}/tracking.json"),
     output:
         f"{RUN}/eval.json",
     params:
-        cfg=cfg_json("name", "data", "evaluate"),
+        cfg=cfg_json("name", "evaluate"),
     threads: 1
     log:
         f"{RUN}/evaluate.log",

@@ -2,7 +2,7 @@ REPORT_OUTPUTS = [
     f"{REPORTS}/tables/fid.md",
     f"{REPORTS}/figures/samples.png",
     f"{REPORTS}/metrics.json",
-]
+] + [f"{REPORTS}/curves/{r['scale']}_{r['method']}_s{r['seed']}.csv" for r in runs()]
 
 
 rule build_report:
@@ -10,7 +10,7 @@ rule build_report:
     input:
         evals=expand(f"{RUN}/eval.json", zip, **{k: [r[k] for r in runs()] for k in ("scale", "method", "seed")}),
         classifier=f"{RESULTS}/classifier/classifier.json",
-        data=DATA,
+        data=MANIFEST,
     output:
         REPORT_OUTPUTS,
     params:

@@ -20,13 +20,13 @@ rule init_tracking:
 rule train:
     """Train one (scale, method, seed); resumes from state.pt if a previous attempt was interrupted."""
     input:
-        data=DATA,
+        data=MANIFEST,
         tracking=ancient(f"{RESULTS}/tracking.json"),
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
     params:
-        cfg=cfg_json("name", "device", "data", "model", "method", "train"),
+        cfg=cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
     threads: EXP.train.threads
     resources:
