@@ -29,6 +29,8 @@ rule prepare:
     threads: 2
     resources:
         mem_mb=2000,
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare.tsv"
     log:
         f"{RESULTS}/logs/prepare.log",
     conda:

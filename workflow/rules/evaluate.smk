@@ -9,6 +9,8 @@ rule train_classifier:
         cfg=cfg_json("evaluate"),
         out=out_dir("weights"),
     threads: 1
+    benchmark:
+        f"{RESULTS}/benchmarks/train_classifier.tsv"
     log:
         f"{RESULTS}/logs/train_classifier.log",
     conda:
@@ -32,6 +34,8 @@ rule evaluate:
     params:
         cfg=cfg_json("name", "evaluate"),
     threads: 1
+    benchmark:
+        f"{RUN}/evaluate.benchmark.tsv"
     log:
         f"{RUN}/evaluate.log",
     conda:

@@ -31,6 +31,8 @@ rule train:
     threads: EXP.train.threads
     resources:
         mem_mb=3000,
+    benchmark:
+        f"{RUN}/train.benchmark.tsv"
     log:
         f"{RUN}/train.log",
     conda:
@@ -52,6 +54,8 @@ rule sample:
     threads: 1
     resources:
         mem_mb=2000,
+    benchmark:
+        f"{RUN}/sample.benchmark.tsv"
     log:
         f"{RUN}/sample.log",
     conda:
