@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
+
 
 def _config(args):
     from pra import config as C
@@ -55,19 +57,48 @@ def cmd_init_tracking(args):
 
 def cmd_train_classifier(args):
     from pra.evaluate.classifier import train_classifier
-    from pra.evaluate.fid import fid_torch_fidelity
-    from pra.data.dataset import PreparedSplit
-    from pra.io import read_json, write_json
 
     cfg = _config(args)
     info = train_classifier(args.data, args.out, epochs=cfg.evaluate.classifier_epochs,
                             seed=cfg.evaluate.classifier_seed, threads=args.threads)
-    # the floor: FID of real held-out images against the reference split
-    ref = PreparedSplit(args.data, cfg.evaluate.fid_reference).all_images()
-    val = PreparedSplit(args.data, "val").all_images()
-    info["fid_val_vs_train"] = fid_torch_fidelity(val, ref, Path(args.out) / "classifier.pt")
-    write_json(Path(args.out) / "classifier.json", info)
     print(json.dumps(info))
+
+
+def _space(cfg, classifier):
+    from pra.evaluate.metrics import feature_space
+
+    return feature_space(cfg.evaluate.inception_weights, classifier)
+
+
+def cmd_reference(args):
+    """Reference statistics (or the user's reference file) and the real-data floor."""
+    import shutil
+
+    from pra.evaluate.reference import compute_reference, floor_metrics
+    from pra.io import write_json
+    from pra.runtime import resolve_device, set_threads
+
+    cfg = _config(args)
+    set_threads(args.threads)
+    e, space = cfg.evaluate, _space(cfg, args.classifier)
+    device = resolve_device(cfg.device)
+    if e.reference_stats:
+        if not Path(e.reference_stats).exists():
+            raise FileNotFoundError(f"evaluate.reference_stats: {e.reference_stats} does not exist (ADM's reference "
+                                    "batches: https://github.com/openai/guided-diffusion/tree/main/evaluations)")
+        from pra.io import atomic_path
+
+        with atomic_path(args.out) as tmp:
+            shutil.copyfile(e.reference_stats, tmp)
+        info = {"description": f"{Path(e.reference_stats).name} (user-provided reference statistics)"}
+    else:
+        info = compute_reference(args.data, e.fid_reference, space, args.out, keep=e.reference_features,
+                                 device=device)
+    info["floor"] = floor_metrics(args.data, args.out, space, kid_subset_size=e.kid_subset_size,
+                                  prc_neighborhood=e.prc_neighborhood, device=device)
+    info["extractor"] = space.describe()
+    write_json(Path(args.out).with_suffix(".json"), info)
+    print(json.dumps({"fid_val_floor": info["floor"]["fid"]}))
 
 
 def cmd_train(args):
@@ -93,33 +124,72 @@ def cmd_sample(args):
     print(json.dumps({k: info[k] for k in ("count", "seconds")}))
 
 
+def cmd_gather(args):
+    from pra.sample import gather
+
+    info = gather(args.shards, args.out, png_dir=args.png_dir)
+    print(json.dumps({"count": info["count"]}))
+
+
 def cmd_evaluate(args):
-    from pra.data.dataset import PreparedSplit
-    from pra.evaluate.fid import class_agreement, fid_torch_fidelity
-    from pra.io import read_json, write_json
-    from pra.sample import load_npz
     from pra import tracking
+    from pra.evaluate.classifier import class_agreement
+    from pra.evaluate.metrics import extract, load_reference, sample_metrics
+    from pra.io import read_json, write_json
+    from pra.runtime import resolve_device, set_threads
+    from pra.sample import load_npz
 
     cfg = _config(args)
+    set_threads(args.threads)
+    e = cfg.evaluate
+    space = _space(cfg, args.classifier)
     images, labels = load_npz(args.samples)
-    ref = PreparedSplit(args.data, cfg.evaluate.fid_reference)
-    clf_info = read_json(Path(args.classifier).with_suffix(".json"))
-    fid = fid_torch_fidelity(images, ref.all_images(), args.classifier)
-    agree = class_agreement(images, labels, args.classifier)
+    ref = load_reference(args.reference, space)
+    feats = extract(images, space, device=resolve_device(cfg.device))
+    out = sample_metrics(feats, space, ref, kid_subset_size=e.kid_subset_size, prc_neighborhood=e.prc_neighborhood)
+    if args.classifier:
+        agree = class_agreement(images, labels, args.classifier)
+        out["class_accuracy"], out["class_accuracy_per_class"] = agree["accuracy"], agree["per_class"]
     meta = read_json(Path(args.samples).with_suffix(".json"))
     train_info = read_json(args.train_json)
-    out = {"fid": fid, "class_accuracy": agree["accuracy"], "class_accuracy_per_class": agree["per_class"],
-           "num_samples": int(len(labels)), "reference": f"{cfg.evaluate.fid_reference} split ({len(ref)} images)",
-           "extractor": f"pra-classifier (penultimate, {clf_info['feat_dim']}-d; val acc "
-                        f"{clf_info['val_accuracy']:.3f})",
-           "scale": meta["scale"], "method": meta["method"], "seed": meta["seed"], "steps": meta["step"],
-           "params": train_info["params"], "sampling": meta["sampling"]}
+    out.update(scale=meta["scale"], method=meta["method"], seed=meta["seed"], steps=meta["step"],
+               params=train_info["params"], sampling=meta["sampling"])
     write_json(args.out, out)
     run = tracking.Run(read_json(args.tracking)["tracking_uri"] if args.tracking else None, cfg.name, "",
                        run_id=train_info.get("mlflow_run_id"))
-    run.log_metrics({"fid": fid, "class_accuracy": agree["accuracy"]}, meta["step"])
+    run.log_metrics({k: out[k] for k in ("fid", "is", "kid", "precision", "recall", "class_accuracy") if k in out},
+                    meta["step"])
     run.end("FINISHED")
-    print(json.dumps({"fid": fid, "class_accuracy": agree["accuracy"]}))
+    print(json.dumps({k: out[k] for k in ("fid", "is", "precision", "recall") if k in out}))
+
+
+def cmd_probe(args):
+    from pra import tracking
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.metrics import subsample
+    from pra.evaluate.probe import probe_model
+    from pra.io import read_json, write_json
+    from pra.runtime import resolve_device, set_threads
+    from pra.train import load_trained
+
+    cfg = _config(args)
+    set_threads(args.threads)
+    e = cfg.evaluate
+    device = resolve_device(cfg.device)
+    net, _, meta = load_trained(args.model, device, use_ema=True)
+    tr, va = PreparedSplit(args.data, "train"), PreparedSplit(args.data, "val")
+    idx = subsample(len(tr), e.probe_max_train) if e.probe_max_train else np.arange(len(tr))
+    res = probe_model(net, tr.take(idx), tr.labels[idx], va.all_images(), va.labels, tr.num_classes,
+                      holdout_fraction=e.probe_holdout_fraction, epochs=e.probe_epochs,
+                      warmup_epochs=e.probe_warmup_epochs, batch_size=e.probe_batch_size, base_lr=e.probe_base_lr,
+                      device=device)
+    res.update({k: meta[k] for k in ("scale", "method", "seed", "step")})
+    write_json(args.out, res)
+    run = tracking.Run(read_json(args.tracking)["tracking_uri"] if args.tracking else None, cfg.name, "",
+                       run_id=meta.get("mlflow_run_id"))
+    run.log_metrics({"probe_top1": res["top1"], "probe_top5": res["top5"], "probe_layer": res["layer"]}, meta["step"])
+    run.end("FINISHED")
+    print(json.dumps({k: res[k] for k in ("layer", "top1", "top5")}))
 
 
 def cmd_report(args):
@@ -222,6 +292,13 @@ def main(argv=None):
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
 
+    p = add("reference", cmd_reference, "reference statistics of real images and the real-data floor")
+    _add_config(p)
+    p.add_argument("--data", required=True)
+    p.add_argument("--classifier", help="classifier.pt (feature space of the embedded default)")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+
     p = add("train", cmd_train, "train one (scale, method, seed)")
     _add_config(p)
     p.add_argument("--scale", required=True)
@@ -240,14 +317,28 @@ def main(argv=None):
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
 
-    p = add("evaluate", cmd_evaluate, "FID and class agreement of a sample npz")
+    p = add("gather", cmd_gather, "sample shards -> one npz in label order")
+    p.add_argument("--shards", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--png-dir")
+
+    p = add("evaluate", cmd_evaluate, "FID/IS/KID/precision/recall (+ class agreement) of a sample npz")
     _add_config(p)
     p.add_argument("--samples", required=True)
-    p.add_argument("--data", required=True)
-    p.add_argument("--classifier", required=True)
+    p.add_argument("--reference", required=True)
+    p.add_argument("--classifier")
     p.add_argument("--train-json", required=True)
     p.add_argument("--tracking")
     p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = add("probe", cmd_probe, "linear probing of a trained model (MAE recipe + fast probe)")
+    _add_config(p)
+    p.add_argument("--model", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--tracking")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=1)
 
     p = add("report", cmd_report, "tables and figures from the pipeline's JSON")
     _add_config(p)

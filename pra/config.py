@@ -143,6 +143,9 @@ class SampleConfig:
                              reconstruction=True, exclusive_minimum=0.0)
     use_ema: bool = opt(True, "Sample with the EMA weights.")
     seed: int = opt(0, "Sampling seed.", minimum=0)
+    shards: int = opt(1, "Sampling jobs per run (one Snakemake job, e.g. one GPU, each); gathered into one npz.",
+                      minimum=1)
+    png: bool = opt(False, "Also write every sample as a PNG (samples/<index>_<class>.png).")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,21 @@ class EvaluateConfig:
                                  "(ImageNet runs); empty = use the classifier trained here.")
     reference_stats: str = opt("", "Local path of reference statistics (npz with mu, sigma), e.g. ADM's "
                                "VIRTUAL_imagenet256_labeled.npz; empty = compute from the reference split.")
+    reference_features: int = opt(10000, "Reference images whose features are kept for KID and precision/"
+                                  "recall (a fixed random subset); FID statistics use the whole split.", minimum=10)
+    kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).", minimum=2)
+    prc_neighborhood: int = opt(3, "k of the k-NN manifolds of precision/recall.", minimum=1)
+    probe: bool = opt(True, "Run linear probing of every trained model.")
+    probe_epochs: int = opt(90, "Linear-probe epochs (MAE: 90).", minimum=1)
+    probe_warmup_epochs: int = opt(10, "Linear-probe warm-up epochs (MAE: 10).", minimum=0)
+    probe_batch_size: int = opt(256, "Linear-probe batch size (MAE: 16384 on ImageNet).", minimum=2)
+    probe_base_lr: float = opt(4.0, "Linear-probe base lr, scaled by batch/256. MAE uses 0.1 for 1.28M images; "
+                               "LARS changes a weight by lr x 0.001 of its norm per step, so the total update of "
+                               "a fixed number of epochs scales with the dataset size, and the 1.4K-image default "
+                               "needs a larger value to converge.", exclusive_minimum=0.0)
+    probe_holdout_fraction: float = opt(0.1, "Slice of train held out to choose the probed layer.",
+                                        exclusive_minimum=0.0, maximum=0.5)
+    probe_max_train: int = opt(0, "Cap on probe training images (0 = the whole train split).", minimum=0)
 
 
 @dataclass(frozen=True)

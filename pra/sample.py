@@ -2,7 +2,9 @@
 
 Labels are balanced (per_class of each class). They are cut into fixed batches; batch b draws its
 noise from a generator seeded by (seed, b), so the samples do not depend on how batches are spread
-over shards or jobs. Output: `arr_0` uint8 [N, H, W, C] (the ADM evaluator's layout) and `labels`.
+over shards, jobs or GPUs: shard k of n generates batches k, k+n, ..., and `gather` interleaves the
+shards back into label order. Exactly N = per_class x classes samples are made, so no over-sampling
+and trimming is needed. Output: `arr_0` uint8 [N, H, W, C] (the ADM evaluator's layout) and `labels`.
 """
 from __future__ import annotations
 
@@ -29,16 +31,18 @@ def batch_seed(seed: int, batch_index: int) -> int:
 def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed: int, batch_size: int,
              device, shard: int = 0, num_shards: int = 1, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
     g = net.geometry
-    images, out_labels = [], []
+    images, out_labels, batches = [], [], []
     n_batches = (len(labels) + batch_size - 1) // batch_size
     for b in range(shard, n_batches, num_shards):
         lab = labels[b * batch_size:(b + 1) * batch_size].to(device)
         r = rollout(net, flow, lab, settings, generator(batch_seed(seed, b), device), use_cache=use_cache)
         images.append(to_uint8(unpatchify(r.patches.float(), g.patch_size, g.channels)).cpu().numpy())
         out_labels.append(lab.cpu().numpy())
+        batches.append(np.full(len(lab), b, dtype=np.int64))
     if not images:
-        return np.zeros((0, g.resolution, g.resolution, g.channels), np.uint8), np.zeros(0, np.int64)
-    return np.concatenate(images), np.concatenate(out_labels).astype(np.int64)
+        return (np.zeros((0, g.resolution, g.resolution, g.channels), np.uint8), np.zeros(0, np.int64),
+                np.zeros(0, np.int64))
+    return np.concatenate(images), np.concatenate(out_labels).astype(np.int64), np.concatenate(batches)
 
 
 def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig, *, device: str = "auto",
@@ -50,16 +54,50 @@ def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig,
     settings = SamplerSettings.from_config(s)
     labels = balanced_labels(net.geometry.num_classes, s.per_class)
     t0 = time.time()
-    images, labs = generate(net, flow, labels, settings, seed=s.seed, batch_size=s.batch_size, device=dev,
-                            shard=shard, num_shards=num_shards)
+    images, labs, batches = generate(net, flow, labels, settings, seed=s.seed, batch_size=s.batch_size,
+                                     device=dev, shard=shard, num_shards=num_shards)
     seconds = time.time() - t0
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
-            np.savez(fh, arr_0=images, labels=labs)
-    info = {"model": str(model_path), "count": int(len(labs)), "seconds": seconds,
+            np.savez(fh, arr_0=images, labels=labs, batch=batches)
+    info = {"model": str(model_path), "count": int(len(labs)), "expected_total": int(len(labels)),
+            "seconds": seconds,
             "sampling": {**settings.__dict__, "cfg_interval": list(settings.cfg_interval), "use_ema": s.use_ema,
                          "seed": s.seed, "per_class": s.per_class, "batch_size": s.batch_size},
             "shard": shard, "num_shards": num_shards, **{k: meta[k] for k in ("scale", "method", "seed", "step")}}
+    write_json(Path(out_path).with_suffix(".json"), info)
+    return info
+
+
+def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str | Path | None = None) -> dict:
+    """Concatenate shards in batch order into one npz; checks the count and that nothing is missing."""
+    from pra.io import read_json
+
+    parts = [np.load(p) for p in shard_paths]
+    infos = [read_json(Path(p).with_suffix(".json")) for p in shard_paths]
+    images = np.concatenate([p["arr_0"] for p in parts])
+    labels = np.concatenate([p["labels"] for p in parts])
+    batches = np.concatenate([p["batch"] for p in parts])
+    order = np.argsort(batches, kind="stable")
+    images, labels = images[order], labels[order]
+    expected = infos[0]["expected_total"]
+    if len(labels) != expected or sorted({i["shard"] for i in infos}) != list(range(infos[0]["num_shards"])):
+        raise RuntimeError(f"gather: {len(labels)} samples from shards {[i['shard'] for i in infos]}, "
+                           f"expected {expected} from {infos[0]['num_shards']} shards")
+    with atomic_path(out_path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, arr_0=images, labels=labels)
+    info = {**{k: v for k, v in infos[0].items() if k not in ("shard", "seconds", "count")},
+            "count": int(len(labels)), "seconds": float(sum(i["seconds"] for i in infos)),
+            "per_class": np.bincount(labels).tolist()}
+    if png_dir:
+        from PIL import Image
+
+        png_dir = Path(png_dir)
+        png_dir.mkdir(parents=True, exist_ok=True)
+        for i, (im, c) in enumerate(zip(images, labels)):
+            Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im).save(png_dir / f"{i:06d}_{c}.png")
+        info["png_dir"] = str(png_dir)
     write_json(Path(out_path).with_suffix(".json"), info)
     return info
 

@@ -1,9 +1,13 @@
+"""Metric code against closed forms and against torch-fidelity's own high-level API."""
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import Dataset
 
 from pra.data.dataset import PreparedSplit
-from pra.evaluate.classifier import train_classifier
-from pra.evaluate.fid import class_agreement, fid_torch_fidelity
+from pra.evaluate.classifier import class_agreement, train_classifier
+from pra.evaluate.metrics import (FeatureSpace, extract, frechet_distance, load_reference, sample_metrics,
+                                  save_reference, statistics)
 
 
 @pytest.fixture(scope="module")
@@ -13,22 +17,87 @@ def classifier(tmp_path_factory, prepared32):
     return out / "classifier.pt", info
 
 
+def _space(classifier):
+    return FeatureSpace("classifier", str(classifier[0]))
+
+
+def _fid(a, b, space):
+    fa, fb = extract(a, space), extract(b, space)
+    L = space.layers["fid"]
+    return frechet_distance(statistics(fa[L]), statistics(fb[L]))
+
+
+def test_frechet_distance_closed_form():
+    rng = np.random.default_rng(0)
+    d = 6
+    mu1, mu2 = rng.normal(size=d), rng.normal(size=d)
+    v1, v2 = rng.uniform(0.5, 2, d), rng.uniform(0.5, 2, d)
+    # diagonal: FD = |mu1 - mu2|^2 + sum (sqrt(v1) - sqrt(v2))^2
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(v1) - np.sqrt(v2)) ** 2).sum()
+    got = frechet_distance({"mu": mu1, "sigma": np.diag(v1)}, {"mu": mu2, "sigma": np.diag(v2)})
+    assert got == pytest.approx(expected, rel=1e-9)
+    # a full covariance and its rotation: FD between N(0, S) and N(0, R S R^T) with commuting... use S vs 4S
+    a = rng.normal(size=(d, d))
+    s = a @ a.T + d * np.eye(d)
+    assert frechet_distance({"mu": mu1, "sigma": s}, {"mu": mu1, "sigma": 4 * s}) == \
+        pytest.approx(np.trace(s) + np.trace(4 * s) - 2 * np.trace(2 * s), rel=1e-8)
+
+
 def test_classifier_learns_the_digits(classifier):
     assert classifier[1]["val_accuracy"] > 0.8
 
 
 def test_fid_is_zero_for_identical_sets_and_grows_with_shift(classifier, prepared32):
-    path = classifier[0]
+    space = _space(classifier)
     x = PreparedSplit(prepared32, "train").all_images()[:600]
-    assert abs(fid_torch_fidelity(x, x.copy(), path)) < 1e-3
+    assert abs(_fid(x, x.copy(), space)) < 1e-6
     shifted = []
     for k in (1, 3, 6):  # translate right by k pixels: increasingly off-distribution
         y = np.zeros_like(x)
         y[:, :, k:] = x[:, :, :-k]
-        shifted.append(fid_torch_fidelity(x, y, path))
+        shifted.append(_fid(x, y, space))
     assert 0.05 < shifted[0] < shifted[1] < shifted[2], shifted
     noise = np.random.default_rng(0).integers(0, 256, x.shape, dtype=np.uint8)
-    assert fid_torch_fidelity(x, noise, path) > shifted[2]
+    assert _fid(x, noise, space) > shifted[2]
+
+
+class _U8(Dataset):
+    def __init__(self, x):
+        self.x = x
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return torch.from_numpy(self.x[i]).permute(2, 0, 1)
+
+
+def test_feature_path_agrees_with_torch_fidelity_calculate_metrics(classifier, prepared32):
+    import torch_fidelity
+
+    space = _space(classifier)
+    tr = PreparedSplit(prepared32, "train").all_images()
+    a, b = tr[:500], tr[500:1000].copy()
+    b[:, :, 2:] = b[:, :, :-2]
+    ours = _fid(a, b, space)
+    ref = torch_fidelity.calculate_metrics(input1=_U8(a), input2=_U8(b), fid=True, cuda=False, cache=False,
+                                           verbose=False, save_cpu_ram=True, feature_extractor=space.extractor,
+                                           feature_extractor_weights_path=space.weights)
+    assert ours == pytest.approx(ref["frechet_inception_distance"], rel=1e-3)
+
+
+def test_sample_metrics_on_real_data(classifier, prepared32, tmp_path):
+    space = _space(classifier)
+    tr, va = PreparedSplit(prepared32, "train"), PreparedSplit(prepared32, "val")
+    ft = extract(tr.all_images(), space)
+    save_reference(tmp_path / "ref.npz", statistics(ft["penultimate"]), ft["penultimate"], "train")
+    ref = load_reference(tmp_path / "ref.npz", space)
+    real = sample_metrics(extract(va.all_images(), space), space, ref, kid_subset_size=300)
+    noise = np.random.default_rng(0).integers(0, 256, (359, 32, 32, 1), dtype=np.uint8)
+    fake = sample_metrics(extract(noise, space), space, ref, kid_subset_size=300)
+    assert real["fid"] < fake["fid"] and real["kid"] < fake["kid"]
+    assert real["precision"] > 0.8 and real["recall"] > 0.8 and fake["precision"] < 0.1
+    assert real["is"] > fake["is"] and real["num_samples"] == 359 and "pra-classifier" in real["extractor"]
 
 
 def test_class_agreement_on_real_images(classifier, prepared32):
@@ -37,3 +106,50 @@ def test_class_agreement_on_real_images(classifier, prepared32):
     bad = class_agreement(va.all_images(), (va.labels + 1) % 10, classifier[0])
     assert abs(good["accuracy"] - classifier[1]["val_accuracy"]) < 1e-9
     assert bad["accuracy"] < 0.1 and len(good["per_class"]) == 10
+
+
+@pytest.fixture(scope="module")
+def random_inception(tmp_path_factory):
+    """An Inception weights file with random weights (the real one cannot be downloaded here)."""
+    from unittest import mock
+
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    with mock.patch.object(FeatureExtractorInceptionV3, "load_state_dict", lambda self, sd: None), \
+            mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", return_value={}):
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            net = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"])
+    path = tmp_path_factory.mktemp("inception") / "weights-inception-random.pth"
+    torch.save(net.state_dict(), path)
+    return path
+
+
+def test_inception_path_offline_with_local_weights(random_inception):
+    space = FeatureSpace("inception", str(random_inception))
+    imgs = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 1), dtype=np.uint8)  # grayscale -> RGB
+    f = extract(imgs, space)
+    assert f["2048"].shape == (6, 2048) and f["logits_unbiased"].shape[0] == 6
+    assert f["2048"].dtype == torch.float64
+
+
+def test_inception_refuses_clearly_without_weights(tmp_path):
+    imgs = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(FileNotFoundError, match="inception_weights"):
+        extract(imgs, FeatureSpace("inception", ""))
+    with pytest.raises(FileNotFoundError, match="not found"):
+        extract(imgs, FeatureSpace("inception", str(tmp_path / "missing.pth")))
+
+
+def test_adm_reference_npz(tmp_path, random_inception):
+    """An ADM-style reference batch (mu, sigma, arr_0) is read as is; arr_0 gives KID/PR features."""
+    rng = np.random.default_rng(1)
+    mu, a = rng.normal(size=2048), rng.normal(size=(2048, 16))
+    np.savez(tmp_path / "VIRTUAL_ref.npz", mu=mu, sigma=a @ a.T,
+             arr_0=rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
+    ref = load_reference(tmp_path / "VIRTUAL_ref.npz", FeatureSpace("inception", str(random_inception)))
+    assert ref["stats"]["mu"].dtype == np.float64 and ref["features"].shape == (5, 2048)
+    assert "ADM reference batch" in ref["description"]
+    np.savez(tmp_path / "bad.npz", m=mu)
+    with pytest.raises(ValueError, match="mu"):
+        load_reference(tmp_path / "bad.npz")

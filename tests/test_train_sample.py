@@ -72,16 +72,26 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path, trained):
     assert np.bincount(la).tolist() == [2] * 10  # class-balanced
 
 
-def test_shards_reassemble_the_same_samples(tmp_path, trained):
+def test_shards_gather_into_the_adm_npz(tmp_path, trained):
+    from pra.sample import gather
+
     s = tiny_config().sample.__class__(**{**tiny_config().sample.__dict__, "batch_size": 4})
     sample_to_npz(trained, tmp_path / "all.npz", s)
-    parts = [sample_to_npz(trained, tmp_path / f"p{k}.npz", s, shard=k, num_shards=2) for k in range(2)]
-    full, _ = load_npz(tmp_path / "all.npz")
-    p0, _ = load_npz(tmp_path / "p0.npz")
-    p1, _ = load_npz(tmp_path / "p1.npz")
-    # batches of 4: shard 0 holds batches 0, 2, 4; shard 1 holds 1, 3
-    order = np.concatenate([np.arange(b * 4, b * 4 + 4) for b in (0, 2, 4, 1, 3)])
-    assert np.array_equal(np.concatenate([p0, p1]), full[order])
+    for k in range(3):
+        sample_to_npz(trained, tmp_path / f"shard-{k}.npz", s, shard=k, num_shards=3)
+    info = gather([tmp_path / f"shard-{k}.npz" for k in (2, 0, 1)], tmp_path / "gathered.npz",
+                  png_dir=tmp_path / "png")
+    full, lf = load_npz(tmp_path / "all.npz")
+    got, lg = load_npz(tmp_path / "gathered.npz")
+    # same images as one job, in label order, in the ADM evaluator's layout
+    assert np.array_equal(got, full) and np.array_equal(lg, lf)
+    with np.load(tmp_path / "gathered.npz") as f:
+        assert f["arr_0"].dtype == np.uint8 and f["arr_0"].shape == (20, 16, 16, 1)
+    assert info["count"] == 20 and info["per_class"] == [2] * 10
+    assert len(list((tmp_path / "png").glob("*.png"))) == 20
+    with pytest.raises(RuntimeError, match="expected 20"):
+        gather([tmp_path / "shard-0.npz", tmp_path / "shard-1.npz"], tmp_path / "partial.npz")
+    assert not (tmp_path / "partial.npz").exists()
 
 
 def test_load_trained_uses_ema(trained):

@@ -107,3 +107,12 @@ def load_classifier(path: str | Path) -> Classifier:
     model = Classifier(**ck["arch"])
     model.load_state_dict(ck["state_dict"])
     return model.eval()
+
+
+def class_agreement(images: np.ndarray, labels: np.ndarray, classifier_path: str | Path) -> dict:
+    """How often the classifier recognises the class a sample was conditioned on."""
+    _, logits = predict(load_classifier(classifier_path), images)
+    pred = logits.argmax(1)
+    per_class = [float((pred[labels == c] == c).mean()) if (labels == c).any() else float("nan")
+                 for c in range(logits.shape[1])]
+    return {"accuracy": float((pred == labels).mean()), "per_class": per_class}

@@ -100,9 +100,12 @@ class CausalTransformer(nn.Module):
     def new_cache(self, batch: int, device, dtype=torch.float32) -> KVCache:
         return KVCache(self.depth, batch, self.heads, self.max_len, self.width // self.heads, device, dtype)
 
-    def forward(self, x, cache: KVCache | None = None):
+    def forward(self, x, cache: KVCache | None = None, collect: list | None = None):
+        """collect: if a list is given, the residual stream after every block is appended to it."""
         for i, blk in enumerate(self.blocks):
             x = blk(x, self.rope, cache, i)
+            if collect is not None:
+                collect.append(x)
         if cache is not None:
             cache.length += x.shape[1]
         return self.norm(x)

@@ -34,6 +34,16 @@ class Trunk(nn.Module):
         seq = torch.cat([self.class_tokens[labels], self.patch_in(inputs)], dim=1)
         return self.body(seq)[:, self.prefix_tokens - 1:]
 
+    def layer_features(self, patches: torch.Tensor, labels: torch.Tensor) -> list[torch.Tensor]:
+        """Residual stream after each block, average-pooled over the N image tokens: depth x [B, width].
+
+        All N patches are fed (teacher forcing on clean images), so the last patch is seen too.
+        """
+        collect: list[torch.Tensor] = []
+        seq = torch.cat([self.class_tokens[labels], self.patch_in(patches)], dim=1)
+        self.body(seq, collect=collect)
+        return [h[:, self.prefix_tokens:].mean(dim=1) for h in collect]
+
     def new_cache(self, batch: int, device, dtype=torch.float32) -> KVCache:
         return self.body.new_cache(batch, device, dtype)
 

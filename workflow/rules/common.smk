@@ -12,6 +12,7 @@ wildcard_constraints:
     scale=r"[A-Za-z0-9_.-]+",
     method=r"[a-z_]+",
     seed=r"\d+",
+    shard=r"\d+",
 
 
 # The software of every rule: the dependencies come from this environment (or the activated venv),
@@ -33,3 +34,18 @@ def cfg_json(*keys):
 
 def runs():
     return [dict(scale=s, method=m, seed=r) for s in EXP.scales for m in EXP.methods for r in EXP.seeds]
+
+
+# Feature space of the sample metrics: Inception (local weights) when evaluate.inception_weights is set,
+# otherwise the classifier trained on this experiment's data.
+USE_CLASSIFIER = not EXP.evaluate.inception_weights
+CLASSIFIER = f"{RESULTS}/classifier/classifier.pt"
+REFERENCE = f"{RESULTS}/reference/reference.npz"
+
+
+def classifier_input(wildcards):
+    return CLASSIFIER if USE_CLASSIFIER else []
+
+
+def classifier_flag(wildcards, input):
+    return f"--classifier {input.classifier}" if input.classifier else ""

@@ -3,12 +3,14 @@ rule train_classifier:
     input:
         data=MANIFEST,
     output:
-        weights=f"{RESULTS}/classifier/classifier.pt",
+        weights=CLASSIFIER,
         info=f"{RESULTS}/classifier/classifier.json",
     params:
-        cfg=cfg_json("evaluate"),
+        cfg=cfg_json("evaluate.classifier_epochs", "evaluate.classifier_seed"),
         out=out_dir("weights"),
     threads: 1
+    resources:
+        mem_mb=2000,
     benchmark:
         f"{RESULTS}/benchmarks/train_classifier.tsv"
     log:
@@ -20,20 +22,48 @@ rule train_classifier:
         "--threads {threads} > {log} 2>&1"
 
 
+rule reference:
+    """Reference statistics of real images (or the user's file) and the real validation split's floor."""
+    input:
+        data=MANIFEST,
+        classifier=classifier_input,
+    output:
+        npz=REFERENCE,
+        info=f"{RESULTS}/reference/reference.json",
+    params:
+        cfg=cfg_json("device", "evaluate"),
+        clf=classifier_flag,
+    threads: 2
+    resources:
+        mem_mb=3000,
+    benchmark:
+        f"{RESULTS}/benchmarks/reference.tsv"
+    log:
+        f"{RESULTS}/logs/reference.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra reference --config-json {params.cfg:q} --data {input.data} {params.clf} "
+        "--out {output.npz} --threads {threads} > {log} 2>&1"
+
+
 rule evaluate:
-    """FID (torch-fidelity, classifier features) and class agreement of one run's samples."""
+    """FID, IS, KID, precision/recall (and class agreement) of one run's samples."""
     input:
         samples=f"{RUN}/samples.npz",
         info=f"{RUN}/samples.json",
         train=f"{RUN}/train.json",
-        data=MANIFEST,
-        classifier=f"{RESULTS}/classifier/classifier.pt",
+        reference=REFERENCE,
+        classifier=classifier_input,
         tracking=ancient(f"{RESULTS}/tracking.json"),
     output:
         f"{RUN}/eval.json",
     params:
-        cfg=cfg_json("name", "evaluate"),
+        cfg=cfg_json("name", "device", "evaluate"),
+        clf=classifier_flag,
     threads: 1
+    resources:
+        mem_mb=3000,
     benchmark:
         f"{RUN}/evaluate.benchmark.tsv"
     log:
@@ -41,6 +71,30 @@ rule evaluate:
     conda:
         ENV
     shell:
-        "python -m pra evaluate --config-json {params.cfg:q} --samples {input.samples} --data {input.data} "
-        "--classifier {input.classifier} --train-json {input.train} --tracking {input.tracking} "
-        "--out {output} > {log} 2>&1"
+        "python -m pra evaluate --config-json {params.cfg:q} --samples {input.samples} "
+        "--reference {input.reference} {params.clf} --train-json {input.train} --tracking {input.tracking} "
+        "--out {output} --threads {threads} > {log} 2>&1"
+
+
+rule probe:
+    """Linear probing of the frozen generator (MAE recipe; plus the labelled fast probe)."""
+    input:
+        model=f"{RUN}/model.pt",
+        data=MANIFEST,
+        tracking=ancient(f"{RESULTS}/tracking.json"),
+    output:
+        f"{RUN}/probe.json",
+    params:
+        cfg=cfg_json("name", "device", "evaluate"),
+    threads: 1
+    resources:
+        mem_mb=3000,
+    benchmark:
+        f"{RUN}/probe.benchmark.tsv"
+    log:
+        f"{RUN}/probe.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra probe --config-json {params.cfg:q} --model {input.model} --data {input.data} "
+        "--tracking {input.tracking} --out {output} --threads {threads} > {log} 2>&1"

@@ -9,13 +9,16 @@ rule build_report:
     """Tables, figures and metrics.json from the pipeline's JSON outputs."""
     input:
         evals=expand(f"{RUN}/eval.json", zip, **{k: [r[k] for r in runs()] for k in ("scale", "method", "seed")}),
-        classifier=f"{RESULTS}/classifier/classifier.json",
+        probes=expand(f"{RUN}/probe.json", zip, **{k: [r[k] for r in runs()] for k in ("scale", "method", "seed")})
+        if EXP.evaluate.probe
+        else [],
+        reference=f"{RESULTS}/reference/reference.json",
         data=MANIFEST,
     output:
         REPORT_OUTPUTS,
     params:
         cfg=cfg_json(*EXP.to_dict().keys()),
-        results=lambda w, input: os.path.dirname(os.path.dirname(input.classifier)),
+        results=lambda w, input: os.path.dirname(os.path.dirname(input.reference)),
         reports=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/report.log",

@@ -43,23 +43,41 @@ rule train:
 
 
 rule sample:
-    """Class-balanced, seeded samples (EMA weights) -> ADM-style npz."""
+    """One shard of the class-balanced, seeded samples (EMA weights)."""
     input:
         model=f"{RUN}/model.pt",
     output:
-        samples=f"{RUN}/samples.npz",
-        info=f"{RUN}/samples.json",
+        samples=f"{RUN}/samples/shard-{{shard}}.npz",
+        info=f"{RUN}/samples/shard-{{shard}}.json",
     params:
         cfg=cfg_json("device", "sample"),
+        shards=EXP.sample.shards,
     threads: 1
     resources:
         mem_mb=2000,
     benchmark:
-        f"{RUN}/sample.benchmark.tsv"
+        f"{RUN}/samples/shard-{{shard}}.benchmark.tsv"
     log:
-        f"{RUN}/sample.log",
+        f"{RUN}/samples/shard-{{shard}}.log",
     conda:
         ENV
     shell:
         "python -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
-        "--threads {threads} > {log} 2>&1"
+        "--shard {wildcards.shard} --num-shards {params.shards} --threads {threads} > {log} 2>&1"
+
+
+rule gather_samples:
+    """All shards -> one uint8 npz (arr_0, labels) in label order, as the ADM evaluator reads it."""
+    input:
+        expand(f"{RUN}/samples/shard-{{shard}}.npz", shard=range(EXP.sample.shards), allow_missing=True),
+    output:
+        samples=f"{RUN}/samples.npz",
+        info=f"{RUN}/samples.json",
+    params:
+        png=lambda w, output: f"--png-dir {os.path.dirname(output.samples)}/png" if EXP.sample.png else "",
+    log:
+        f"{RUN}/gather.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra gather --shards {input} --out {output.samples} {params.png} > {log} 2>&1"
