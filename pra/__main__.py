@@ -192,6 +192,65 @@ def cmd_probe(args):
     print(json.dumps({k: res[k] for k in ("layer", "top1", "top5")}))
 
 
+def _run_model(args, device):
+    from pra.train import load_trained
+
+    return load_trained(args.model, device, use_ema=True)
+
+
+def cmd_gap(args):
+    from pra.ablate.gap import collect_inputs, input_gap
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.metrics import subsample
+    from pra.io import write_json
+    from pra.runtime import resolve_device, set_threads
+
+    cfg = _config(args)
+    set_threads(args.threads)
+    net, _, meta = _run_model(args, resolve_device("cpu"))
+    tr = PreparedSplit(args.data, "train")
+    idx = subsample(len(tr), args.images, seed=0)
+    inputs = collect_inputs(net, cfg, tr.take(idx), tr.labels[idx], seed=0)
+    res = input_gap(inputs)
+    res["model"] = {k: meta[k] for k in ("scale", "method", "seed", "step")}
+    res["model"]["weights"] = "EMA"
+    write_json(args.out, res)
+    print(json.dumps({k: round(v["mean_knn_kl"], 4) for k, v in res["constructions"].items()}))
+
+
+def cmd_accumulate(args):
+    from pra.ablate.accumulate import error_accumulation
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.metrics import subsample
+    from pra.io import write_json
+    from pra.runtime import resolve_device, set_threads
+    from pra.sample import load_npz
+
+    cfg = _config(args)
+    set_threads(args.threads)
+    net, _, meta = _run_model(args, resolve_device("cpu"))
+    tr = PreparedSplit(args.data, "train")
+    idx = subsample(len(tr), args.images, seed=1)
+    samples, _ = load_npz(args.samples)
+    res = error_accumulation(net, cfg, tr.take(idx), tr.labels[idx], samples)
+    res["model"] = {k: meta[k] for k in ("scale", "method", "seed", "step")}
+    write_json(args.out, res)
+    print(json.dumps({k: round(res[k], 4) for k in ("mean_fd_rollout", "mean_fd_one_step")}))
+
+
+def cmd_ablation(args):
+    from pra.ablate.summary import log_to_mlflow, summarize
+    from pra.io import read_json, write_json
+
+    cfg = _config(args)
+    ab = {a.name: a for a in cfg.ablations}[args.name]
+    summary = summarize(cfg, ab, Path(args.results))
+    uri = read_json(args.tracking)["tracking_uri"] if args.tracking else None
+    summary["mlflow_parent_run_id"] = log_to_mlflow(summary, uri, cfg.name)
+    write_json(args.out, summary)
+    print("\n".join(summary["outcome"]))
+
+
 def cmd_report(args):
     from pra.report.build import build_report
 
@@ -339,6 +398,25 @@ def main(argv=None):
     p.add_argument("--tracking")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=1)
+
+    for name, fn, help in (("gap", cmd_gap, "input-distribution gap of a trained model"),
+                           ("accumulate", cmd_accumulate, "error accumulation along the sequence")):
+        p = add(name, fn, help)
+        _add_config(p)
+        p.add_argument("--model", required=True)
+        p.add_argument("--data", required=True)
+        p.add_argument("--out", required=True)
+        p.add_argument("--images", type=int, default=1000, help="train images used")
+        p.add_argument("--threads", type=int, default=1)
+        if name == "accumulate":
+            p.add_argument("--samples", required=True)
+
+    p = add("ablation", cmd_ablation, "aggregate one ablation over variants and seeds; MLflow parent + children")
+    _add_config(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--results", required=True)
+    p.add_argument("--tracking")
+    p.add_argument("--out", required=True)
 
     p = add("report", cmd_report, "tables and figures from the pipeline's JSON")
     _add_config(p)

@@ -174,13 +174,68 @@ class EvaluateConfig:
     probe_max_train: int = opt(0, "Cap on probe training images (0 = the whole train split).", minimum=0)
 
 
+OVERRIDABLE = ("model", "method", "train", "sample")
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str = opt("base", "Variant name (a column/row label in the ablation tables).")
+    method: str = opt("", "Training method of this variant (empty: the ablation's method).",
+                      choices=["", *METHODS])
+    overrides: dict = opt({}, "Config overrides of this variant, e.g. {model: {z_dim: 8}}; sections "
+                          f"{list(OVERRIDABLE)} only. Same training budget unless train is overridden.")
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    name: str = opt("settle", "Ablation name (one MLflow parent run, one table).")
+    scale: str = opt("tiny-S", "Model scale of every variant.")
+    method: str = opt("", "Default method of the variants.", choices=["", *METHODS])
+    seeds: list = opt([0], "Training seeds of every variant.")
+    diagnostics: bool = opt(False, "Also measure the input-distribution gap and error accumulation of every "
+                            "variant.")
+    variants: list = opt([], "The variants compared.")
+
+
+def _settle_default() -> list:
+    return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True,
+                           variants=[VariantConfig(name=m, method=m) for m in METHODS])]
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of an experiment: (scale, method, variant, seed); variant 'base' = no overrides."""
+    scale: str
+    method: str
+    variant: str
+    seed: int
+
+
+def variant_id(overrides: Mapping) -> str:
+    """A path-safe, readable name of a set of overrides: 'base' for none."""
+    flat = []
+
+    def walk(d, prefix):
+        for k in sorted(d):
+            v = d[k]
+            if isinstance(v, Mapping):
+                walk(v, prefix + (k,))
+            else:
+                flat.append(f"{'.'.join(prefix + (k,))}={json.dumps(v).replace(' ', '')}")
+
+    walk(overrides or {}, ())
+    if not flat:
+        return "base"
+    return "".join(c if c.isalnum() or c in "._=+-" else "_" for c in "+".join(flat))
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     name: str = opt("default", "Experiment name; artifacts go to results/<name>/.")
     device: str = opt("auto", "'auto' (CUDA if available), 'cpu' or 'cuda'.", choices=["auto", "cpu", "cuda"])
     reports_dir: str = opt("reports", "Where the report stage writes tables and figures.")
     scales: list = opt(["tiny-S", "tiny-L"], "Model scales to train (see `python -m pra scales`).")
-    methods: list = opt(["latent_tf", "pra"], f"Training methods, from {list(METHODS)}.")
+    methods: list = opt(["pra"], f"Training methods, from {list(METHODS)}.")
     seeds: list = opt([0], "Training seeds.")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data preparation."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Architecture shared by all scales."})
@@ -188,6 +243,31 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation."})
     sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"help": "Evaluation."})
+    ablations: list = field(default_factory=_settle_default, metadata={
+        "help": "Ablations: each trains its variants at one scale with the same budget and compares them; "
+                "the default is the comparison that would settle PRA's premise (every method, same model)."})
+
+    # ---- runs and variants ---------------------------------------------------------------------
+    def with_overrides(self, overrides: Mapping) -> "ExperimentConfig":
+        """This config with a variant's overrides applied (ablations dropped: a variant is one run's config)."""
+        return from_dict(_merge({**self.to_dict(), "ablations": []}, overrides or {}))
+
+    def runs(self) -> list[Run]:
+        """Every training run: the main grid (scales x methods x seeds) and every ablation variant, deduplicated."""
+        out = [Run(s, m, "base", r) for s in self.scales for m in self.methods for r in self.seeds]
+        for a in self.ablations:
+            for v in a.variants:
+                for r in a.seeds:
+                    out.append(Run(a.scale, v.method or a.method, variant_id(v.overrides), r))
+        return list(dict.fromkeys(out))
+
+    def variant_overrides(self) -> dict[str, dict]:
+        """variant id -> overrides, for every variant in use."""
+        out = {"base": {}}
+        for a in self.ablations:
+            for v in a.variants:
+                out[variant_id(v.overrides)] = v.overrides
+        return out
 
     # ---- conveniences -------------------------------------------------------------------------
     def to_dict(self) -> dict:
@@ -230,8 +310,17 @@ _LIST_ITEMS = {  # element type and allowed values of list fields
     ("seeds",): (int, None),
     ("train", "betas"): (float, None),
     ("sample", "cfg_interval"): (float, None),
+    ("ablations",): (AblationConfig, None),
+    ("ablations", "seeds"): (int, None),
+    ("ablations", "variants"): (VariantConfig, None),
 }
 _LIST_LEN = {("train", "betas"): 2, ("sample", "cfg_interval"): 2}
+_LIST_EMPTY_OK = {("ablations",)}
+
+
+def _norm(path: tuple) -> tuple:
+    """('ablations[0]', 'seeds') -> ('ablations', 'seeds'): the key of the list tables."""
+    return tuple(p.split("[")[0] for p in path)
 
 
 def _type_ok(value, tp) -> bool:
@@ -245,6 +334,10 @@ def _type_ok(value, tp) -> bool:
         return isinstance(value, str)
     if tp is list:
         return isinstance(value, list)
+    if tp is dict:
+        return isinstance(value, Mapping)
+    if dataclasses.is_dataclass(tp):
+        return isinstance(value, Mapping)
     return True
 
 
@@ -254,12 +347,17 @@ def _check_value(path: tuple, value, tp, meta) -> Any:
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
     if tp is float:
         value = float(value)
+    if tp is dict:
+        value = json.loads(json.dumps(value))  # a plain, detached copy
     if tp is list:
-        etype, allowed = _LIST_ITEMS[path]
-        if path in _LIST_LEN and len(value) != _LIST_LEN[path]:
-            raise ConfigError(f"config key '{key}': expected {_LIST_LEN[path]} items, got {len(value)}")
-        if not value:
+        norm = _norm(path)
+        etype, allowed = _LIST_ITEMS[norm]
+        if norm in _LIST_LEN and len(value) != _LIST_LEN[norm]:
+            raise ConfigError(f"config key '{key}': expected {_LIST_LEN[norm]} items, got {len(value)}")
+        if not value and norm not in _LIST_EMPTY_OK:
             raise ConfigError(f"config key '{key}': must not be empty")
+        if dataclasses.is_dataclass(etype):
+            return [_build(etype, item, path[:-1] + (f"{path[-1]}[{i}]",)) for i, item in enumerate(value)]
         for item in value:
             if not _type_ok(item, etype):
                 raise ConfigError(f"config key '{key}': item {item!r} is not {etype.__name__}")
@@ -323,6 +421,28 @@ def _cross_checks(cfg: ExperimentConfig) -> None:
         raise ConfigError("config keys 'methods'/'scales': duplicates are not allowed")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
+    names = [a.name for a in cfg.ablations]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key 'ablations': duplicate ablation names {names}")
+    for i, a in enumerate(cfg.ablations):
+        where = f"ablations[{i}]"
+        if a.scale not in SCALES:
+            raise ConfigError(f"config key '{where}.scale': unknown scale {a.scale!r} (known: {sorted(SCALES)})")
+        if not a.variants:
+            raise ConfigError(f"config key '{where}.variants': must not be empty")
+        if len({v.name for v in a.variants}) != len(a.variants):
+            raise ConfigError(f"config key '{where}.variants': duplicate variant names")
+        for j, v in enumerate(a.variants):
+            vw = f"{where}.variants[{j}]"
+            if not (v.method or a.method):
+                raise ConfigError(f"config key '{vw}.method': no method (set it here or in {where}.method)")
+            bad = sorted(set(v.overrides) - set(OVERRIDABLE))
+            if bad:
+                raise ConfigError(f"config key '{vw}.overrides.{bad[0]}': only {list(OVERRIDABLE)} can be overridden")
+            try:
+                from_dict(_merge({**cfg.to_dict(), "ablations": []}, v.overrides))
+            except ConfigError as e:
+                raise ConfigError(f"in '{vw}.overrides': {e}") from None
 
 
 def _merge(base: dict, over: Mapping) -> dict:
@@ -358,20 +478,26 @@ def _schema_for(cls, path: tuple) -> dict:
             continue
         s: dict = {"description": m["help"] + (" [reconstruction: not published by the paper]"
                                                if m.get("reconstruction") else "")}
-        s["type"] = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array"}[tp]
+        s["type"] = {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+                     dict: "object"}[tp]
         if tp is list:
-            etype, allowed = _LIST_ITEMS[path + (f.name,)]
-            s["items"] = {"type": {int: "integer", float: "number", str: "string"}[etype]}
+            key = path + (f.name,)
+            etype, allowed = _LIST_ITEMS[key]
+            if dataclasses.is_dataclass(etype):
+                s["items"] = _schema_for(etype, key)
+            else:
+                s["items"] = {"type": {int: "integer", float: "number", str: "string"}[etype]}
             if allowed:
                 s["items"]["enum"] = allowed
-            s["minItems"] = _LIST_LEN.get(path + (f.name,), 1)
-            if path + (f.name,) in _LIST_LEN:
-                s["maxItems"] = _LIST_LEN[path + (f.name,)]
+            s["minItems"] = _LIST_LEN.get(key, 0 if key in _LIST_EMPTY_OK else 1)
+            if key in _LIST_LEN:
+                s["maxItems"] = _LIST_LEN[key]
         for k_src, k_dst in (("choices", "enum"), ("minimum", "minimum"), ("maximum", "maximum"),
                              ("exclusive_minimum", "exclusiveMinimum")):
             if m.get(k_src) is not None:
                 s[k_dst] = m[k_src]
-        s["default"] = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        s["default"] = json.loads(json.dumps(default, default=_plain))
         props[f.name] = s
     return {"type": "object", "additionalProperties": False, "properties": props}
 

@@ -59,3 +59,81 @@ def sample_grid(panels: list[tuple[str, np.ndarray, np.ndarray]], num_classes: i
     Path(out_path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_path, dpi=150)
     plt.close(fig)
+
+
+METHOD_COLORS = {"pixel_tf": "#7f7f7f", "pixel_noise": "#bcbd22", "latent_tf": "#1f77b4", "pra": "#d62728",
+                 "exact_rollout": "#2ca02c"}
+CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "pixel_noise": "#bcbd22", "pra": "#d62728"}
+
+
+def color_of(method: str, i: int = 0) -> str:
+    return METHOD_COLORS.get(method, f"C{i % 10}")
+
+
+def training_curves(logs: dict, out_path: str | Path) -> None:
+    """logs: (scale, method, variant, seed) -> list of log rows. Head loss and reconstruction loss vs step."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    styles = {}
+    for i, (key, rows) in enumerate(sorted(logs.items())):
+        scale, method, variant, seed = key
+        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        ls = styles.setdefault(scale, ["-", "--", ":", "-."][len(styles) % 4])
+        steps = [r["step"] for r in rows]
+        axes[0].plot(steps, [r["loss_head"] for r in rows], ls, color=color_of(method, i), label=label, lw=1.3)
+        if rows and "loss_recon" in rows[0]:
+            axes[1].plot(steps, [r["loss_recon"] for r in rows], ls, color=color_of(method, i), label=label, lw=1.3)
+    axes[0].set(xlabel="training step", ylabel="flow-matching loss of the head (v-loss)", yscale="log",
+                title="head loss (z for latent methods, the 64-d patch for pixel methods)")
+    axes[1].set(xlabel="training step", ylabel="pixel reconstruction MSE ([-1, 1] pixels)", yscale="log",
+                title="reconstruction D(z, h) vs x (latent methods)")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=150)
+    plt.close(fig)
+
+
+def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
+    """gaps: variant -> gap.json. One column per latent model, rows: kNN KL and Gaussian KL vs position."""
+    plt = _plt()
+    models = [k for k, g in gaps.items() if "pra" in g["constructions"]] or list(gaps)
+    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharex=True)
+    for j, name in enumerate(models):
+        g = gaps[name]
+        for row, (key, label) in enumerate((("knn_kl", "kNN KL estimate (nats)"),
+                                            ("gaussian_kl", "Gaussian KL, shrunk cov. (nats)"))):
+            ax = axes[row, j]
+            for c, vals in g["constructions"].items():
+                ax.plot(g["positions"], vals[key], "o-", ms=3, color=CONSTRUCTION_COLORS.get(c, "k"),
+                        label=c.replace("_", " "))
+            ax.axhline(0, color="k", lw=0.6)
+            ax.set(ylabel=label if j == 0 else None, title=f"model: {name}" if row == 0 else None)
+            ax.grid(alpha=0.3)
+            if row == 1:
+                ax.set_xlabel("AR input position i (patch fed back)")
+        axes[0, j].legend(fontsize=7, title="training inputs", title_fontsize=7)
+    if title:
+        fig.suptitle(title + f"\nKL(construction || own rollout) in a fixed "
+                     f"{gaps[models[0]]['settings']['pca_dim']}-d PCA basis", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=150)
+    plt.close(fig)
+
+
+def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> None:
+    """accs: variant -> (method, accumulation.json). Solid: own rollout; dashed: ground-truth prefix."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7.5, 4.2))
+    for i, (name, (method, a)) in enumerate(accs.items()):
+        c = color_of(method, i)
+        ax.plot(a["positions"], a["fd_rollout"], "-", color=c, lw=1.6, label=f"{name}: own rollout")
+        ax.plot(a["positions"], a["fd_one_step"], "--", color=c, lw=1.0, label=f"{name}: true prefix")
+    ax.set(xlabel="AR position i (raster order of 8x8 patches)",
+           ylabel="Frechet distance to real patches at i\n(fixed 8-d PCA basis)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=150)
+    plt.close(fig)

@@ -1,10 +1,13 @@
 import os
 
+from pra.config import variant_id
+
 # Paths of every artifact are functions of (experiment, scale, method, seed).
 RESULTS = f"results/{EXP.name}"
 DATA = f"{RESULTS}/data"
 MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder is complete
-RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/s{{seed}}"
+RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/{{variant}}/s{{seed}}"
+VARIANTS = EXP.variant_overrides()  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
 
 
@@ -13,6 +16,7 @@ wildcard_constraints:
     method=r"[a-z_]+",
     seed=r"\d+",
     shard=r"\d+",
+    variant=r"[A-Za-z0-9._=+-]+",
 
 
 # The software of every rule: the dependencies come from this environment (or the activated venv),
@@ -32,8 +36,33 @@ def cfg_json(*keys):
     return EXP.subset_json(*keys)
 
 
+_RUN_CFG = {}
+
+
+def run_cfg(wildcards):
+    """The config of one run: the experiment with its variant's overrides."""
+    v = wildcards.variant
+    if v not in _RUN_CFG:
+        _RUN_CFG[v] = EXP.with_overrides(VARIANTS[v])
+    return _RUN_CFG[v]
+
+
+def run_cfg_json(*keys):
+    return lambda wildcards: run_cfg(wildcards).subset_json(*keys)
+
+
 def runs():
-    return [dict(scale=s, method=m, seed=r) for s in EXP.scales for m in EXP.methods for r in EXP.seeds]
+    return [dict(scale=r.scale, method=r.method, variant=r.variant, seed=r.seed) for r in EXP.runs()]
+
+
+def for_runs(pattern, selected=None):
+    """pattern formatted for every run (or the given run dicts)."""
+    return [pattern.format(**r) for r in (selected if selected is not None else runs())]
+
+
+def ablation_runs(a):
+    return [dict(scale=a.scale, method=v.method or a.method, variant=variant_id(v.overrides), seed=s)
+            for v in a.variants for s in a.seeds]
 
 
 # Feature space of the sample metrics: Inception (local weights) when evaluate.inception_weights is set,
@@ -49,3 +78,22 @@ def classifier_input(wildcards):
 
 def classifier_flag(wildcards, input):
     return f"--classifier {input.classifier}" if input.classifier else ""
+
+
+def diagnostics_runs():
+    out = []
+    for a in EXP.ablations:
+        if a.diagnostics:
+            out += [r for r in ablation_runs(a) if r not in out]
+    return out
+
+
+def ablation_inputs(wildcards):
+    a = {x.name: x for x in EXP.ablations}[wildcards.ablation]
+    sel = ablation_runs(a)
+    files = for_runs(f"{RUN}/eval.json", sel) + for_runs(f"{RUN}/train.json", sel)
+    if EXP.evaluate.probe:
+        files += for_runs(f"{RUN}/probe.json", sel)
+    if a.diagnostics:
+        files += for_runs(f"{RUN}/gap.json", sel) + for_runs(f"{RUN}/accumulation.json", sel)
+    return files

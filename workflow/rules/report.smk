@@ -1,17 +1,23 @@
-REPORT_OUTPUTS = [
-    f"{REPORTS}/tables/fid.md",
-    f"{REPORTS}/figures/samples.png",
-    f"{REPORTS}/metrics.json",
-] + [f"{REPORTS}/curves/{r['scale']}_{r['method']}_s{r['seed']}.csv" for r in runs()]
+REPORT_OUTPUTS = (
+    [
+        f"{REPORTS}/tables/fid.md",
+        f"{REPORTS}/figures/samples.png",
+        f"{REPORTS}/figures/training_curves.png",
+        f"{REPORTS}/metrics.json",
+    ]
+    + [f"{REPORTS}/tables/ablation_{a.name}.md" for a in EXP.ablations]
+    + [f"{REPORTS}/figures/{kind}_{a.name}.png" for a in EXP.ablations if a.diagnostics
+       for kind in ("input_gap", "error_accumulation")]
+    + for_runs(f"{REPORTS}/curves/{{scale}}_{{method}}_{{variant}}_s{{seed}}.csv")
+)
 
 
 rule build_report:
     """Tables, figures and metrics.json from the pipeline's JSON outputs."""
     input:
-        evals=expand(f"{RUN}/eval.json", zip, **{k: [r[k] for r in runs()] for k in ("scale", "method", "seed")}),
-        probes=expand(f"{RUN}/probe.json", zip, **{k: [r[k] for r in runs()] for k in ("scale", "method", "seed")})
-        if EXP.evaluate.probe
-        else [],
+        evals=for_runs(f"{RUN}/eval.json"),
+        probes=for_runs(f"{RUN}/probe.json") if EXP.evaluate.probe else [],
+        ablations=[f"{RESULTS}/ablations/{a.name}.json" for a in EXP.ablations],
         reference=f"{RESULTS}/reference/reference.json",
         data=MANIFEST,
     output:

@@ -26,7 +26,7 @@ rule train:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
     params:
-        cfg=cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
+        cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
     threads: EXP.train.threads
     resources:
@@ -50,7 +50,7 @@ rule sample:
         samples=f"{RUN}/samples/shard-{{shard}}.npz",
         info=f"{RUN}/samples/shard-{{shard}}.json",
     params:
-        cfg=cfg_json("device", "sample"),
+        cfg=run_cfg_json("device", "sample"),
         shards=EXP.sample.shards,
     threads: 1
     resources:
