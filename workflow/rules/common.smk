@@ -16,7 +16,7 @@ wildcard_constraints:
     method=r"[a-z_]+",
     seed=r"\d+",
     shard=r"\d+",
-    variant=r"[A-Za-z0-9._=+-]+",
+    variant=r"[A-Za-z0-9._=+-]{1,}",
 
 
 # The software of every rule: the dependencies come from this environment (or the activated venv),
@@ -90,10 +90,9 @@ def diagnostics_runs():
 
 def ablation_inputs(wildcards):
     a = {x.name: x for x in EXP.ablations}[wildcards.ablation]
-    sel = ablation_runs(a)
-    files = for_runs(f"{RUN}/eval.json", sel) + for_runs(f"{RUN}/train.json", sel)
+    names = ["eval.json", "train.json"]
     if EXP.evaluate.probe:
-        files += for_runs(f"{RUN}/probe.json", sel)
+        names.append("probe.json")
     if a.diagnostics:
-        files += for_runs(f"{RUN}/gap.json", sel) + for_runs(f"{RUN}/accumulation.json", sel)
-    return files
+        names += ["gap.json", "accumulation.json"]
+    return [f for name in names for f in for_runs(os.path.join(RUN, name), ablation_runs(a))]
