@@ -23,7 +23,7 @@ wildcard_constraints:
 # the `pra` package from this repository (put first on PYTHONPATH by the shell prefix below), so jobs
 # always run the checked-out code.
 ENV = "../envs/pra.yaml"
-shell.prefix('export PYTHONPATH="' + workflow.basedir + '${{PYTHONPATH:+:$PYTHONPATH}}"; ')
+shell.prefix(f'export PYTHONPATH="{workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
 
 
 def out_dir(output_file):
