@@ -456,12 +456,16 @@ def main(argv=None):
     if args.command == "params" and args.num_classes is None:
         args.num_classes = 1000 if _config(args).data.source == "imagefolder" else 10
     from pra.config import ConfigError
+    from pra.train import Stop
 
     try:
         args.fn(args)
     except ConfigError as e:
         print(f"config error: {e}", file=sys.stderr)
         return 2
+    except Stop as e:  # preempted: the state is saved, a rerun (Slurm retry) resumes
+        print(f"stopped early: {e}", file=sys.stderr)
+        return 143
     return 0
 
 

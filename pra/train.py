@@ -11,6 +11,8 @@ from __future__ import annotations
 import copy
 import json
 import math
+import signal
+import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -95,7 +97,30 @@ class LossModule(nn.Module):
 
 
 class Stop(Exception):
-    """Raised by `stop_after` (tests and preemption) after a checkpoint was written."""
+    """Training stopped early (preemption signal, or `stop_after`) after writing a resumable checkpoint."""
+
+
+class StopSignals:
+    """SIGTERM and SIGUSR1 (Slurm's time-limit and preemption signals) request a checkpoint and exit."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+    def __init__(self):
+        self.received: int | None = None
+        self._old = {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.received = signum
+
+    def __exit__(self, *exc):
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
 
 
 def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir: str | Path, out_dir: str | Path,
@@ -127,7 +152,7 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     if dinfo.enabled:
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn, device_ids=[device.index] if device.type == "cuda" else None)
-    step, run_id = 0, None
+    step, run_id, resumed_window = 0, None, {}
     log_path, state_path = out_dir / "train_log.jsonl", out_dir / "state.pt"
 
     if state_path.exists():
@@ -138,16 +163,22 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         gen_data.set_state(ck["rng"]["data"])
         gen_noise.set_state(ck["rng"]["noise"])
         step, run_id = ck["step"], ck.get("mlflow_run_id")
+        resumed_window = ck.get("log_window", {})
         _truncate_log(log_path, step)
         print(f"resumed from {state_path} at step {step}", flush=True)
     elif log_path.exists() and dinfo.is_main:
         log_path.unlink()
 
     n_params = count_parameters(net)
+    run_file = out_dir / "mlflow_run.json"
+    if run_id is None and run_file.exists():  # a retry that failed before its first checkpoint
+        run_id = json.loads(run_file.read_text()).get("run_id")
     run = tracking.Run(tracking_uri if dinfo.is_main else None, cfg.name, f"{scale}/{method}/s{seed}", run_id=run_id,
                        params={"scale": scale, "method": method, "seed": seed, "params": n_params,
                                **{f"{k}": v for k, v in cfg.to_dict().items() if k in ("model", "method", "train")}},
                        tags={"scale": scale, "method": method, "seed": str(seed), "experiment": cfg.name})
+    if dinfo.is_main and run.run_id:
+        write_json(run_file, {"run_id": run.run_id})
 
     def checkpoint(path: Path, final: bool = False) -> None:
         if not dinfo.is_main:
@@ -156,15 +187,17 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                    "method": method, "seed": seed, "geometry": asdict(geom), "params": n_params,
                    "mlflow_run_id": run.run_id}
         if not final:
-            payload.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(),
+            payload.update(optimizer=opt.state_dict(), scheduler=sched.state_dict(), log_window=dict(window),
                            rng={"data": gen_data.get_state(), "noise": gen_noise.get_state()})
         save_torch(payload, path)
 
     autocast = device.type == "cuda" and tc.precision in ("auto", "bf16")
     net.train()
     t0, last = time.time(), {}
-    window: dict[str, float] = {}
+    window: dict[str, float] = dict(resumed_window)  # a log window interrupted by the checkpoint
     from tqdm import tqdm
+
+    signals = StopSignals().__enter__()
 
     bar = tqdm(total=tc.steps, initial=step, desc=f"train {scale}/{method}/s{seed}", disable=not progress,
                mininterval=5.0)
@@ -201,21 +234,27 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                     with open(log_path, "a") as fh:
                         fh.write(json.dumps({"step": step, **last}) + "\n")
                 run.log_metrics(last, step)
-            if step % tc.ckpt_every == 0 and step < tc.steps:
+            stop = signals.received is not None or (stop_after is not None and step >= stop_after)
+            stop = D.any_across_ranks(stop, device)
+            if (step % tc.ckpt_every == 0 or stop) and step < tc.steps:
                 checkpoint(state_path)
                 D.barrier()
-                if stop_after is not None and step >= stop_after:
-                    raise Stop(f"stopped after step {step}")
+            if stop and step < tc.steps:
+                why = f"signal {signal.Signals(signals.received).name}" if signals.received else "stop_after"
+                raise Stop(f"{why}: stopped at step {step}; resumable state in {state_path}")
     except Stop:
         bar.close()
+        signals.__exit__()
         run.end("KILLED")
         if owns_group:
             D.shutdown()
         raise
     except BaseException:
         bar.close()
+        signals.__exit__()
         run.end("FAILED")
         raise
+    signals.__exit__()
     bar.close()
     elapsed = time.time() - t0
     checkpoint(out_dir / "model.pt", final=True)
@@ -224,8 +263,8 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                "world_size": dinfo.world}
     if dinfo.is_main:
         write_json(out_dir / "train.json", summary)
-        if state_path.exists():
-            state_path.unlink()
+        state_path.unlink(missing_ok=True)
+        run_file.unlink(missing_ok=True)
     run.log_metrics({"train_seconds": elapsed}, step)
     run.end("FINISHED")
     D.barrier()

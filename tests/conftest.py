@@ -57,3 +57,13 @@ def run(cmd, cwd=ROOT, env=None, timeout=900, check=True):
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")
     return p
+
+
+@pytest.fixture(scope="session")
+def trained_pra(tmp_path_factory, prepared):
+    """A tiny PRA model trained for 20 steps on 16x16 digits."""
+    from pra.train import train
+
+    out = tmp_path_factory.mktemp("trained_pra")
+    train(tiny_config(), scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=out, progress=False)
+    return out / "model.pt"

@@ -34,7 +34,10 @@ def tiny_experiment(tmp_path):
         "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
         "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
-        "evaluate": {"classifier_epochs": 1},
+        "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1},
+        "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True,
+                       "variants": [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
+                                    {"name": "pra z=3", "method": "pra", "overrides": {"model": {"z_dim": 3}}}]}],
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -47,9 +50,14 @@ def test_real_run_end_to_end(tiny_experiment):
     run(["snakemake", "--cores", "2", "all", "--configfile", str(path)])
     res = ROOT / "results" / name
     table = (res / "reports/tables/fid.md").read_text()
-    assert "| tiny-XS | pra | 0 |" in table and "| tiny-XS | latent_tf | 0 |" in table
+    assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
+    assert "| tiny-XS | pra | model.z_dim=3 | 0 |" in table
     metrics = json.loads((res / "reports/metrics.json").read_text())
-    assert metrics["tiny-XS/pra/s0"]["fid"] > 0
+    assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
+    ablation = json.loads((res / "ablations/mini.json").read_text())
+    assert [v["name"] for v in ablation["variants"]] == ["tf", "pra", "pra z=3"]
+    assert (res / "reports/tables/ablation_mini.md").exists()
+    assert (res / "reports/figures/input_gap_mini.png").stat().st_size > 1000
     assert (res / "reports/figures/samples.png").stat().st_size > 1000
     assert (res / "mlflow.db").exists()
     # every training run reached MLflow with its metrics
@@ -58,9 +66,18 @@ def test_real_run_end_to_end(tiny_experiment):
     client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
     exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id])
-    assert sorted(r.data.tags["method"] for r in runs) == ["latent_tf", "pra"]
-    assert all("loss" in r.data.metrics and "fid" in r.data.metrics for r in runs)
-    assert all(r.info.status == "FINISHED" for r in runs)
+    training = [r for r in runs if "pra.role" not in r.data.tags]
+    assert sorted(r.data.tags["method"] for r in training) == ["latent_tf", "pra", "pra"]
+    assert all("loss" in r.data.metrics and "fid" in r.data.metrics for r in training)
+    assert all(r.info.status == "FINISHED" for r in training)
+    # the ablation: one parent, one child per variant, carrying the numbers of the JSON summary
+    parent = client.get_run(ablation["mlflow_parent_run_id"])
+    children = client.search_runs([exp.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    by_name = {c.data.params["variant"]: c for c in children}
+    assert sorted(by_name) == ["pra", "pra z=3", "tf"]
+    for v in ablation["variants"]:
+        assert by_name[v["name"]].data.metrics["fid"] == pytest.approx(v["metrics"]["fid"]["mean"])
     # nothing left to do afterwards
     p = run(["snakemake", "-n", "all", "--configfile", str(path)])
     assert "Nothing to be done" in p.stdout + p.stderr
