@@ -291,6 +291,20 @@ def cmd_bench_prepare(args):
     print((Path(args.out) / "prepare.md").read_text())
 
 
+def cmd_estimate(args):
+    from pra.estimate import estimate
+
+    cfg = _config(args)
+    n = args.num_classes or (1000 if cfg.data.source == "imagefolder" else 10)
+    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu)
+    print(json.dumps(r, indent=2))
+    for s, v in r["scales"].items():
+        for m, e in v["methods"].items():
+            gpus = max(1, v["train_gpus"])
+            print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
+                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['gpu_hours'] / gpus:7.1f} h on {gpus} GPUs", file=sys.stderr)
+
+
 def cmd_scales(args):
     from dataclasses import asdict
 
@@ -442,6 +456,13 @@ def main(argv=None):
     p.add_argument("--images", type=int, default=600)
     p.add_argument("--resolution", type=int, default=256)
     p.add_argument("--workers", type=int, default=2)
+
+    p = add("estimate", cmd_estimate, "training FLOPs and GPU-hours of an experiment's scales (estimate)")
+    _add_config(p)
+    p.add_argument("--experiment", dest="config", nargs="+", help="alias of --config")
+    p.add_argument("--num-classes", type=int)
+    p.add_argument("--peak-tflops", type=float, default=312.0)
+    p.add_argument("--mfu", type=float, default=0.4)
 
     add("scales", cmd_scales, "the scale registry")
 

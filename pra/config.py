@@ -174,6 +174,23 @@ class EvaluateConfig:
     probe_max_train: int = opt(0, "Cap on probe training images (0 = the whole train split).", minimum=0)
 
 
+@dataclass(frozen=True)
+class ResourcesConfig:
+    """What each job asks the scheduler for (Slurm via the profile; locally only threads matter).
+
+    Runtimes are minutes for the first attempt and double with every retry."""
+    train_gpus: int = opt(0, "GPUs per training job; > 1 launches torchrun with one process per GPU.", minimum=0)
+    train_mem_mb: int = opt(3000, "Memory per training job (MB).", minimum=100)
+    train_runtime: int = opt(60, "Minutes per training attempt (a retry resumes from state.pt).", minimum=1)
+    sample_gpus: int = opt(0, "GPUs per sampling shard job.", minimum=0)
+    sample_mem_mb: int = opt(2000, "Memory per sampling job (MB).", minimum=100)
+    sample_runtime: int = opt(30, "Minutes per sampling attempt.", minimum=1)
+    eval_gpus: int = opt(0, "GPUs of reference/evaluate/probe/gap/accumulate jobs.", minimum=0)
+    eval_mem_mb: int = opt(3000, "Memory of evaluation jobs (MB).", minimum=100)
+    eval_runtime: int = opt(30, "Minutes per evaluation attempt.", minimum=1)
+    scale_overrides: dict = opt({}, "Per-scale overrides of the fields above, e.g. {PRA-L: {train_gpus: 16}}.")
+
+
 OVERRIDABLE = ("model", "method", "train", "sample")
 
 
@@ -243,6 +260,7 @@ class ExperimentConfig:
     train: TrainConfig = field(default_factory=TrainConfig, metadata={"help": "Optimisation."})
     sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"help": "Evaluation."})
+    resources: ResourcesConfig = field(default_factory=ResourcesConfig, metadata={"help": "Scheduler requests."})
     ablations: list = field(default_factory=_settle_default, metadata={
         "help": "Ablations: each trains its variants at one scale with the same budget and compares them; "
                 "the default is the comparison that would settle PRA's premise (every method, same model)."})
@@ -260,6 +278,10 @@ class ExperimentConfig:
                 for r in a.seeds:
                     out.append(Run(a.scale, v.method or a.method, variant_id(v.overrides), r))
         return list(dict.fromkeys(out))
+
+    def resource(self, scale: str, key: str):
+        """A ResourcesConfig value for a scale, after the scale's overrides."""
+        return self.resources.scale_overrides.get(scale, {}).get(key, getattr(self.resources, key))
 
     def variant_overrides(self) -> dict[str, dict]:
         """variant id -> overrides, for every variant in use."""
@@ -421,6 +443,14 @@ def _cross_checks(cfg: ExperimentConfig) -> None:
         raise ConfigError("config keys 'methods'/'scales': duplicates are not allowed")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
+    for sc, over in cfg.resources.scale_overrides.items():
+        if not isinstance(over, Mapping):
+            raise ConfigError(f"config key 'resources.scale_overrides.{sc}': expected a mapping")
+        for k, v in over.items():
+            f = {f.name: f for f in dataclasses.fields(ResourcesConfig)}.get(k)
+            if f is None or k == "scale_overrides":
+                raise ConfigError(f"unknown config key 'resources.scale_overrides.{sc}.{k}'")
+            _check_value(("resources", "scale_overrides", sc, k), v, int, f.metadata)
     names = [a.name for a in cfg.ablations]
     if len(set(names)) != len(names):
         raise ConfigError(f"config key 'ablations': duplicate ablation names {names}")

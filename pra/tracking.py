@@ -8,8 +8,27 @@ MLflow failure becomes a warning and the pipeline's own JSON files remain the re
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from pathlib import Path
+
+# Fail fast against an unreachable tracking server (MLflow's defaults retry for minutes); the user's
+# own settings win.
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+
+
+def _retry(fn, attempts: int = 10):
+    """Retry SQLite 'database is locked' contention (many jobs writing one store); re-raise the rest."""
+    for k in range(attempts):
+        try:
+            return fn()
+        except Exception as e:  # noqa: BLE001 - the message decides
+            msg = str(e).lower()
+            if k == attempts - 1 or not ("locked" in msg or "busy" in msg):
+                raise
+            time.sleep(min(2.0, 0.05 * 2 ** k))
 
 
 def default_uri(results_dir: str | Path) -> str:
@@ -41,19 +60,22 @@ class Run:
         try:
             import mlflow
 
+            from mlflow.entities import Param
+
             client = mlflow.MlflowClient(uri)
             if run_id is None:
-                exp = client.get_experiment_by_name(experiment)
-                exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+                exp = _retry(lambda: client.get_experiment_by_name(experiment))
+                exp_id = exp.experiment_id if exp else _retry(lambda: client.create_experiment(experiment))
                 all_tags = {"mlflow.runName": run_name, **(tags or {})}
                 if parent_run_id:
                     all_tags["mlflow.parentRunId"] = parent_run_id
-                run = client.create_run(exp_id, tags=all_tags, run_name=run_name)
+                run = _retry(lambda: client.create_run(exp_id, tags=all_tags, run_name=run_name))
                 run_id = run.info.run_id
-                for k, v in _flatten(params or {}).items():
-                    client.log_param(run_id, k, str(v)[:6000])
+                ps = [Param(k, str(v)[:6000]) for k, v in _flatten(params or {}).items()]
+                for i in range(0, len(ps), 100):
+                    _retry(lambda: client.log_batch(run_id, params=ps[i:i + 100]))
             else:
-                client.update_run(run_id, status="RUNNING")
+                _retry(lambda: client.update_run(run_id, status="RUNNING"))
             self._client, self.run_id = client, run_id
         except Exception as e:  # pragma: no cover - depends on the store
             warnings.warn(f"MLflow tracking disabled ({type(e).__name__}: {e}); metrics stay in the JSON files")
@@ -63,20 +85,20 @@ class Run:
             return
         try:
             from mlflow.entities import Metric
-            import time
 
             ts = int(time.time() * 1000)
-            self._client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step or 0)
-                                                         for k, v in metrics.items()])
+            batch = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items()]
+            _retry(lambda: self._client.log_batch(self.run_id, metrics=batch))
         except Exception as e:  # pragma: no cover
-            warnings.warn(f"MLflow log failed ({type(e).__name__}: {e})")
+            warnings.warn(f"MLflow log failed ({type(e).__name__}: {e}); the JSON files keep the metrics")
+            self._client = None  # do not slow every later step down
 
     def set_tags(self, tags: dict) -> None:
         if self._client is None:
             return
         try:
             for k, v in tags.items():
-                self._client.set_tag(self.run_id, k, str(v))
+                _retry(lambda: self._client.set_tag(self.run_id, k, str(v)))
         except Exception as e:  # pragma: no cover
             warnings.warn(f"MLflow tag failed ({type(e).__name__}: {e})")
 
@@ -92,7 +114,7 @@ class Run:
         if self._client is None:
             return
         try:
-            self._client.set_terminated(self.run_id, status=status)
+            _retry(lambda: self._client.set_terminated(self.run_id, status=status))
         except Exception as e:  # pragma: no cover
             warnings.warn(f"MLflow end failed ({type(e).__name__}: {e})")
 

@@ -9,7 +9,9 @@ rule gap:
         cfg=run_cfg_json("model", "method", "sample"),
     threads: 1
     resources:
-        mem_mb=3000,
+        gpu=res("eval", "gpus"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     benchmark:
         f"{RUN}/gap.benchmark.tsv"
     log:
@@ -33,7 +35,9 @@ rule accumulate:
         cfg=run_cfg_json("model", "method", "sample"),
     threads: 1
     resources:
-        mem_mb=3000,
+        gpu=res("eval", "gpus"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     benchmark:
         f"{RUN}/accumulation.benchmark.tsv"
     log:

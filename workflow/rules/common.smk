@@ -16,7 +16,7 @@ wildcard_constraints:
     method=r"[a-z_]+",
     seed=r"\d+",
     shard=r"\d+",
-    variant=r"[A-Za-z0-9._=+-]{1,}",
+    variant=r"[A-Za-z0-9._=+-]+",
 
 
 # The software of every rule: the dependencies come from this environment (or the activated venv),
@@ -24,6 +24,24 @@ wildcard_constraints:
 # always run the checked-out code.
 ENV = "../envs/pra.yaml"
 shell.prefix(f'export PYTHONPATH="{workflow.basedir}${{{{PYTHONPATH:+:$PYTHONPATH}}}}"; ')
+
+
+def res(kind, key):
+    """A resource of a rule: per scale (resources.scale_overrides); runtimes double with every attempt."""
+
+    def value(wildcards, attempt):
+        scale = getattr(wildcards, "scale", None)
+        v = EXP.resource(scale, f"{kind}_{key}") if scale else getattr(EXP.resources, f"{kind}_{key}")
+        return v * 2 ** (attempt - 1) if key == "runtime" else v
+
+    return value
+
+
+def launcher(wildcards, resources):
+    """torchrun with one process per GPU for multi-GPU jobs; plain python otherwise."""
+    if resources.gpu > 1:
+        return f"torchrun --standalone --nproc_per_node={resources.gpu}"
+    return "python"
 
 
 def out_dir(output_file):

@@ -35,7 +35,9 @@ rule reference:
         clf=classifier_flag,
     threads: 2
     resources:
-        mem_mb=3000,
+        gpu=res("eval", "gpus"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     benchmark:
         f"{RESULTS}/benchmarks/reference.tsv"
     log:
@@ -63,7 +65,9 @@ rule evaluate:
         clf=classifier_flag,
     threads: 1
     resources:
-        mem_mb=3000,
+        gpu=res("eval", "gpus"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     benchmark:
         f"{RUN}/evaluate.benchmark.tsv"
     log:
@@ -88,7 +92,9 @@ rule probe:
         cfg=cfg_json("name", "device", "evaluate"),
     threads: 1
     resources:
-        mem_mb=3000,
+        gpu=res("eval", "gpus"),
+        mem_mb=res("eval", "mem_mb"),
+        runtime=res("eval", "runtime"),
     benchmark:
         f"{RUN}/probe.benchmark.tsv"
     log:

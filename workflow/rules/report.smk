@@ -1,3 +1,7 @@
+localrules:
+    build_report,
+
+
 REPORT_OUTPUTS = (
     [
         f"{REPORTS}/tables/fid.md",

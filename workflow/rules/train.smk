@@ -1,5 +1,6 @@
 localrules:
     init_tracking,
+    gather_samples,
 
 
 rule init_tracking:
@@ -28,9 +29,12 @@ rule train:
     params:
         cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
+        launcher=launcher,
     threads: EXP.train.threads
     resources:
-        mem_mb=3000,
+        gpu=res("train", "gpus"),
+        mem_mb=res("train", "mem_mb"),
+        runtime=res("train", "runtime"),
     benchmark:
         f"{RUN}/train.benchmark.tsv"
     log:
@@ -38,7 +42,7 @@ rule train:
     conda:
         ENV
     shell:
-        "python -m pra train --config-json {params.cfg:q} --scale {wildcards.scale} --method {wildcards.method} "
+        "{params.launcher} -m pra train --config-json {params.cfg:q} --scale {wildcards.scale} --method {wildcards.method} "
         "--seed {wildcards.seed} --data {input.data} --tracking {input.tracking} --out {params.out} > {log} 2>&1"
 
 
@@ -54,7 +58,9 @@ rule sample:
         shards=EXP.sample.shards,
     threads: 1
     resources:
-        mem_mb=2000,
+        gpu=res("sample", "gpus"),
+        mem_mb=res("sample", "mem_mb"),
+        runtime=res("sample", "runtime"),
     benchmark:
         f"{RUN}/samples/shard-{{shard}}.benchmark.tsv"
     log:

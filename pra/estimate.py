@@ -1,0 +1,47 @@
+"""`python -m pra estimate`: training compute of an experiment's scales, and GPU-hours at a stated MFU.
+
+FLOPs of one training step per image are counted by torch.utils.flop_counter on a real forward and
+backward at batch 1 (CPU), for the experiment's method and geometry. GPU-hours assume a peak
+throughput and a model-FLOP utilisation that are stated in the output; they are estimates, not
+measurements.
+"""
+from __future__ import annotations
+
+import torch
+
+from pra.config import ExperimentConfig
+from pra.model.network import Geometry, count_parameters
+from pra.noise import Noise
+from pra.runtime import generator
+from pra.train import build_network, build_objective
+
+
+def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geometry) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    net = build_network(cfg, scale, method, geom)
+    obj = build_objective(cfg, method, net.latent)
+    x = torch.rand(1, geom.num_tokens, geom.patch_dim) * 2 - 1
+    y = torch.zeros(1, dtype=torch.long)
+    with FlopCounterMode(display=False) as fc:
+        loss, _ = obj(net, x, y, Noise(generator(0)))
+        loss.backward()
+    return fc.get_total_flops()
+
+
+def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 312.0, mfu: float = 0.4) -> dict:
+    geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, num_classes)
+    out = {"assumptions": {"peak_tflops": peak_tflops, "mfu": mfu,
+                           "note": "peak: A100 bf16 dense (312 TFLOP/s); MFU is assumed, not measured"},
+           "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "scales": {}}
+    for scale in cfg.scales:
+        per_method = {}
+        for method in cfg.methods:
+            f = flops_per_image(cfg, scale, method, geom)
+            total = f * cfg.train.batch_size * cfg.train.steps
+            per_method[method] = {"flops_per_image": f, "total_flops": total,
+                                  "gpu_hours": total / (peak_tflops * 1e12 * mfu) / 3600}
+        net = build_network(cfg, scale, cfg.methods[0], geom)
+        out["scales"][scale] = {"params": count_parameters(net), "methods": per_method,
+                                "train_gpus": cfg.resource(scale, "train_gpus")}
+    return out

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# Start a single-node Slurm on localhost for the integration tests: munge, MariaDB, slurmdbd (the
+# executor plugin reads job states from sacct, so accounting storage is required), slurmctld, slurmd.
+# Debian packages: slurm-wlm slurmdbd mariadb-server munge. Needs root. Idempotent.
+# Exit codes: 0 ready, 3 cannot run here (not root / packages missing), 1 failed to start.
+#   --install   first install the Debian packages if they are missing (apt-get; CI does this)
+set -uo pipefail
+
+if [ "${1:-}" = "--install" ] && [ "$(id -u)" -eq 0 ] && ! command -v slurmctld >/dev/null 2>&1 \
+   && ! [ -x /usr/sbin/slurmctld ] && command -v apt-get >/dev/null 2>&1; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q slurm-wlm slurmdbd mariadb-server munge >/dev/null \
+    || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+         slurm-wlm slurmdbd mariadb-server munge >/dev/null; } || echo "apt-get install failed" >&2
+fi
+
+STATE=${PRA_SLURM_STATE:-/var/lib/pra-slurm}
+CLUSTER=pra-test
+HOST=$(hostname -s)
+
+die_skip() { echo "SKIP: $*" >&2; exit 3; }
+die() { echo "FAILED: $*" >&2; for f in "$STATE"/log/*.log; do echo "--- $f"; tail -n 20 "$f"; done >&2; exit 1; }
+
+[ "$(id -u)" -eq 0 ] || die_skip "not root"
+for b in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct sacctmgr; do
+  command -v "$b" >/dev/null 2>&1 || [ -x "/usr/sbin/$b" ] || die_skip "$b not installed (apt-get install slurm-wlm slurmdbd mariadb-server munge)"
+done
+export PATH="/usr/sbin:$PATH"
+
+if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && sacct -n -X -S now-1minute >/dev/null 2>&1; then
+  echo "ready (already running)"; exit 0
+fi
+
+mkdir -p "$STATE"/{log,spool/ctld,spool/d} /run/munge /run/mysqld /etc/slurm
+CPUS=$(nproc)
+MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+
+# munge
+[ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
+chown -R munge:munge /etc/munge /run/munge /var/lib/munge /var/log/munge 2>/dev/null
+chmod 400 /etc/munge/munge.key
+pgrep -x munged >/dev/null || runuser -u munge -- /usr/sbin/munged || die "munged"
+
+# MariaDB
+chown -R mysql:mysql /run/mysqld /var/lib/mysql 2>/dev/null
+if ! pgrep -x mariadbd >/dev/null; then
+  [ -d /var/lib/mysql/mysql ] || mariadb-install-db --user=mysql >"$STATE/log/mariadb-install.log" 2>&1
+  (mariadbd --user=mysql --skip-networking=0 --bind-address=127.0.0.1 >"$STATE/log/mariadb.log" 2>&1 &)
+fi
+for i in $(seq 60); do mariadb -e "select 1" >/dev/null 2>&1 && break; sleep 0.5; done
+mariadb -e "CREATE USER IF NOT EXISTS 'slurm'@'localhost' IDENTIFIED BY 'slurm';
+            GRANT ALL ON slurm_acct_db.* TO 'slurm'@'localhost'; FLUSH PRIVILEGES;" || die "mariadb"
+
+cat > /etc/slurm/slurmdbd.conf <<CONF
+AuthType=auth/munge
+DbdHost=localhost
+SlurmUser=root
+StorageType=accounting_storage/mysql
+StorageHost=localhost
+StorageUser=slurm
+StoragePass=slurm
+StorageLoc=slurm_acct_db
+LogFile=$STATE/log/slurmdbd.log
+PidFile=$STATE/slurmdbd.pid
+CONF
+chmod 600 /etc/slurm/slurmdbd.conf
+
+cat > /etc/slurm/slurm.conf <<CONF
+ClusterName=$CLUSTER
+SlurmctldHost=$HOST
+SlurmUser=root
+AuthType=auth/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+ReturnToService=2
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+StateSaveLocation=$STATE/spool/ctld
+SlurmdSpoolDir=$STATE/spool/d
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd.log
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+KillWait=30
+MinJobAge=300
+NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+
+pgrep -x slurmdbd >/dev/null || slurmdbd || die "slurmdbd"
+for i in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done
+sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1
+sacctmgr -i add account pra Cluster="$CLUSTER" >/dev/null 2>&1
+sacctmgr -i add user root Account=pra Cluster="$CLUSTER" >/dev/null 2>&1
+pgrep -x slurmctld >/dev/null || slurmctld || die "slurmctld"
+pgrep -x slurmd >/dev/null || slurmd || die "slurmd"
+for i in $(seq 60); do
+  if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+    sacct -n -X -S now-1minute >/dev/null 2>&1 && { echo "ready"; exit 0; }
+  fi
+  sleep 1
+done
+die "the node did not become idle or accounting is unavailable"
