@@ -29,6 +29,9 @@ except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

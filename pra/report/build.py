@@ -1,13 +1,17 @@
-"""The report stage: JSON outputs of the pipeline -> reports/ tables, figures, curves and metrics.json."""
+"""The report stage: JSON outputs of the pipeline -> reports/ (tables, figures, curves, metrics.json, README.md).
+
+Everything here is rebuilt from the pipeline's own JSON files (not from MLflow), so the same results
+give byte-identical tables.
+"""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
 from pra.ablate.summary import run_dir
-from pra.config import ExperimentConfig
+from pra.config import ExperimentConfig, variant_id
 from pra.io import read_json, write_json
-from pra.report import figures, tables
+from pra.report import figures, published, tables
 
 
 def curve_name(scale: str, method: str, variant: str, seed: int) -> str:
@@ -29,16 +33,26 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     return paths
 
 
+def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
+    """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
+    t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
+        [f"ablation_{a.name}" for a in cfg.ablations]
+    f = ["samples", "training_curves", "fid_vs_params"] + \
+        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
+    runs = list(dict.fromkeys((r.scale, r.method, r.variant) for r in cfg.runs()))
+    return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
+            "figures": [f"figures/{n}.{ext}" for n in f for ext in ("png", "pdf")]
+            + [f"figures/samples/{s}_{m}_{v}.png" for s, m, v in runs],
+            "curves": [f"curves/{curve_name(r.scale, r.method, r.variant, r.seed)}" for r in cfg.runs()],
+            "other": ["metrics.json", "README.md"]}
+
+
 def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     from pra.data.dataset import PreparedSplit
     from pra.sample import load_npz
 
     out.mkdir(parents=True, exist_ok=True)
-    (out / "figures").mkdir(exist_ok=True)
-    (out / "tables").mkdir(exist_ok=True)
     written: list[Path] = []
-
-    rows, panels, probes, logs = [], [], {}, {}
     ref = read_json(results / "reference" / "reference.json")
     floor = dict(ref["floor"])
     clf_path = results / "classifier" / "classifier.json"
@@ -46,45 +60,74 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     if clf:
         floor["class_accuracy"] = clf["val_accuracy"]
     val = PreparedSplit(results / "data", "val")
-    panels.append(("real (val split)", val.all_images(), val.labels))
-    first_seed = {}
+    dataset = (f"embedded digits {val.resolution}x{val.resolution}" if cfg.data.source == "digits"
+               else f"{Path(cfg.data.root).name} {val.resolution}x{val.resolution}")
+
+    rows, probes, logs, panels = [], {}, {}, [("real (val split)", val.all_images(), val.labels)]
+    seen = set()
     for r in cfg.runs():
         d = run_dir(results, r.scale, r.method, r.variant, r.seed)
-        ev = read_json(d / "eval.json")
-        ev["variant"] = r.variant
+        ev = {**read_json(d / "eval.json"), "variant": r.variant}
         rows.append(ev)
         key = (r.scale, r.method, r.variant, r.seed)
-        if cfg.evaluate.probe and (d / "probe.json").exists():
+        if cfg.evaluate.probe:
             probes[key] = read_json(d / "probe.json")
         logs[key] = [json.loads(ln) for ln in (d / "train_log.jsonl").read_text().splitlines() if ln]
-        if (r.scale, r.method, r.variant) not in first_seed:
-            first_seed[(r.scale, r.method, r.variant)] = r.seed
+        if (r.scale, r.method, r.variant) not in seen:  # first seed of each run: the sample grids
+            seen.add((r.scale, r.method, r.variant))
             images, labels = load_npz(d / "samples.npz")
             name = f"{r.scale} {r.method}" + ("" if r.variant == "base" else f" [{r.variant}]")
             panels.append((name, images, labels))
+            p = out / "figures" / "samples" / f"{r.scale}_{r.method}_{r.variant}.png"
+            figures.sample_grid([panels[0], panels[-1]], val.num_classes, p, per_class=8, cols=2,
+                                title=f"{name}, seed {r.seed}: 8 samples per class (EMA weights, sampling seed "
+                                      f"{cfg.sample.seed}) beside real val images")
+            written.append(p)
 
-    header = (f"# Sample quality per run: experiment `{cfg.name}`\n\n"
-              f"All rows measured by this pipeline with torch-fidelity. Features: {ref['extractor']}. "
-              f"Reference: {ref['description']}. FID in float64; IS over 10 splits; KID with subsets of "
-              f"{cfg.evaluate.kid_subset_size} (capped at the sample count); precision/recall with "
-              f"k={cfg.evaluate.prc_neighborhood}. "
-              + ("Class acc.: fraction of samples the same classifier assigns to the class they were conditioned "
-                 f"on (the classifier's own val accuracy: {clf['val_accuracy']:.3f}). " if clf else "")
-              + "Probe: MAE linear-probe top-1 on the val split, layer chosen on a held-out slice of train. "
-              "The last row is the floor: the real val split scored exactly like a sample.\n\n")
-    p = out / "tables" / "fid.md"
-    p.write_text(header + tables.fid_table(rows, floor, probes))
-    written.append(p)
+    built = [tables.main_table(rows, floor, ref["extractor"], ref["description"], dataset),
+             tables.runs_table(rows, floor, probes, ref["extractor"], ref["description"],
+                               cfg.evaluate.kid_subset_size, cfg.evaluate.prc_neighborhood,
+                               clf.get("val_accuracy") if clf else None),
+             tables.scaling_table(rows)]
+    if cfg.evaluate.probe:
+        built.append(tables.probe_table(probes))
+    summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
+    built += [tables.ablation_table(s) for s in summaries.values()]
+    for t in built:
+        written += t.write(out / "tables")
 
-    grid = out / "figures" / "samples.png"
-    figures.sample_grid(panels, val.num_classes, grid, per_class=4,
-                        title=f"class-conditional samples, EMA weights, seed {cfg.sample.seed} "
-                              f"(columns: classes 0-{val.num_classes - 1})")
-    written.append(grid)
-    p = out / "figures" / "training_curves.png"
-    figures.training_curves(logs, p)
-    written.append(p)
+    written += figures.save_all(figures.sample_grid, panels, val.num_classes, out / "figures" / "samples.png",
+                                per_class=4, title=f"class-conditional samples, EMA weights, sampling seed "
+                                                   f"{cfg.sample.seed} (columns: classes 0-{val.num_classes - 1})")
+    written += figures.save_all(figures.training_curves, logs, out / "figures" / "training_curves.png")
+    written += figures.save_all(figures.fid_vs_params, published.IMAGENET256, rows, out / "figures" / "fid_vs_params.png")
+    for a in cfg.ablations:
+        if not a.diagnostics:
+            continue
+        gaps, accs = {}, {}
+        for v in a.variants:
+            method = v.method or a.method
+            d = run_dir(results, a.scale, method, variant_id(v.overrides), a.seeds[0])
+            gaps[v.name] = read_json(d / "gap.json")
+            accs[v.name] = (method, read_json(d / "accumulation.json"))
+        written += figures.save_all(figures.input_gap, gaps, out / "figures" / f"input_gap_{a.name}.png",
+                                    title=f"input-distribution gap to each model's own rollout ({a.name}, "
+                                          f"{a.scale}, seed {a.seeds[0]})")
+        written += figures.save_all(figures.error_accumulation, accs,
+                                    out / "figures" / f"error_accumulation_{a.name}.png",
+                                    title=f"error accumulation ({a.name}, {a.scale}, seed {a.seeds[0]})")
 
+    write_json(out / "metrics.json", headline_metrics(rows, probes, floor, summaries))
+    written.append(out / "metrics.json")
+    written += write_curves(cfg, results, out / "curves")
+    readme = out / "README.md"
+    readme.write_text(readme_text(cfg, built, summaries, ref, dataset))
+    written.append(readme)
+    return written
+
+
+def headline_metrics(rows, probes, floor, summaries) -> dict:
+    """What `dvc metrics show` prints: per run, the real-data floor, and per ablation variant (means)."""
     metrics = {}
     for r in rows:
         key = f"{r['scale']}/{r['method']}/{r['variant']}/s{r['seed']}"
@@ -94,32 +137,43 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
             metrics[key]["probe_top1"] = probes[pk]["top1"]
     metrics["real_val_floor"] = {k: floor[k] for k in ("fid", "is", "precision", "recall", "class_accuracy")
                                  if k in floor}
+    for name, s in summaries.items():
+        metrics[f"ablation/{name}"] = {v["name"]: {k: m["mean"] for k, m in v["metrics"].items()
+                                                   if k in ("fid", "precision", "recall", "probe_top1")}
+                                       for v in s["variants"]}
+    return metrics
 
+
+def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, dataset: str) -> str:
+    lines = [f"# Report of experiment `{cfg.name}`", "",
+             "Generated by the `build_report` rule (`python -m pra report`) from the pipeline's JSON outputs; do not "
+             "edit by hand. Every number says where it comes from: rows marked *paper* are published numbers, every "
+             "other number was measured by this pipeline on " + dataset + ".", ""]
+    for a, s in summaries.items():
+        if s.get("outcome"):
+            lines += [f"## Outcome of ablation `{a}`, as measured", ""] + [f"- {o}" for o in s["outcome"]] + [""]
+    lines += ["## Tables", ""]
+    context = {"main": "the paper's layout: published ImageNet rows beside this pipeline's measured rows",
+               "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
+               "scaling": "FID against model size, paper and measured",
+               "probe": "linear probing (MAE protocol), layer chosen on held-out train"}
+    for t in built:
+        c = context.get(t.name, "variants with mean ± sd over seeds, and the measured outcome")
+        lines.append(f"- [{t.title}](tables/{t.name}.md) ([LaTeX](tables/{t.name}.tex)): {c}.")
+    lines += ["", "## Figures", ""]
+    figs = [("samples", "class-conditional samples of every run beside real images "
+                        "(one grid per run in [figures/samples/](figures/samples/))"),
+            ("training_curves", "head loss and reconstruction loss during training"),
+            ("fid_vs_params", "FID against parameters: published ImageNet numbers and this pipeline's runs")]
     for a in cfg.ablations:
-        summary = read_json(results / "ablations" / f"{a.name}.json")
-        p = out / "tables" / f"ablation_{a.name}.md"
-        p.write_text(tables.ablation_table(summary))
-        written.append(p)
-        metrics[f"ablation/{a.name}"] = {v["name"]: {k: m["mean"] for k, m in v["metrics"].items()
-                                                     if k in ("fid", "precision", "recall", "probe_top1")}
-                                         for v in summary["variants"]}
         if a.diagnostics:
-            gaps, accs = {}, {}
-            for v in a.variants:
-                method = v.method or a.method
-                from pra.config import variant_id
-
-                d = run_dir(results, a.scale, method, variant_id(v.overrides), a.seeds[0])
-                gaps[v.name] = read_json(d / "gap.json")
-                accs[v.name] = (method, read_json(d / "accumulation.json"))
-            p = out / "figures" / f"input_gap_{a.name}.png"
-            figures.input_gap(gaps, p, title=f"input-distribution gap to each model's own rollout "
-                                             f"({a.name}, {a.scale}, seed {a.seeds[0]})")
-            written.append(p)
-            p = out / "figures" / f"error_accumulation_{a.name}.png"
-            figures.error_accumulation(accs, p, title=f"error accumulation ({a.name}, {a.scale}, seed {a.seeds[0]})")
-            written.append(p)
-    write_json(out / "metrics.json", metrics)
-    written.append(out / "metrics.json")
-    written += write_curves(cfg, results, out / "curves")
-    return written
+            figs += [(f"input_gap_{a.name}", "KL between each training-input construction and the model's own "
+                                             "rollout inputs, per AR position"),
+                     (f"error_accumulation_{a.name}", "per-position distance to real patches: own rollout (solid) vs "
+                                                      "ground-truth prefix (dashed)")]
+    for name, c in figs:
+        lines += [f"### {name}", "", f"{c[0].upper() + c[1:]}. ([PDF](figures/{name}.pdf))", "",
+                  f"![{name}](figures/{name}.png)", ""]
+    lines += ["Training curves for `dvc plots`: [curves/](curves/). Headline numbers: [metrics.json](metrics.json).",
+              f"Feature space of the sample metrics: {ref['extractor']}; reference: {ref['description']}.", ""]
+    return "\n".join(lines)

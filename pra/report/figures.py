@@ -12,7 +12,17 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams["svg.hashsalt"] = "pra"
     return plt
+
+
+def save(fig, out_path: str | Path) -> list[Path]:
+    """PNG (150 dpi) and PDF next to each other; PDF metadata without a creation date (reproducible)."""
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_path.with_suffix(".png"), dpi=150, metadata={"Software": None})
+    fig.savefig(out_path.with_suffix(".pdf"), metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    return [out_path.with_suffix(".png"), out_path.with_suffix(".pdf")]
 
 
 def pick_per_class(images: np.ndarray, labels: np.ndarray, num_classes: int, k: int) -> np.ndarray:
@@ -56,8 +66,7 @@ def sample_grid(panels: list[tuple[str, np.ndarray, np.ndarray]], num_classes: i
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path, dpi=150)
+    save(fig, out_path)
     plt.close(fig)
 
 
@@ -91,7 +100,7 @@ def training_curves(logs: dict, out_path: str | Path) -> None:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=150)
+    save(fig, out_path)
     plt.close(fig)
 
 
@@ -118,7 +127,7 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
         fig.suptitle(title + f"\nKL(construction || own rollout) in a fixed "
                      f"{gaps[models[0]]['settings']['pca_dim']}-d PCA basis", fontsize=10)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=150)
+    save(fig, out_path)
     plt.close(fig)
 
 
@@ -135,5 +144,47 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    fig.savefig(out_path, dpi=150)
+    save(fig, out_path)
     plt.close(fig)
+
+
+def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Path) -> None:
+    """Left: published ImageNet-256 FID-50K vs parameters (PRA's scales joined). Right: measured here."""
+    plt = _plt()
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
+    pra = [(p, f) for m, fam, p, f, _, _ in published_rows if m.startswith("PRA-")]
+    a.plot([p for p, _ in pra], [f for _, f in pra], "o-", color=METHOD_COLORS["pra"], label="PRA S/B/L (paper)")
+    for m, fam, p, f, _, _ in published_rows:
+        if m.startswith("PRA-"):
+            a.annotate(m, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            continue
+        marker = {"pixel AR": "s", "pixel diffusion": "^", "pixel flow": "D"}.get(fam, "x")
+        a.scatter([p], [f], marker=marker, color="0.45", s=22)
+        a.annotate(m, (p, f), textcoords="offset points", xytext=(4, -8), fontsize=6, color="0.3")
+    a.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID-50K (lower is better)",
+          title="ImageNet 256x256, published numbers")
+    a.grid(alpha=0.3)
+    a.legend(fontsize=7, title="grey: other pixel-space models", title_fontsize=7)
+    by_method: dict[str, list] = {}
+    for r in measured:
+        if r.get("variant", "base") == "base":
+            by_method.setdefault(r["method"], []).append((r["params"] / 1e6, r["fid"], r["scale"]))
+    for i, (m, pts) in enumerate(sorted(by_method.items())):
+        pts.sort()
+        b.plot([p for p, _, _ in pts], [f for _, f, _ in pts], "o-", color=color_of(m, i), label=m)
+        for p, f, sc in pts:
+            b.annotate(sc, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    b.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID (classifier features; lower is better)",
+          title="embedded digits 32x32, measured here")
+    b.grid(alpha=0.3)
+    b.legend(fontsize=7)
+    fig.tight_layout()
+    save(fig, out_path)
+    plt.close(fig)
+
+
+def save_all(fn, *args, **kwargs) -> list[Path]:
+    """Call a figure function whose last positional argument is the output path; return the PNG and PDF."""
+    fn(*args, **kwargs)
+    out = Path(args[-1])
+    return [out.with_suffix(".png"), out.with_suffix(".pdf")]

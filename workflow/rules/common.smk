@@ -114,3 +114,20 @@ def ablation_inputs(wildcards):
     if a.diagnostics:
         names += ["gap.json", "accumulation.json"]
     return [f for name in names for f in for_runs(os.path.join(RUN, name), ablation_runs(a))]
+
+
+from pra.report.build import report_files
+
+_FILES = report_files(EXP)
+REPORT_OUTPUTS = [f"{REPORTS}/{p}" for group in _FILES.values() for p in group]
+
+
+_flag_for_report = report  # snakemake's report() marker (`report` opens a keyword at a line start)
+
+
+def _reported(group, category, caption):
+    return [
+        _flag_for_report(f"{REPORTS}/{p}", category=category, caption=caption)
+        for p in _FILES[group]
+        if p.endswith((".png", ".md"))
+    ] + [f"{REPORTS}/{p}" for p in _FILES[group] if not p.endswith((".png", ".md"))]

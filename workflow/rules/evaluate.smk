@@ -33,7 +33,7 @@ rule reference:
     params:
         cfg=cfg_json("device", "evaluate"),
         clf=classifier_flag,
-    threads: 2
+    threads: 1
     resources:
         gpu=res("eval", "gpus"),
         mem_mb=res("eval", "mem_mb"),

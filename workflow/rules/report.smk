@@ -2,22 +2,8 @@ localrules:
     build_report,
 
 
-REPORT_OUTPUTS = (
-    [
-        f"{REPORTS}/tables/fid.md",
-        f"{REPORTS}/figures/samples.png",
-        f"{REPORTS}/figures/training_curves.png",
-        f"{REPORTS}/metrics.json",
-    ]
-    + [f"{REPORTS}/tables/ablation_{a.name}.md" for a in EXP.ablations]
-    + [f"{REPORTS}/figures/{kind}_{a.name}.png" for a in EXP.ablations if a.diagnostics
-       for kind in ("input_gap", "error_accumulation")]
-    + for_runs(f"{REPORTS}/curves/{{scale}}_{{method}}_{{variant}}_s{{seed}}.csv")
-)
-
-
 rule build_report:
-    """Tables, figures and metrics.json from the pipeline's JSON outputs."""
+    """Tables (Markdown + LaTeX), figures (PNG + PDF), curves, metrics.json and README.md from the JSON outputs."""
     input:
         evals=for_runs(f"{RUN}/eval.json"),
         probes=for_runs(f"{RUN}/probe.json") if EXP.evaluate.probe else [],
@@ -25,14 +11,17 @@ rule build_report:
         reference=f"{RESULTS}/reference/reference.json",
         data=MANIFEST,
     output:
-        REPORT_OUTPUTS,
+        _reported("tables", "Tables", "../report/table.rst"),
+        _reported("figures", "Figures", "../report/figure.rst"),
+        [f"{REPORTS}/{p}" for p in _FILES["curves"] + _FILES["other"]],
     params:
         cfg=cfg_json(*EXP.to_dict().keys()),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.reference)),
-        reports=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+        reports=lambda w, output: os.path.dirname(output[-1]),
     log:
         f"{RESULTS}/logs/report.log",
     conda:
         ENV
     shell:
-        "python -m pra report --config-json {params.cfg:q} --results {params.results} --out {params.reports} > {log} 2>&1"
+        "python -m pra report --config-json {params.cfg:q} --results {params.results} --out {params.reports} "
+        "> {log} 2>&1"

@@ -1,0 +1,79 @@
+"""Report tables: deterministic, honest about missing values, valid Markdown and LaTeX."""
+import re
+
+from pra.report import published, tables
+
+ROWS = [
+    {"scale": "tiny-S", "method": "pra", "variant": "base", "seed": 0, "params": 360000, "steps": 1000, "fid": 7.5,
+     "is": 8.1, "kid": 0.004, "precision": 0.8, "recall": 0.7, "class_accuracy": 0.97, "num_samples": 1000},
+    {"scale": "tiny-S", "method": "latent_tf", "variant": "base", "seed": 0, "params": 360000, "steps": 1000,
+     "fid": 20.0, "is": 6.0, "num_samples": 1000},  # no KID/precision/recall/class accuracy
+]
+FLOOR = {"fid": 0.2, "is": 9.5, "precision": 0.95, "recall": 0.94, "num_samples": 359}
+SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0, 1], "train_steps": 1000, "batch_size": 64,
+           "variants": [{"name": "pra", "method": "pra", "variant": "base", "overrides": {},
+                         "metrics": {"fid": {"mean": 7.5, "std": 0.5, "n": 2, "values": [7.0, 8.0]}}},
+                        {"name": "z=8", "method": "pra", "variant": "model.z_dim=8", "overrides": {"model": {"z_dim": 8}},
+                         "metrics": {"fid": {"mean": 9.0, "std": None, "n": 1, "values": [9.0]}}}],
+           "outcome": ["FID: PRA is better (7.50 vs 9.00)."]}
+
+
+def _all_tables():
+    return [tables.main_table(ROWS, FLOOR, "feat", "ref", "digits"),
+            tables.runs_table(ROWS, FLOOR, {}, "feat", "ref", 1000, 3, 0.99),
+            tables.scaling_table(ROWS), tables.ablation_table(SUMMARY)]
+
+
+def test_tables_regenerate_byte_identically():
+    a = [(t.markdown(), t.latex()) for t in _all_tables()]
+    b = [(t.markdown(), t.latex()) for t in _all_tables()]
+    assert a == b
+
+
+def test_missing_metric_is_a_dash_with_a_note_never_a_number():
+    t = tables.runs_table(ROWS, FLOOR, {}, "feat", "ref", 1000, 3, None)
+    row = t.frame[t.frame["method"] == "latent_tf"].iloc[0]
+    assert row["precision ↑"] == tables.MISSING and row["class acc. ↑"] == tables.MISSING
+    assert row["probe top-1 (layer)"] == tables.MISSING
+    main = tables.main_table(ROWS, FLOOR, "feat", "ref", "digits")
+    assert any("not quoted: —" in n for n in main.notes)
+    farmer = main.frame[main.frame["method"].str.startswith("FARMER")].iloc[0]
+    assert farmer["IS ↑"] == "269.2" and farmer["source"].startswith("paper")
+    assert all(r["source"].startswith("paper") for _, r in main.frame.iterrows() if "ImageNet" in r["setting"])
+
+
+def test_published_numbers_are_the_papers():
+    d = {m: (p, f) for m, _, p, f, _, _ in published.IMAGENET256}
+    assert d["PRA-S"] == (135, 2.58) and d["PRA-B"] == (250, 2.21) and d["PRA-L"] == (511, 1.94)
+    assert d["FARMER"] == (1900, 3.60) and published.PRA_L_LINEAR_PROBE_TOP1 == 68.80
+
+
+def test_markdown_is_a_table():
+    for t in _all_tables():
+        md = t.markdown().splitlines()
+        header = next(i for i, ln in enumerate(md) if ln.startswith("| "))
+        n = md[header].count("|")
+        assert re.fullmatch(r"\|(---\|)+", md[header + 1])
+        body = [ln for ln in md[header + 2:] if ln.startswith("|")]
+        assert len(body) == len(t.frame) and all(ln.count("|") - ln.count("\\|") == n for ln in body)
+
+
+def test_latex_is_balanced_booktabs():
+    for t in _all_tables():
+        tex = t.latex()
+        assert tex.count("\\begin{tabular}") == tex.count("\\end{tabular}") == 1
+        assert "\\toprule" in tex and "\\midrule" in tex and "\\bottomrule" in tex
+        ncols = len(t.frame.columns)
+        spec = re.search(r"\\begin\{tabular\}\{([lrc]+)\}", tex).group(1)
+        assert len(spec) == ncols
+        body = tex.split("\\midrule")[1].split("\\bottomrule")[0].strip().splitlines()
+        for line in body:
+            assert line.endswith("\\\\")
+            assert len(re.findall(r"(?<!\\)&", line)) == ncols - 1, line
+        stripped = re.sub(r"\\[{}]", "", tex)
+        assert stripped.count("{") == stripped.count("}")
+        code = "\n".join(ln for ln in tex.splitlines() if not ln.startswith("%"))
+        assert not set("±↓↑×—") & set(code)
+        plain = re.sub(r"\$\\(downarrow|uparrow|pm|times|leq)\$", "", code)
+        plain = re.sub(r"\\[_%#$&{}]", "", plain)
+        assert not re.search(r"[_%#$]", plain), plain
