@@ -58,8 +58,12 @@ def test_gap_and_accumulation_outputs(model_and_data):
         lo, hi = r["ci_knn_kl"]
         assert lo <= hi
     # a construction compared with itself has no gap
-    same = input_gap({**inputs, "rollout": inputs["teacher_forcing"]}, pca_dim=4, bootstrap_reps=2)
+    same = input_gap({**inputs, "rollout": inputs["teacher_forcing"]}, pca_dim=4, bootstrap_reps=2,
+                     dequantise=False)
     assert abs(same["constructions"]["teacher_forcing"]["mean_gaussian_kl"]) < 1e-9
+    deq = input_gap({**inputs, "rollout": inputs["teacher_forcing"].copy()}, pca_dim=4, bootstrap_reps=2)
+    assert deq["settings"]["dequantisation"].startswith("U(")
+    assert abs(deq["constructions"]["teacher_forcing"]["mean_gaussian_kl"]) < 0.05
 
     samples = np.clip(imgs.astype(int) + 3, 0, 255).astype(np.uint8)
     acc = error_accumulation(net, cfg, imgs, labels, samples, pca_dim=4)

@@ -46,8 +46,20 @@ def collect_inputs(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np
     return {k: torch.cat(v).numpy() for k, v in out.items() if v}
 
 
+def dequantize(inputs: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """Add U(-1/255, 1/255) to every construction (one 8-bit step in [-1, 1] units).
+
+    Real patches are quantised; the rollout's are continuous. Without this, exact ties among real
+    patches (e.g. all-black corners) make the kNN distances zero and the estimate infinite.
+    """
+    rng = np.random.default_rng(seed)
+    return {k: v + rng.uniform(-1 / 255, 1 / 255, v.shape) for k, v in inputs.items()}
+
+
 def input_gap(inputs: dict[str, np.ndarray], *, pca_dim: int = 8, shrinkage: float = 0.05, knn_k: int = 5,
-              bootstrap_reps: int = 20, seed: int = 0) -> dict:
+              bootstrap_reps: int = 20, seed: int = 0, dequantise: bool = True) -> dict:
+    if dequantise:
+        inputs = dequantize(inputs, seed)
     ref = inputs["rollout"]
     n, N, P = ref.shape
     positions = list(range(N - 1))  # inputs fed to the trunk
@@ -57,6 +69,7 @@ def input_gap(inputs: dict[str, np.ndarray], *, pca_dim: int = 8, shrinkage: flo
               "settings": {"pca_dim": pca_dim, "pca_fitted_on": "teacher-forced inputs, all positions pooled",
                            "pca_explained_variance": basis.explained, "covariance_shrinkage": shrinkage,
                            "knn_k": knn_k, "bootstrap_reps": bootstrap_reps, "images": n,
+                           "dequantisation": "U(-1/255, 1/255) added to every construction" if dequantise else "none",
                            "reference": "the model's own sequential rollout (sampler settings of the experiment)"}}
     for name in CONSTRUCTIONS:
         if name not in proj:

@@ -96,13 +96,14 @@ def outcome(summary: dict) -> list[str]:
         o = _get(summary, other, "fid")
         if pra and o:
             lines.append(f"FID: PRA is {_cmp(pra, o)} than {label}.")
-    tf_gap = _get(summary, "pra", "gap_teacher_forcing_knn_kl")
-    pra_gap = _get(summary, "pra", "gap_pra_knn_kl")
-    if tf_gap and pra_gap:
-        closer = pra_gap["mean"] < tf_gap["mean"]
-        lines.append(f"Input gap (kNN KL to the PRA model's own rollout inputs, mean over positions): PRA's parallel "
-                     f"inputs are {'closer to' if closer else 'no closer to'} the rollout than clean teacher-forced "
-                     f"inputs ({pra_gap['mean']:.3f} vs {tf_gap['mean']:.3f} nats).")
+    for est, label in (("knn_kl", "kNN KL"), ("gaussian_kl", "Gaussian KL (8-d PCA, shrunk covariance)")):
+        tf_gap = _get(summary, "pra", f"gap_teacher_forcing_{est}")
+        pra_gap = _get(summary, "pra", f"gap_pra_{est}")
+        if tf_gap and pra_gap:
+            closer = pra_gap["mean"] < tf_gap["mean"]
+            lines.append(f"Input gap, {label} to the PRA model's own rollout inputs (mean over positions): PRA's "
+                         f"parallel inputs are {'closer to' if closer else 'not closer to'} the rollout than clean "
+                         f"teacher-forced inputs ({pra_gap['mean']:.3f} vs {tf_gap['mean']:.3f} nats).")
     acc = {n: _get(summary, n, "fd_accumulated") for n in ("pra", "latent_tf", "exact_rollout") if n in names}
     if all(acc.values()) and acc:
         parts = ", ".join(f"{n} {a['mean']:.2f}" for n, a in acc.items())

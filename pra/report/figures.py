@@ -163,6 +163,7 @@ def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Pa
         a.annotate(m, (p, f), textcoords="offset points", xytext=(4, -8), fontsize=6, color="0.3")
     a.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID-50K (lower is better)",
           title="ImageNet 256x256, published numbers")
+    _plain_log_ticks(a, [100, 200, 500, 1000, 2000])
     a.grid(alpha=0.3)
     a.legend(fontsize=7, title="grey: other pixel-space models", title_fontsize=7)
     by_method: dict[str, list] = {}
@@ -176,11 +177,21 @@ def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Pa
             b.annotate(sc, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
     b.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID (classifier features; lower is better)",
           title="embedded digits 32x32, measured here")
+    _plain_log_ticks(b, [0.1, 0.2, 0.5, 1, 2, 5])
     b.grid(alpha=0.3)
     b.legend(fontsize=7)
     fig.tight_layout()
     save(fig, out_path)
     plt.close(fig)
+
+
+def _plain_log_ticks(ax, ticks) -> None:
+    from matplotlib.ticker import FixedLocator, NullLocator
+
+    lo, hi = ax.get_xlim()
+    ax.xaxis.set_major_locator(FixedLocator([t for t in ticks if lo <= t <= hi] or ticks))
+    ax.xaxis.set_minor_locator(NullLocator())
+    ax.set_xticklabels([f"{t:g}" for t in ax.get_xticks()])
 
 
 def save_all(fn, *args, **kwargs) -> list[Path]:

@@ -56,7 +56,8 @@ class Table:
     def latex(self) -> str:
         cols = list(self.frame.columns)
         align = "l" * min(2, len(cols)) + "r" * max(0, len(cols) - 2)
-        out = [f"% {self.title}", *[f"% {n}" for n in self.notes], "\\begin{tabular}{" + align + "}", "\\toprule",
+        comments = [f"% {ln}" for n in self.notes for ln in n.splitlines() if ln]
+        out = [f"% {self.title}", *comments, "\\begin{tabular}{" + align + "}", "\\toprule",
                " & ".join(latex_escape(c) for c in cols) + " \\\\", "\\midrule"]
         for _, row in self.frame.iterrows():
             out.append(" & ".join(latex_escape(str(row[c])) for c in cols) + " \\\\")
@@ -199,5 +200,6 @@ def ablation_table(summary: dict) -> Table:
              "rollout), mean over AR positions, fixed 8-d PCA basis. FD: per-position Frechet distance to real "
              "patches (same basis), mean over positions, generated from the true prefix (one-step) or in a full "
              "rollout."]
-    notes += [f"Outcome: {line}" for line in summary.get("outcome", [])]
+    if summary.get("outcome"):
+        notes.append("Outcome, as measured:\n\n" + "\n".join(f"- {line}" for line in summary["outcome"]))
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
