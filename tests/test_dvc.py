@@ -45,9 +45,9 @@ def test_dvc_reproduces_the_pipeline(tmp_path):
     status = run(["dvc", "status"], cwd=repo).stdout
     assert "up to date" in status, status
     metrics = run(["dvc", "metrics", "show", "--json"], cwd=repo).stdout
-    assert "tiny-XS/pra/s0" in metrics
+    assert "tiny-XS/pra/base/s0" in metrics
     plots = json.loads(run(["dvc", "plots", "show", "--json"], cwd=repo).stdout)
-    assert any("tiny-XS_pra_s0.csv" in k for k in plots.get("data", plots))
+    assert any("tiny-XS_pra_base_s0.csv" in k for k in plots.get("data", plots))
 
     # 3. a changed parameter marks the stage changed
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
