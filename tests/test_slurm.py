@@ -40,7 +40,7 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
                             "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
         res = ROOT / "results" / name
-        assert (res / "reports/tables/fid.md").exists() and (res / "reports/metrics.json").exists()
+        assert (res / "reports/tables/runs.md").exists() and (res / "reports/metrics.json").exists()
         metrics = json.loads((res / "reports/metrics.json").read_text())
         assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
         # the jobs really went through Slurm and its accounting

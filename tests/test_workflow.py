@@ -49,7 +49,7 @@ def test_real_run_end_to_end(tiny_experiment):
     name, path = tiny_experiment
     run(["snakemake", "--cores", "2", "all", "--configfile", str(path)])
     res = ROOT / "results" / name
-    table = (res / "reports/tables/fid.md").read_text()
+    table = (res / "reports/tables/runs.md").read_text()
     assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
     assert "| tiny-XS | pra | model.z_dim=3 | 0 |" in table
     metrics = json.loads((res / "reports/metrics.json").read_text())
