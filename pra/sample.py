@@ -47,15 +47,28 @@ def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed
 
 def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig, *, device: str = "auto",
                   threads: int = 1, shard: int = 0, num_shards: int = 1) -> dict:
+    """One shard of the samples. Under torchrun the shard's batches are split over the ranks (each rank
+    handles every world-th batch of the shard) and rank 0 writes the file."""
+    from pra import distributed as D
+
     set_threads(threads)
     dev = resolve_device(device)
+    dinfo = D.init_from_env(dev.type)
     net, cfg, meta = load_trained(model_path, dev, use_ema=s.use_ema)
     flow = make_flow(cfg.model, net.latent)
     settings = SamplerSettings.from_config(s)
     labels = balanced_labels(net.geometry.num_classes, s.per_class)
     t0 = time.time()
     images, labs, batches = generate(net, flow, labels, settings, seed=s.seed, batch_size=s.batch_size,
-                                     device=dev, shard=shard, num_shards=num_shards)
+                                     device=dev, shard=shard + num_shards * dinfo.rank,
+                                     num_shards=num_shards * dinfo.world)
+    if dinfo.enabled:
+        parts = [None] * dinfo.world
+        D.dist.all_gather_object(parts, (images, labs, batches))
+        images, labs, batches = (np.concatenate([p[i] for p in parts]) for i in range(3))
+        if not dinfo.is_main:
+            D.shutdown()
+            return {"count": int(len(labs)), "seconds": time.time() - t0}
     seconds = time.time() - t0
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
@@ -64,8 +77,11 @@ def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig,
             "seconds": seconds,
             "sampling": {**settings.__dict__, "cfg_interval": list(settings.cfg_interval), "use_ema": s.use_ema,
                          "seed": s.seed, "per_class": s.per_class, "batch_size": s.batch_size},
-            "shard": shard, "num_shards": num_shards, **{k: meta[k] for k in ("scale", "method", "seed", "step")}}
+            "shard": shard, "num_shards": num_shards, "processes": dinfo.world,
+            **{k: meta[k] for k in ("scale", "method", "seed", "step")}}
     write_json(Path(out_path).with_suffix(".json"), info)
+    if dinfo.enabled:
+        D.shutdown()
     return info
 
 

@@ -78,6 +78,10 @@ def test_real_run_end_to_end(tiny_experiment):
     assert sorted(by_name) == ["pra", "pra z=3", "tf"]
     for v in ablation["variants"]:
         assert by_name[v["name"]].data.metrics["fid"] == pytest.approx(v["metrics"]["fid"]["mean"])
+    # the HTML report bundles the figures with their rules
+    html = res / "report.html"
+    run(["snakemake", "--report", str(html), "--configfile", str(path)])
+    assert html.stat().st_size > 100_000 and "samples.png" in html.read_text(errors="ignore")
     # nothing left to do afterwards
     p = run(["snakemake", "-n", "all", "--configfile", str(path)])
     assert "Nothing to be done" in p.stdout + p.stderr

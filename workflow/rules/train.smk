@@ -56,6 +56,7 @@ rule sample:
     params:
         cfg=run_cfg_json("device", "sample"),
         shards=EXP.sample.shards,
+        launcher=launcher,
     threads: 1
     resources:
         gpu=res("sample", "gpus"),
@@ -68,7 +69,7 @@ rule sample:
     conda:
         ENV
     shell:
-        "python -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
+        "{params.launcher} -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
         "--shard {wildcards.shard} --num-shards {params.shards} --threads {threads} > {log} 2>&1"
 
 
