@@ -192,48 +192,40 @@ def cmd_probe(args):
     print(json.dumps({k: res[k] for k in ("layer", "top1", "top5")}))
 
 
-def _run_model(args, device):
+def _diagnostic_setup(args, subset_seed: int):
+    """Config, EMA model and a fixed subset of train images for the gap/accumulation diagnostics."""
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.metrics import subsample
+    from pra.runtime import resolve_device, set_threads
     from pra.train import load_trained
 
-    return load_trained(args.model, device, use_ema=True)
+    cfg = _config(args)
+    set_threads(args.threads)
+    net, _, meta = load_trained(args.model, resolve_device(cfg.device), use_ema=True)
+    tr = PreparedSplit(args.data, "train")
+    idx = subsample(len(tr), args.images, seed=subset_seed)
+    model = {k: meta[k] for k in ("scale", "method", "seed", "step")} | {"weights": "EMA"}
+    return cfg, net, model, tr.take(idx), tr.labels[idx]
 
 
 def cmd_gap(args):
     from pra.ablate.gap import collect_inputs, input_gap
-    from pra.data.dataset import PreparedSplit
-    from pra.evaluate.metrics import subsample
     from pra.io import write_json
-    from pra.runtime import resolve_device, set_threads
 
-    cfg = _config(args)
-    set_threads(args.threads)
-    net, _, meta = _run_model(args, resolve_device("cpu"))
-    tr = PreparedSplit(args.data, "train")
-    idx = subsample(len(tr), args.images, seed=0)
-    inputs = collect_inputs(net, cfg, tr.take(idx), tr.labels[idx], seed=0)
-    res = input_gap(inputs)
-    res["model"] = {k: meta[k] for k in ("scale", "method", "seed", "step")}
-    res["model"]["weights"] = "EMA"
+    cfg, net, model, images, labels = _diagnostic_setup(args, subset_seed=0)
+    res = input_gap(collect_inputs(net, cfg, images, labels, seed=0)) | {"model": model}
     write_json(args.out, res)
     print(json.dumps({k: round(v["mean_knn_kl"], 4) for k, v in res["constructions"].items()}))
 
 
 def cmd_accumulate(args):
     from pra.ablate.accumulate import error_accumulation
-    from pra.data.dataset import PreparedSplit
-    from pra.evaluate.metrics import subsample
     from pra.io import write_json
-    from pra.runtime import resolve_device, set_threads
     from pra.sample import load_npz
 
-    cfg = _config(args)
-    set_threads(args.threads)
-    net, _, meta = _run_model(args, resolve_device("cpu"))
-    tr = PreparedSplit(args.data, "train")
-    idx = subsample(len(tr), args.images, seed=1)
+    cfg, net, model, images, labels = _diagnostic_setup(args, subset_seed=1)
     samples, _ = load_npz(args.samples)
-    res = error_accumulation(net, cfg, tr.take(idx), tr.labels[idx], samples)
-    res["model"] = {k: meta[k] for k in ("scale", "method", "seed", "step")}
+    res = error_accumulation(net, cfg, images, labels, samples) | {"model": model}
     write_json(args.out, res)
     print(json.dumps({k: round(res[k], 4) for k in ("mean_fd_rollout", "mean_fd_one_step")}))
 

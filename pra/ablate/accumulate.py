@@ -31,7 +31,7 @@ def one_step(net, cfg: ExperimentConfig, x: torch.Tensor, labels: torch.Tensor, 
     uncond, w = None, 1.0
     if s.cfg_scale != 1.0:
         uncond = net.trunk(x[:, :-1], torch.full_like(labels, net.trunk.null_label)).reshape(B * N, -1)
-        w = torch.tensor([s.guidance_at(i, N) for i in range(N)], dtype=h.dtype).repeat(B)
+        w = torch.tensor([s.guidance_at(i, N) for i in range(N)], dtype=h.dtype, device=h.device).repeat(B)
     y = flow.sample(net.head, h.reshape(B * N, -1), steps=s.ode_steps, solver=s.solver, uncond=uncond,
                     cfg_scale=w, cfg_interval=s.cfg_interval, temperature=s.temperature, noise=noise)
     return net.to_pixels(y, h.reshape(B * N, -1)).reshape(B, N, P)
@@ -40,12 +40,13 @@ def one_step(net, cfg: ExperimentConfig, x: torch.Tensor, labels: torch.Tensor, 
 def error_accumulation(net, cfg: ExperimentConfig, real_u8: np.ndarray, real_labels: np.ndarray,
                        samples_u8: np.ndarray, *, pca_dim: int = 8, seed: int = 0, batch_size: int = 250) -> dict:
     g = net.geometry
+    device = next(net.parameters()).device
     x = patchify(to_unit(torch.from_numpy(np.ascontiguousarray(real_u8))), g.patch_size)
     gen = patchify(to_unit(torch.from_numpy(np.ascontiguousarray(samples_u8))), g.patch_size).numpy()
-    noise = Noise(generator(seed))
+    noise = Noise(generator(seed, device))
     y = torch.as_tensor(real_labels)
-    step = torch.cat([one_step(net, cfg, x[i:i + batch_size], y[i:i + batch_size], noise)
-                      for i in range(0, len(x), batch_size)]).numpy()
+    step = torch.cat([one_step(net, cfg, x[i:i + batch_size].to(device), y[i:i + batch_size].to(device), noise).cpu()
+                      for i in range(0, len(x), batch_size)]).float().numpy()
     real = x.numpy()
     N, P = real.shape[1], real.shape[2]
     basis = PCABasis(real.reshape(-1, P), pca_dim)

@@ -27,15 +27,17 @@ def collect_inputs(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np
                    batch_size: int = 250) -> dict[str, np.ndarray]:
     """Trunk inputs [n, N, P] under every construction available for this model, and the rollout."""
     g = net.geometry
-    noise = Noise(generator(seed))
+    device = next(net.parameters()).device
+    noise = Noise(generator(seed, device))
     flow = make_flow(cfg.model, net.latent)
     settings = SamplerSettings.from_config(cfg.sample)
     pix = Objective("pixel_noise", cfg.model, cfg.method, latent=net.latent)
     pra = Objective("pra", cfg.model, cfg.method, latent=True) if net.latent else None
     out: dict[str, list] = {k: [] for k in (*CONSTRUCTIONS, "rollout")}
     for i in range(0, len(images_u8), batch_size):
-        x = patchify(to_unit(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size]))), g.patch_size)
-        y = torch.as_tensor(labels[i:i + batch_size])
+        x = patchify(to_unit(torch.from_numpy(np.ascontiguousarray(images_u8[i:i + batch_size])).to(device)),
+                     g.patch_size)
+        y = torch.as_tensor(labels[i:i + batch_size]).to(device)
         B, N, _ = x.shape
         out["teacher_forcing"].append(x)
         out["pixel_noise"].append(pix.build_inputs(net, x, y, None, noise))
@@ -43,7 +45,7 @@ def collect_inputs(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np
             z = net.encoder(x, pra.encoder_mask(B, N, noise))  # the training-time (masked) encoder
             out["pra"].append(pra.build_inputs(net, x, y, z, noise))
         out["rollout"].append(rollout(net, flow, y, settings, noise).patches)
-    return {k: torch.cat(v).numpy() for k, v in out.items() if v}
+    return {k: torch.cat(v).float().cpu().numpy() for k, v in out.items() if v}
 
 
 def dequantize(inputs: dict[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
