@@ -41,6 +41,10 @@ include: "workflow/rules/report.smk"
 
 
 rule all:
+    # the results themselves, not only the reports: a fresh clone has the committed reports/ but no
+    # results/, and must rebuild everything
     input:
+        for_runs(f"{RUN}/eval.json"),
+        [f"{RESULTS}/ablations/{a.name}.json" for a in EXP.ablations],
         REPORT_OUTPUTS,
     default_target: True
