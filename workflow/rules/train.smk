@@ -30,6 +30,8 @@ rule train:
         cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
         launcher=launcher,
+    # training jobs first: they are the long ones, and evaluation of finished runs fills the gaps
+    priority: 10
     threads: EXP.train.threads
     resources:
         gpu=res("train", "gpus"),
