@@ -119,29 +119,26 @@ def runs_table(rows: list[dict], floor: dict, probes: dict, extractor: str, refe
         p = probes.get((r["scale"], r["method"], r.get("variant", "base"), r["seed"]), {})
         recs.append({"scale": r["scale"], "method": r["method"], "variant": r.get("variant", "base"),
                      "seed": r["seed"], "params": fmt(r.get("params")), "steps": fmt(r.get("steps")),
-                     "FID ↓": fmt(r.get("fid")), "IS ↑": fmt(r.get("is")), "KID×10³ ↓": fmt(_k(r.get("kid"))),
+                     "FID ↓": fmt(r.get("fid")), "IS ↑": fmt(r.get("is")), "KID ↓": fmt(r.get("kid"), 3),
                      "precision ↑": fmt(r.get("precision"), 3), "recall ↑": fmt(r.get("recall"), 3),
                      "class acc. ↑": fmt(r.get("class_accuracy"), 3),
                      "probe top-1 (layer)": f"{fmt(p.get('top1'), 3)} ({p['layer']})" if p else MISSING,
                      "samples": fmt(r.get("num_samples")), "source": "measured"})
     recs.append({"scale": MISSING, "method": "real val split", "variant": MISSING, "seed": MISSING,
                  "params": MISSING, "steps": MISSING, "FID ↓": fmt(floor.get("fid")), "IS ↑": fmt(floor.get("is")),
-                 "KID×10³ ↓": fmt(_k(floor.get("kid"))), "precision ↑": fmt(floor.get("precision"), 3),
+                 "KID ↓": fmt(floor.get("kid"), 3), "precision ↑": fmt(floor.get("precision"), 3),
                  "recall ↑": fmt(floor.get("recall"), 3), "class acc. ↑": fmt(floor.get("class_accuracy"), 3),
                  "probe top-1 (layer)": MISSING, "samples": fmt(floor.get("num_samples")),
                  "source": "measured (floor)"})
     notes = [f"All rows measured by this pipeline with torch-fidelity. Features: {extractor}. Reference: {reference}. "
-             f"FID in float64; IS over 10 splits; KID with subsets of {kid_subset} (capped at the sample count); "
+             f"FID in float64; IS over 10 splits; KID (unbiased, so it can be slightly negative; its scale follows the "
+             f"feature space) with subsets of {kid_subset} (capped at the sample count); "
              f"precision/recall with k={prc_k}."
              + (" Class acc.: fraction of samples the same classifier assigns to the class they were conditioned "
                 f"on (the classifier's own val accuracy: {classifier_acc:.3f})." if classifier_acc is not None else "")
              + " Probe: MAE linear-probe top-1 on the val split, layer chosen on a held-out slice of train."
              " The last row is the floor: the real val split scored exactly like a sample."]
     return Table("runs", "Sample quality of every run", pd.DataFrame(recs), notes)
-
-
-def _k(v):
-    return None if v is None else v * 1e3
 
 
 def scaling_table(rows: list[dict], method: str = "pra") -> Table:
