@@ -175,7 +175,7 @@ ABLATION_COLUMNS = [  # (metric key, header, digits)
     ("fid", "FID ↓", 2), ("is", "IS ↑", 2), ("precision", "precision ↑", 3), ("recall", "recall ↑", 3),
     ("class_accuracy", "class acc. ↑", 3), ("probe_top1", "probe top-1 ↑", 3),
     ("gap_teacher_forcing_knn_kl", "gap: TF inputs (kNN KL)", 3), ("gap_pra_knn_kl", "gap: PRA inputs (kNN KL)", 3),
-    ("fd_one_step", "FD one-step", 2), ("fd_rollout", "FD rollout", 2), ("train_seconds", "train s", 0),
+    ("fd_one_step", "FD one-step", 2), ("fd_rollout", "FD rollout", 2),
 ]
 
 
