@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from pra.model.network import Geometry, PRANetwork, count_parameters
+from pra.model.network import Geometry, PRANetwork
 from pra.model.scales import get_scale
 from pra.objective import Objective, make_flow
 from pra.runtime import generator

@@ -8,7 +8,7 @@ import uuid
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT
 
 START = ROOT / "tests" / "slurm" / "start_cluster.sh"
 
