@@ -85,3 +85,24 @@ def test_real_run_end_to_end(tiny_experiment):
     # nothing left to do afterwards
     p = run(["snakemake", "-n", "all", "--configfile", str(path)])
     assert "Nothing to be done" in p.stdout + p.stderr
+
+
+def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
+    """The paper-scale experiment, dry-run on a stand-in ImageNet folder: 8-GPU torchrun training per scale."""
+    root = tmp_path / "imagenet"
+    (root / "train" / "n01440764").mkdir(parents=True)
+    (root / "val" / "n01440764").mkdir(parents=True)
+    weights = tmp_path / "weights-inception.pth"
+    weights.write_bytes(b"")
+    over = tmp_path / "paths.yaml"
+    over.write_text(yaml.safe_dump({"name": f"dry-{uuid.uuid4().hex[:6]}",
+                                    "data": {"root": str(root)}, "evaluate": {"inception_weights": str(weights),
+                                                                              "reference_stats": ""}}))
+    p = run(["snakemake", "-n", "-p", "all", "--configfile", "experiments/imagenet256.yaml", str(over)])
+    out = p.stdout + p.stderr
+    train_cmds = [ln for ln in out.splitlines() if " -m pra train " in ln]
+    for scale in ("PRA-S", "PRA-B", "PRA-L"):
+        cmds = [ln for ln in train_cmds if f"--scale {scale} --method pra" in ln]
+        assert cmds and all("torchrun --standalone --nproc_per_node=8 -m pra train" in ln for ln in cmds)
+    assert "gpu=8" in out and "runtime=2880" in out  # PRA-L's per-scale runtime
+    assert "train_classifier" not in out  # Inception features: no digits classifier
