@@ -47,7 +47,8 @@ def tiny_experiment(tmp_path):
 
 def test_real_run_end_to_end(tiny_experiment):
     name, path = tiny_experiment
-    run(["snakemake", "--cores", "2", "all", "--configfile", str(path)])
+    # the default store (a SQLite file in the results folder), whatever the calling shell points MLflow at
+    run(["snakemake", "--cores", "2", "all", "--configfile", str(path)], unset=("MLFLOW_TRACKING_URI",))
     res = ROOT / "results" / name
     table = (res / "reports/tables/runs.md").read_text()
     assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
@@ -59,6 +60,8 @@ def test_real_run_end_to_end(tiny_experiment):
     assert (res / "reports/tables/ablation_mini.md").exists()
     assert (res / "reports/figures/input_gap_mini.png").stat().st_size > 1000
     assert (res / "reports/figures/samples.png").stat().st_size > 1000
+    tracking = json.loads((res / "tracking.json").read_text())
+    assert tracking["tracking_uri"] == f"sqlite:///{(res / 'mlflow.db').resolve()}", tracking
     assert (res / "mlflow.db").exists()
     # every training run reached MLflow with its metrics
     import mlflow
