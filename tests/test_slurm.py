@@ -1,13 +1,16 @@
 """`snakemake --profile slurm all` on a real single-node Slurm (munge, MariaDB, slurmdbd, slurmctld, slurmd)."""
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
+import time
 import uuid
 
 import pytest
+import torch
 import yaml
-
 from conftest import ROOT
 
 START = ROOT / "tests" / "slurm" / "start_cluster.sh"
@@ -15,7 +18,7 @@ START = ROOT / "tests" / "slurm" / "start_cluster.sh"
 
 @pytest.fixture(scope="module")
 def slurm():
-    p = subprocess.run([str(START)], capture_output=True, text=True, timeout=300)
+    p = subprocess.run([str(START)], check=False, capture_output=True, text=True, timeout=300)
     if p.returncode == 3:
         pytest.skip(f"single-node Slurm cannot run here: {p.stderr.strip()}")
     assert p.returncode == 0, p.stdout + p.stderr
@@ -37,7 +40,8 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
     try:
         p = subprocess.run(["snakemake", "--profile", "slurm", "all", "--configfile", str(path),
                             "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
-                            "2"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=1500)
+                            "2"], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+                           timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
         res = ROOT / "results" / name
         assert (res / "reports/tables/runs.md").exists() and (res / "reports/metrics.json").exists()
@@ -45,8 +49,75 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
         assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
         # the jobs really went through Slurm and its accounting
         acct = subprocess.run(["sacct", "-n", "-X", "-P", "-S", "now-1hour", "--format", "JobName,State"],
-                              env=env, capture_output=True, text=True).stdout
+                              check=False, env=env, capture_output=True, text=True).stdout
         done = [ln for ln in acct.splitlines() if ln.endswith("COMPLETED")]
         assert len(done) >= 7, acct  # prepare, classifier, reference, train, 2 sample shards, evaluate, probe
     finally:
         shutil.rmtree(ROOT / "results" / name, ignore_errors=True)
+
+
+def _wait(pred, timeout, what):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
+    """A training job that hits its Slurm time limit (SIGTERM, KillWait, SIGKILL; state TIMEOUT) writes
+    state.pt; Snakemake's retry resubmits it with a doubled runtime and it continues exactly where it
+    stopped: its log equals an uninterrupted run's, line for line."""
+    name = f"slurm-timeout-{uuid.uuid4().hex[:6]}"
+    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
+           # far more steps than fit in the 1-minute limit: the first attempt always times out
+           "train": {"steps": 1000000, "batch_size": 8, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
+           "resources": {"train_runtime": 1}, "ablations": []}
+    path = tmp_path / "timeout.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"/usr/sbin:{os.environ['PATH']}"}
+    res = ROOT / "results" / name
+    run_dir = res / "runs/tiny-XS/pra/base/s0"
+    log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
+    smk = subprocess.Popen(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
+                            "--configfile", str(path), "--slurm-init-seconds-before-status-checks", "2",
+                            "--seconds-between-status-checks", "2"],
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: text_log.exists() and "resumed from" in text_log.read_text(), 400,
+              "the retry of the timed-out training job to resume")
+        resumed_at = int(text_log.read_text().split("resumed from")[1].split("at step")[1].split()[0])
+        assert resumed_at > 0
+        _wait(lambda: int(json.loads(log.read_text().splitlines()[-1])["step"]) >= resumed_at + 30, 300,
+              "the resumed run to log 3 more lines")
+        smk.send_signal(signal.SIGINT)  # what a user's Ctrl-C does: Snakemake scancels its jobs
+        out, _ = smk.communicate(timeout=120)
+        train_jobs = re.findall(r"SLURM jobid (\d+) \(log: \S*rule_train", out)
+        assert len(train_jobs) >= 2, out[-3000:]
+        acct = subprocess.run(["sacct", "-n", "-X", "-P", "-j", ",".join(train_jobs), "--format", "JobID,State"],
+                              check=False, env=env, capture_output=True, text=True).stdout
+        assert "|TIMEOUT" in acct, acct + out[-3000:]
+        lines = log.read_text().splitlines()
+        last = int(json.loads(lines[-1])["step"])
+
+        # the same configuration, uninterrupted, to the same step, in this process
+        from pra.config import from_dict
+        from pra.train import Stop, train
+
+        state = torch.load(run_dir / "state.pt", weights_only=False) if (run_dir / "state.pt").exists() else None
+        config = from_dict(state["config"]) if state else None
+        assert config is not None, "the cancelled retry left no state.pt"
+        ref = tmp_path / "ref"
+        with pytest.raises(Stop):
+            train(config, scale="tiny-XS", method="pra", seed=0, data_dir=res / "data", out_dir=ref,
+                  stop_after=last, progress=False)
+        want = (ref / "train_log.jsonl").read_text().splitlines()
+        assert want == lines[:len(want)] and len(want) == last // 10, (want[-2:], lines[-2:])
+    finally:
+        if smk.poll() is None:
+            smk.kill()
+        shutil.rmtree(res, ignore_errors=True)
+
