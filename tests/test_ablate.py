@@ -71,3 +71,30 @@ def test_gap_and_accumulation_outputs(model_and_data):
     assert all(v >= -1e-6 for v in acc["fd_rollout"])
     same = error_accumulation(net, cfg, imgs, labels, imgs, pca_dim=4)
     assert max(abs(v) for v in same["fd_rollout"]) < 1e-6  # generated == real -> zero distance
+
+
+def _variant(name, method, fids, overrides=None):
+    vals = list(fids)
+    return {"name": name, "method": method, "overrides": overrides or {},
+            "metrics": {"fid": {"mean": float(np.mean(vals)), "n": len(vals), "values": vals,
+                                "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None}}}
+
+
+def test_outcome_calls_a_difference_only_beyond_twice_the_seed_spread():
+    from pra.ablate.summary import outcome
+
+    settle = {"variants": [_variant("pra", "pra", [7.0, 7.2, 7.4]), _variant("latent_tf", "latent_tf", [30, 35, 40]),
+                           _variant("pixel_noise", "pixel_noise", [6.0, 8.0, 10.0])]}
+    lines = outcome(settle)
+    assert any(ln.startswith("FID: PRA vs the same architecture") and ": better (7.20 vs 35.00" in ln for ln in lines)
+    assert any("pixel-space noise injection (pixel_noise): not clearly different (7.20 vs 8.00" in ln
+               for ln in lines), lines
+    # a one-method ablation: every variant against the one without overrides, either direction
+    sweep = {"variants": [_variant("t=0.5 (default)", "pra", [8.0, 8.1, 7.9]),
+                          _variant("t=1", "pra", [6.0, 6.1, 5.9], {"method": {"t_min": 1.0}}),
+                          _variant("t=0.25", "pra", [8.5, 7.0, 9.5], {"method": {"t_min": 0.25}})]}
+    lines = outcome(sweep)
+    assert "FID: t=1 vs t=0.5 (default): better (6.00 vs 8.00; beyond twice the seed spread" in lines[0]
+    assert "FID: t=0.25 vs t=0.5 (default): not clearly different" in lines[1]
+    one_seed = {"variants": [_variant("a", "pra", [5.0]), _variant("b", "pra", [9.0], {"model": {"z_dim": 8}})]}
+    assert "worse (9.00 vs 5.00; one seed" in outcome(one_seed)[0]

@@ -71,17 +71,25 @@ def _get(summary: dict, name: str, key: str):
 
 
 def _cmp(a: dict, b: dict, lower_is_better: bool = True) -> str:
-    """'better'/'worse', and whether the difference exceeds the seed spread."""
+    """A verdict on a vs b: clearly better/worse only when the difference exceeds twice its seed spread."""
     diff = a["mean"] - b["mean"]
     better = diff < 0 if lower_is_better else diff > 0
+    values = f"{a['mean']:.2f} vs {b['mean']:.2f}"
     spread = [s for s in (a["std"], b["std"]) if s is not None]
-    if spread:
-        sd = math.sqrt(sum(s ** 2 for s in spread))
-        sig = "beyond" if abs(diff) > 2 * sd else "within"
-        note = f"{sig} twice the seed spread (sd of the difference {sd:.2f}, {a['n']} seeds)"
-    else:
-        note = "one seed, so the seed-to-seed spread is unknown"
-    return f"{'better' if better else 'worse'} ({a['mean']:.2f} vs {b['mean']:.2f}; {note})"
+    if not spread:
+        return f"{'better' if better else 'worse'} ({values}; one seed, so the seed-to-seed spread is unknown)"
+    sd = math.sqrt(sum(s ** 2 for s in spread))
+    note = f"sd of the difference {sd:.2f}, {a['n']} seeds"
+    if abs(diff) > 2 * sd:
+        return f"{'better' if better else 'worse'} ({values}; beyond twice the seed spread, {note})"
+    return f"not clearly different ({values}; within twice the seed spread, {note})"
+
+
+def reference_variant(summary: dict) -> dict | None:
+    """The variant the others are compared with: in a one-method ablation, the one without overrides."""
+    methods = {v["method"] for v in summary["variants"]}
+    base = [v for v in summary["variants"] if not v["overrides"]]
+    return base[0] if len(methods) == 1 and len(base) == 1 else None
 
 
 def outcome(summary: dict) -> list[str]:
@@ -95,7 +103,12 @@ def outcome(summary: dict) -> list[str]:
                          ("pixel_noise", "pixel-space noise injection (pixel_noise)")):
         o = _get(summary, other, "fid")
         if pra and o:
-            lines.append(f"FID: PRA is {_cmp(pra, o)} than {label}.")
+            lines.append(f"FID: PRA vs {label}: {_cmp(pra, o)}.")
+    ref = reference_variant(summary)
+    if ref and "fid" in ref["metrics"]:
+        for v in summary["variants"]:
+            if v is not ref and "fid" in v["metrics"]:
+                lines.append(f"FID: {v['name']} vs {ref['name']}: {_cmp(v['metrics']['fid'], ref['metrics']['fid'])}.")
     for est, label in (("knn_kl", "kNN KL"), ("gaussian_kl", "Gaussian KL (8-d PCA, shrunk covariance)")):
         tf_gap = _get(summary, "pra", f"gap_teacher_forcing_{est}")
         pra_gap = _get(summary, "pra", f"gap_pra_{est}")
