@@ -10,6 +10,7 @@ Steps of the compared methods are interleaved, so that drift of the machine affe
 """
 from __future__ import annotations
 
+import json
 import platform
 import statistics
 import time
@@ -296,6 +297,14 @@ def bench_prepare(out_dir: str | Path, *, n: int = 600, resolution: int = 256, w
         res = {"images": n, "resolution": resolution, "workers": workers, "source_size": [500, 375],
                "seconds": best, "images_per_second": {k: n / v for k, v in best.items()},
                "prepare_over_bare": best["prepare"] / best["bare"], "target": ["<=", 1.3]}
+        # streaming: peak resident memory of a fresh `prepare` process (and of its largest worker) for n
+        # and 4n images with the same shard size; it must not grow with the number of images
+        make_fake_imagenet(tmp / "raw4", 4 * n, seed=1)
+        mem = {}
+        for label, src in (("n", root), ("4n", tmp / "raw4")):
+            mem[label] = _prepare_peak_rss(src, tmp / f"prep-{label}", resolution, workers, shard_size=256)
+        res["memory"] = {"images": {"n": n, "4n": 4 * n}, "shard_size": 256, "peak_rss_mib": mem,
+                         "ratio_4n_over_n": {k: mem["4n"][k] / mem["n"][k] for k in mem["n"]}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out_dir = Path(out_dir)
@@ -310,5 +319,29 @@ def bench_prepare(out_dir: str | Path, *, n: int = 600, resolution: int = 256, w
         "| | seconds | images/s |\n|---|---|---|\n"
         f"| bare PIL | {best['bare']:.2f} | {n / best['bare']:.0f} |\n"
         f"| prepare | {best['prepare']:.2f} | {n / best['prepare']:.0f} |\n\n"
-        f"prepare / bare = {res['prepare_over_bare']:.2f}: {'met' if ok else 'NOT met'} (target <= 1.3)\n")
+        f"prepare / bare = {res['prepare_over_bare']:.2f}: {'met' if ok else 'NOT met'} (target <= 1.3)\n\n"
+        "## Memory: does preprocessing stream?\n\n"
+        f"Peak resident memory of a fresh `prepare` process and of its largest worker (getrusage), shard size "
+        f"{res['memory']['shard_size']}, for {n} and {4 * n} images:\n\n"
+        "| | main process | largest worker |\n|---|---|---|\n"
+        + "".join(f"| {res['memory']['images'][k]} images | {v['main']:.0f} MiB | {v['worker']:.0f} MiB |\n"
+                  for k, v in res["memory"]["peak_rss_mib"].items())
+        + f"\n4x the images: main x{res['memory']['ratio_4n_over_n']['main']:.2f}, worker "
+          f"x{res['memory']['ratio_4n_over_n']['worker']:.2f} "
+          f"({'does not grow' if max(res['memory']['ratio_4n_over_n'].values()) <= 1.1 else 'GROWS'}"
+          " beyond 10%).\n")
     return res
+
+
+def _prepare_peak_rss(src: Path, out: Path, resolution: int, workers: int, shard_size: int) -> dict:
+    """Run `prepare` in a fresh interpreter; its own and its largest child's peak RSS in MiB."""
+    import subprocess
+    import sys
+
+    code = ("import json, resource, sys; from pra.data.prepare import prepare; "
+            f"prepare({str(src)!r}, {str(out)!r}, resolution={resolution}, channels=3, shard_size={shard_size}, "
+            f"workers={workers}, progress=False); "
+            "print(json.dumps({'main': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+            "'worker': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(p.stdout.strip().splitlines()[-1])
