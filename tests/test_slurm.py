@@ -36,7 +36,7 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
            "ablations": []}
     path = tmp_path / "slurm.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PATH": f"/usr/sbin:{os.environ['PATH']}"}
+    env = _env()
     try:
         p = subprocess.run(["snakemake", "--profile", "slurm", "all", "--configfile", str(path),
                             "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
@@ -54,6 +54,12 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
         assert len(done) >= 7, acct  # prepare, classifier, reference, train, 2 sample shards, evaluate, probe
     finally:
         shutil.rmtree(ROOT / "results" / name, ignore_errors=True)
+
+
+def _env() -> dict:
+    """sbin on PATH for the Slurm tools; the default MLflow store (a SQLite file in the results folder)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "PATH": f"/usr/sbin:{os.environ['PATH']}"}
 
 
 def _wait(pred, timeout, what):
@@ -78,7 +84,7 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
            "resources": {"train_runtime": 1}, "ablations": []}
     path = tmp_path / "timeout.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    env = {**os.environ, "PATH": f"/usr/sbin:{os.environ['PATH']}"}
+    env = _env()
     res = ROOT / "results" / name
     run_dir = res / "runs/tiny-XS/pra/base/s0"
     log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
@@ -116,6 +122,15 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
                   stop_after=last, progress=False)
         want = (ref / "train_log.jsonl").read_text().splitlines()
         assert want == lines[:len(want)] and len(want) == last // 10, (want[-2:], lines[-2:])
+
+        # the retry continued the first attempt's MLflow run: one run, with loss logged before and after
+        import mlflow
+
+        client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        assert len(runs) == 1, [r.info.run_name for r in runs]
+        steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+        assert min(steps) < resumed_at < max(steps), (resumed_at, min(steps), max(steps))
     finally:
         if smk.poll() is None:
             smk.kill()
