@@ -37,7 +37,7 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
     """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
     t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
         [f"ablation_{a.name}" for a in cfg.ablations]
-    f = ["samples", "training_curves", "fid_vs_params"] + \
+    f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
     runs = list(dict.fromkeys((r.scale, r.method, r.variant) for r in cfg.runs()))
     return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
@@ -117,6 +117,9 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
                                     out / "figures" / f"error_accumulation_{a.name}.png",
                                     title=f"error accumulation ({a.name}, {a.scale}, seed {a.seeds[0]})")
 
+    if summaries:
+        written += figures.save_all(figures.ablation_fid, summaries, out / "figures" / "ablations_fid.png")
+
     write_json(out / "metrics.json", headline_metrics(rows, probes, floor, summaries))
     written.append(out / "metrics.json")
     written += write_curves(cfg, results, out / "curves")
@@ -165,6 +168,9 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                         "(one grid per run in [figures/samples/](figures/samples/))"),
             ("training_curves", "head loss and reconstruction loss during training"),
             ("fid_vs_params", "FID against parameters: published ImageNet numbers and this pipeline's runs")]
+    if summaries:
+        figs.append(("ablations_fid", "FID of every ablation variant: bar = mean, whisker = sd over seeds, dots = "
+                                      "single seeds; in a sweep the reference variant is dark red"))
     for a in cfg.ablations:
         if a.diagnostics:
             figs += [(f"input_gap_{a.name}", "KL between each training-input construction and the model's own "

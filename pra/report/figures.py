@@ -185,6 +185,43 @@ def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Pa
     plt.close(fig)
 
 
+def ablation_fid(summaries: dict, out_path: str | Path) -> None:
+    """One panel per ablation: FID of every variant, mean ± sd over seeds and one dot per seed. In a
+    one-method sweep the reference variant (no overrides) is drawn dark; the settle panel uses the
+    method colours."""
+    import textwrap
+
+    plt = _plt()
+    n = len(summaries)
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.5), 3.6 * rows), squeeze=False)
+    for ax, (name, s) in zip(axes.flat, summaries.items()):
+        variants = [v for v in s["variants"] if "fid" in v["metrics"]]
+        one_method = len({v["method"] for v in variants}) == 1
+        for i, v in enumerate(variants):
+            m = v["metrics"]["fid"]
+            if one_method:
+                c = "#7f0000" if not v["overrides"] else METHOD_COLORS.get(v["method"], "C0")
+            else:
+                c = color_of(v["method"], i)
+            ax.bar(i, m["mean"], color=c, alpha=0.35 if v["overrides"] or not one_method else 0.6, width=0.7)
+            if m["std"] is not None:
+                ax.errorbar(i, m["mean"], yerr=m["std"], color=c, capsize=4, lw=1.2)
+            ax.scatter([i] * len(m["values"]), m["values"], color=c, s=12, zorder=3)
+        ax.set_xticks(range(len(variants)))
+        ax.set_xticklabels(["\n".join(textwrap.wrap(v["name"], 14)) for v in variants], fontsize=7)
+        seeds = len(s["seeds"])
+        ax.set(title=f"{name} ({s['scale']}, {seeds} seed{'s' if seeds > 1 else ''})", ylabel="FID (lower is better)")
+        ax.grid(alpha=0.3, axis="y")
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.suptitle("FID per ablation variant: bar = mean, whisker = sd over seeds, dots = seeds", fontsize=9)
+    fig.tight_layout()
+    save(fig, out_path)
+    plt.close(fig)
+
+
 def _plain_log_ticks(ax, ticks) -> None:
     from matplotlib.ticker import FixedLocator, NullLocator
 
