@@ -7,6 +7,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _default_tracking_store():
+    """Every pipeline run in the tests uses its own results folder's MLflow store, whatever the calling
+    shell's MLFLOW_TRACKING_URI points at (subprocesses inherit this environment)."""
+    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
+    yield
+    if saved is not None:
+        os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
 @pytest.fixture(scope="session")
 def digits_root(tmp_path_factory):
     from pra.data.digits import export_digits
