@@ -59,8 +59,8 @@ def tiny_config(**over):
     return ExperimentConfig().replace(**base)
 
 
-def run(cmd, cwd=ROOT, env=None, timeout=900, check=True, unset=()):
-    e = {k: v for k, v in {**os.environ, **(env or {})}.items() if k not in unset}
+def run(cmd, cwd=ROOT, env=None, timeout=900, check=True):
+    e = {**os.environ, **(env or {})}
     p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-4000:]}\n{p.stderr[-4000:]}")

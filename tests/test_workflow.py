@@ -47,8 +47,7 @@ def tiny_experiment(tmp_path):
 
 def test_real_run_end_to_end(tiny_experiment):
     name, path = tiny_experiment
-    # the default store (a SQLite file in the results folder), whatever the calling shell points MLflow at
-    run(["snakemake", "--cores", "2", "all", "--configfile", str(path)], unset=("MLFLOW_TRACKING_URI",))
+    run(["snakemake", "--cores", "2", "all", "--configfile", str(path)])
     res = ROOT / "results" / name
     table = (res / "reports/tables/runs.md").read_text()
     assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
@@ -60,6 +59,7 @@ def test_real_run_end_to_end(tiny_experiment):
     assert (res / "reports/tables/ablation_mini.md").exists()
     assert (res / "reports/figures/input_gap_mini.png").stat().st_size > 1000
     assert (res / "reports/figures/samples.png").stat().st_size > 1000
+    # the default store: a SQLite file in the results folder (conftest clears MLFLOW_TRACKING_URI)
     tracking = json.loads((res / "tracking.json").read_text())
     assert tracking["tracking_uri"] == f"sqlite:///{(res / 'mlflow.db').resolve()}", tracking
     assert (res / "mlflow.db").exists()
