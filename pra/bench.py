@@ -300,10 +300,10 @@ def bench_prepare(out_dir: str | Path, *, n: int = 600, resolution: int = 256, w
         # streaming: peak resident memory of a fresh `prepare` process (and of its largest worker) for n
         # and 4n images with the same shard size; it must not grow with the number of images
         make_fake_imagenet(tmp / "raw4", 4 * n, seed=1)
-        mem = {}
+        mem, shard = {}, 256
         for label, src in (("n", root), ("4n", tmp / "raw4")):
-            mem[label] = _prepare_peak_rss(src, tmp / f"prep-{label}", resolution, workers, shard_size=256)
-        res["memory"] = {"images": {"n": n, "4n": 4 * n}, "shard_size": 256, "peak_rss_mib": mem,
+            mem[label] = _prepare_peak_rss(src, tmp / f"prep-{label}", resolution, workers, shard_size=shard)
+        res["memory"] = {"images": {"n": n, "4n": 4 * n}, "shard_size": shard, "peak_rss_mib": mem,
                          "ratio_4n_over_n": {k: mem["4n"][k] / mem["n"][k] for k in mem["n"]}}
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -338,7 +338,7 @@ def _prepare_peak_rss(src: Path, out: Path, resolution: int, workers: int, shard
     import subprocess
     import sys
 
-    code = ("import json, resource, sys; from pra.data.prepare import prepare; "
+    code = ("import json, resource; from pra.data.prepare import prepare; "
             f"prepare({str(src)!r}, {str(out)!r}, resolution={resolution}, channels=3, shard_size={shard_size}, "
             f"workers={workers}, progress=False); "
             "print(json.dumps({'main': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "

@@ -191,6 +191,8 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
     method colours."""
     import textwrap
 
+    from pra.ablate.summary import reference_variant
+
     plt = _plt()
     n = len(summaries)
     cols = min(n, 3)
@@ -198,14 +200,14 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.5), 3.6 * rows), squeeze=False)
     for ax, (name, s) in zip(axes.flat, summaries.items()):
         variants = [v for v in s["variants"] if "fid" in v["metrics"]]
-        one_method = len({v["method"] for v in variants}) == 1
+        ref = reference_variant(s)
         for i, v in enumerate(variants):
             m = v["metrics"]["fid"]
-            if one_method:
-                c = "#7f0000" if not v["overrides"] else METHOD_COLORS.get(v["method"], "C0")
-            else:
+            if ref is None:
                 c = color_of(v["method"], i)
-            ax.bar(i, m["mean"], color=c, alpha=0.35 if v["overrides"] or not one_method else 0.6, width=0.7)
+            else:
+                c = "#7f0000" if v is ref else METHOD_COLORS.get(v["method"], "C0")
+            ax.bar(i, m["mean"], color=c, alpha=0.6 if v is ref else 0.35, width=0.7)
             if m["std"] is not None:
                 ax.errorbar(i, m["mean"], yerr=m["std"], color=c, capsize=4, lw=1.2)
             ax.scatter([i] * len(m["values"]), m["values"], color=c, s=12, zorder=3)
