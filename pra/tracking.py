@@ -42,7 +42,8 @@ def init_store(uri: str, experiment: str) -> str:
     """Create the tracking database (schema) and the experiment; returns the experiment id."""
     import mlflow
 
-    mlflow.set_tracking_uri(uri)
+    # An explicit client, never mlflow.set_tracking_uri: that also writes MLFLOW_TRACKING_URI into
+    # os.environ, and every process started afterwards would then log to this store.
     client = mlflow.MlflowClient(uri)
     exp = client.get_experiment_by_name(experiment)
     return exp.experiment_id if exp else client.create_experiment(experiment)

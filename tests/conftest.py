@@ -7,14 +7,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _default_tracking_store():
+@pytest.fixture(autouse=True)
+def _default_tracking_store(monkeypatch):
     """Every pipeline run in the tests uses its own results folder's MLflow store, whatever the calling
-    shell's MLFLOW_TRACKING_URI points at (subprocesses inherit this environment)."""
-    saved = os.environ.pop("MLFLOW_TRACKING_URI", None)
-    yield
-    if saved is not None:
-        os.environ["MLFLOW_TRACKING_URI"] = saved
+    shell's (or an earlier test's) MLFLOW_TRACKING_URI points at; subprocesses inherit this environment."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
 
 
 @pytest.fixture(scope="session")

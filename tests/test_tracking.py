@@ -1,5 +1,6 @@
 """MLflow tracking: concurrent writers lose nothing; an unreachable server does not stop training."""
 import multiprocessing as mp
+import os
 import time
 
 import pytest
@@ -35,6 +36,13 @@ def test_sixteen_concurrent_writers_lose_nothing(tmp_path):
         hist = client.get_metric_history(r.info.run_id, "loss")
         i = int(r.data.params["i"])
         assert sorted(m.value for m in hist) == [float(i * 1000 + s) for s in range(20)]
+
+
+def test_init_store_leaves_the_environment_alone(tmp_path):
+    """Creating a store must not redirect later processes: they inherit os.environ."""
+    tracking.init_store(f"sqlite:///{tmp_path / 'mlflow.db'}", "env")
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    assert (tmp_path / "mlflow.db").exists()
 
 
 def test_unreachable_server_does_not_stop_training(tmp_path, prepared):
