@@ -305,6 +305,18 @@ def cmd_scales(args):
     print(json.dumps({k: asdict(v) for k, v in SCALES.items()}, indent=2))
 
 
+def cmd_launch(args):
+    from pra.launch import LaunchError, launch
+
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    if not rest:
+        raise SystemExit("python -m pra launch: give what every process runs after --, e.g. -- -m pra train ...")
+    try:
+        launch(args.nodes, args.procs_per_node, rest)
+    except LaunchError as e:
+        raise SystemExit(f"launch error: {e}") from None
+
+
 def cmd_schema(args):
     from pra.config import json_schema
 
@@ -327,6 +339,12 @@ def cmd_config(args):
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["torchrun"]:  # torchrun whose agent survives Slurm's USR1 warning (pra/agent.py)
+        from pra.agent import run
+
+        run(argv[1:])
+        return 0
     ap = argparse.ArgumentParser(prog="python -m pra", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
 
@@ -457,6 +475,11 @@ def main(argv=None):
     p.add_argument("--mfu", type=float, default=0.4)
 
     add("scales", cmd_scales, "the scale registry")
+
+    p = add("launch", cmd_launch, "multi-node training inside a Slurm allocation: srun + one torchrun per node")
+    p.add_argument("--nodes", type=int, required=True)
+    p.add_argument("--procs-per-node", type=int, default=1, help="processes per node (its GPUs; 1 on CPU nodes)")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="-- <what torchrun runs on every process, e.g. -m pra train ...>")
 
     p = add("schema", cmd_schema, "print the config JSON schema")
     p.add_argument("--out")

@@ -179,7 +179,11 @@ class ResourcesConfig:
     """What each job asks the scheduler for (Slurm via the profile; locally only threads matter).
 
     Runtimes are minutes for the first attempt and double with every retry."""
-    train_gpus: int = opt(0, "GPUs per training job; > 1 launches torchrun with one process per GPU.", minimum=0)
+    train_gpus: int = opt(0, "GPUs per training job (per node when train_nodes > 1); > 1 launches torchrun with "
+                          "one process per GPU.", minimum=0)
+    train_nodes: int = opt(1, "Nodes per training job. > 1 needs Slurm: one torchrun per node (srun), joined by a "
+                           "c10d rendezvous on the first node; the global batch is split over nodes x GPUs.",
+                           minimum=1)
     train_mem_mb: int = opt(3000, "Memory per training job (MB).", minimum=100)
     train_runtime: int = opt(60, "Minutes per training attempt (a retry resumes from state.pt).", minimum=1)
     sample_gpus: int = opt(0, "GPUs per sampling shard job.", minimum=0)

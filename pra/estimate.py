@@ -42,6 +42,10 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
             per_method[method] = {"flops_per_image": f, "total_flops": total,
                                   "gpu_hours": total / (peak_tflops * 1e12 * mfu) / 3600}
         net = build_network(cfg, scale, cfg.methods[0], geom)
+        gpus = max(cfg.resource(scale, "train_gpus"), 1) * cfg.resource(scale, "train_nodes")
+        for m in per_method.values():
+            m["wall_hours"] = m["gpu_hours"] / gpus
         out["scales"][scale] = {"params": count_parameters(net), "methods": per_method,
-                                "train_gpus": cfg.resource(scale, "train_gpus")}
+                                "train_gpus": cfg.resource(scale, "train_gpus"),
+                                "train_nodes": cfg.resource(scale, "train_nodes"), "gpus_per_job": gpus}
     return out

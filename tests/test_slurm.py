@@ -135,3 +135,109 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
             smk.kill()
         shutil.rmtree(res, ignore_errors=True)
 
+
+
+def test_two_node_training_matches_one_process(slurm, tmp_path):
+    """resources.train_nodes: 2 on the `multi` partition (two slurmd on this host): the train job gets two
+    nodes, srun starts one torchrun agent per node, they meet in a c10d rendezvous, and the trained weights
+    equal a single process's on the same global batch (up to the order of the gradient summation)."""
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], check=False, env=_env(),
+                           capture_output=True, text=True).stdout.split()
+    if len(set(nodes)) < 2:
+        pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
+    name = f"slurm-2node-{uuid.uuid4().hex[:6]}"
+    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
+           "train": {"steps": 6, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "ckpt_every": 100},
+           "resources": {"train_nodes": 2}, "ablations": []}
+    path = tmp_path / "two-node.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = _env()
+    res = ROOT / "results" / name
+    run_dir = res / "runs/tiny-XS/pra/base/s0"
+    try:
+        p = subprocess.run(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
+                            "--configfile", str(path), "--set-resources", "train:slurm_partition=multi",
+                            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
+                            "2"], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
+        assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:] + log[-3000:]
+        job = re.findall(r"SLURM jobid (\d+) \(log: \S*rule_train", p.stdout + p.stderr)
+        assert len(job) == 1, p.stderr[-3000:]
+        acct = subprocess.run(["sacct", "-n", "-P", "-j", job[0], "--format", "JobID,NNodes,State"], check=False,
+                              env=env, capture_output=True, text=True).stdout
+        # the allocation and the torchrun step both span the two nodes
+        assert f"{job[0]}|2|COMPLETED" in acct and f"{job[0]}.0|2|COMPLETED" in acct, acct
+        assert "--nnodes=2" in log and "rdzv_backend=c10d" in log, log[-2000:]
+
+        from pra.config import from_dict
+        from pra.train import train
+
+        two = torch.load(run_dir / "model.pt", weights_only=False)
+        one_dir = tmp_path / "one"
+        train(from_dict(two["config"]), scale="tiny-XS", method="pra", seed=0, data_dir=res / "data",
+              out_dir=one_dir, progress=False)
+        a, b = two["model"], torch.load(one_dir / "model.pt", weights_only=False)["model"]
+        worst = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert worst < 1e-5, worst
+    finally:
+        shutil.rmtree(res, ignore_errors=True)
+
+
+def test_two_node_training_resumes_after_slurms_warning_signal(slurm, tmp_path):
+    """Slurm's early warning (USR1 to every process of the job step, as `--signal=USR1@T` sends it) on a
+    two-node training job: both trainers stop at the same step and write state.pt, the torchrun agents
+    survive the signal and report the failure, and Snakemake's retry resumes where the first attempt
+    stopped: the log has every step once, and the retry continues the same MLflow run."""
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], check=False, env=_env(),
+                           capture_output=True, text=True).stdout.split()
+    if len(set(nodes)) < 2:
+        pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
+    name = f"slurm-2node-usr1-{uuid.uuid4().hex[:6]}"
+    steps = 600
+    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
+           "train": {"steps": steps, "batch_size": 16, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
+           "resources": {"train_nodes": 2}, "ablations": []}
+    path = tmp_path / "two-node-usr1.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = _env()
+    res = ROOT / "results" / name
+    run_dir = res / "runs/tiny-XS/pra/base/s0"
+    log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
+    smk = subprocess.Popen(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
+                            "--configfile", str(path), "--set-resources", "train:slurm_partition=multi",
+                            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
+                            "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        _wait(lambda: log.exists() and len(log.read_text().splitlines()) >= 5, 300, "two-node training to log")
+        job = subprocess.run(["squeue", "-h", "-o", "%i %P", "-t", "RUNNING"], check=False, env=env,
+                             capture_output=True, text=True).stdout.split()
+        train_job = job[job.index("multi") - 1]
+        subprocess.run(["scancel", "--signal=USR1", train_job], check=True, env=env)
+        out, _ = smk.communicate(timeout=600)
+        assert smk.returncode == 0, out[-4000:]
+        acct = subprocess.run(["sacct", "-n", "-P", "-j", train_job, "--format", "JobID,NNodes,State"],
+                              check=False, env=env, capture_output=True, text=True).stdout
+        assert f"{train_job}.0|2|FAILED" in acct, acct  # the agents reported the stopped trainers
+        text = text_log.read_text()
+        resumed_at = int(text.split("resumed from")[1].split("at step")[1].split()[0])
+        assert 0 < resumed_at < steps, text[-2000:]
+        logged = [json.loads(ln)["step"] for ln in log.read_text().splitlines()]
+        assert logged == list(range(10, steps + 1, 10)), logged  # every step once: resumed where it stopped
+        final = torch.load(run_dir / "model.pt", weights_only=False)
+        assert final["step"] == steps
+
+        import mlflow
+
+        client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
+        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+        assert len(runs) == 1, [r.info.run_name for r in runs]
+        hist = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+        assert min(hist) < resumed_at < max(hist), (resumed_at, min(hist), max(hist))
+    finally:
+        if smk.poll() is None:
+            smk.kill()
+        shutil.rmtree(res, ignore_errors=True)

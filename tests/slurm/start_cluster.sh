@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Start a single-node Slurm on localhost for the integration tests: munge, MariaDB, slurmdbd (the
-# executor plugin reads job states from sacct, so accounting storage is required), slurmctld, slurmd.
+# Start a Slurm on localhost for the integration tests: munge, MariaDB, slurmdbd (the executor plugin
+# reads job states from sacct, so accounting storage is required), slurmctld and two slurmd daemons on this
+# host (nodes $HOST and $HOST-2, ports 6818/6828; 6819 is slurmdbd). Partition `debug` (the default) is the first node only;
+# partition `multi` holds both, for the multi-node training test.
 # Debian packages: slurm-wlm slurmdbd mariadb-server munge. Needs root. Idempotent.
 # Exit codes: 0 ready, 3 cannot run here (not root / packages missing), 1 failed to start.
 #   --install   first install the Debian packages if they are missing (apt-get; CI does this)
@@ -26,7 +28,8 @@ for b in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct sacctmgr; do
 done
 export PATH="/usr/sbin:$PATH"
 
-if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)' && sacct -n -X -S now-1minute >/dev/null 2>&1; then
+up_nodes() { sinfo -h -N -p multi -t idle,mixed,allocated -o %N 2>/dev/null | sort -u | wc -l; }
+if [ "$(up_nodes)" = "2" ] && sacct -n -X -S now-1minute >/dev/null 2>&1; then
   echo "ready (already running)"; exit 0
 fi
 
@@ -77,19 +80,21 @@ SchedulerType=sched/backfill
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 StateSaveLocation=$STATE/spool/ctld
-SlurmdSpoolDir=$STATE/spool/d
+SlurmdSpoolDir=$STATE/spool/d-%n
 SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
 SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
 AccountingStorageType=accounting_storage/slurmdbd
 AccountingStorageHost=localhost
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 KillWait=30
 MinJobAge=300
-NodeName=$HOST CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+NodeName=$HOST NodeHostname=$HOST Port=6818 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST-2 NodeHostname=$HOST Port=6828 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=multi Nodes=$HOST,$HOST-2 MaxTime=INFINITE State=UP
 CONF
 
 pgrep -x slurmdbd >/dev/null || slurmdbd || die "slurmdbd"
@@ -97,10 +102,15 @@ for i in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 
 sacctmgr -i add cluster "$CLUSTER" >/dev/null 2>&1
 sacctmgr -i add account pra Cluster="$CLUSTER" >/dev/null 2>&1
 sacctmgr -i add user root Account=pra Cluster="$CLUSTER" >/dev/null 2>&1
-pgrep -x slurmctld >/dev/null || slurmctld || die "slurmctld"
-pgrep -x slurmd >/dev/null || slurmd || die "slurmd"
+# a cluster started with another configuration (e.g. a single node) is restarted with this one
+pkill -x slurmd 2>/dev/null; pkill -x slurmctld 2>/dev/null
+for i in $(seq 40); do pgrep -x slurmctld >/dev/null || pgrep -x slurmd >/dev/null || break; sleep 0.5; done
+mkdir -p "$STATE/spool/d-$HOST" "$STATE/spool/d-$HOST-2"
+slurmctld || die "slurmctld"
+slurmd -N "$HOST" || die "slurmd $HOST"
+slurmd -N "$HOST-2" || die "slurmd $HOST-2"
 for i in $(seq 60); do
-  if sinfo -h -o %T 2>/dev/null | grep -qE '^(idle|mixed|allocated)'; then
+  if [ "$(up_nodes)" = "2" ]; then
     sacct -n -X -S now-1minute >/dev/null 2>&1 && { echo "ready"; exit 0; }
   fi
   sleep 1

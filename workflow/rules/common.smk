@@ -38,10 +38,44 @@ def res(kind, key):
 
 
 def launcher(wildcards, resources):
-    """torchrun with one process per GPU for multi-GPU jobs; plain python otherwise."""
+    """torchrun (its agent leaves SIGUSR1 to the trainers: pra/agent.py) with one process per GPU for
+    multi-GPU jobs; plain python otherwise."""
     if resources.gpu > 1:
-        return f"torchrun --standalone --nproc_per_node={resources.gpu}"
+        return f"python -m pra torchrun --standalone --nproc_per_node={resources.gpu}"
     return "python"
+
+
+def train_launcher(wildcards, resources):
+    """Multi-node training (resources.train_nodes > 1): `python -m pra launch` execs srun with one torchrun
+    per node inside the Slurm allocation (pra/launch.py). Single-node jobs use `launcher`."""
+    nodes = EXP.resource(wildcards.scale, "train_nodes")
+    if nodes <= 1:
+        return launcher(wildcards, resources)
+    per_node = max(EXP.resource(wildcards.scale, "train_gpus"), 1)
+    return f"python -m pra launch --nodes {nodes} --procs-per-node {per_node} --"
+
+
+def train_node_resources():
+    """Extra Slurm requests of the train rule when some scale trains on several nodes. The executor
+    plugin's `mpi` mode leaves the job's shell (which calls srun itself) to run in the batch step; GPUs are
+    then asked per node (gres) rather than per job."""
+    if all(EXP.resource(r.scale, "train_nodes") == 1 for r in EXP.runs()):
+        return {"gpu": res("train", "gpus")}
+
+    def multi(w):
+        return EXP.resource(w.scale, "train_nodes") > 1
+
+    def gpus(w):
+        return EXP.resource(w.scale, "train_gpus")
+
+    return {
+        "gpu": lambda w: 0 if multi(w) else gpus(w),
+        "gres": lambda w: f"gpu:{gpus(w)}" if multi(w) and gpus(w) > 0 else "",
+        "nodes": lambda w: EXP.resource(w.scale, "train_nodes"),
+        "tasks": lambda w: EXP.resource(w.scale, "train_nodes"),
+        "tasks_per_gpu": 0,
+        "mpi": lambda w: "srun" if multi(w) else "",
+    }
 
 
 def out_dir(output_file):

@@ -29,14 +29,14 @@ rule train:
     params:
         cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
-        launcher=launcher,
+        launcher=train_launcher,
     # training jobs first: they are the long ones, and evaluation of finished runs fills the gaps
     priority: 10
     threads: EXP.train.threads
     resources:
-        gpu=res("train", "gpus"),
         mem_mb=res("train", "mem_mb"),
         runtime=res("train", "runtime"),
+        **train_node_resources(),
     benchmark:
         f"{RUN}/train.benchmark.tsv"
     log:
