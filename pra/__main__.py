@@ -292,9 +292,10 @@ def cmd_estimate(args):
     print(json.dumps(r, indent=2))
     for s, v in r["scales"].items():
         for m, e in v["methods"].items():
-            gpus = max(1, v["train_gpus"])
+            where = f"{v['train_nodes']} nodes x {max(1, v['train_gpus'])}" if v["train_nodes"] > 1 else \
+                f"{v['gpus_per_job']}"
             print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
-                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['gpu_hours'] / gpus:7.1f} h on {gpus} GPUs", file=sys.stderr)
+                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['wall_hours']:7.1f} h on {where} GPUs", file=sys.stderr)
 
 
 def cmd_scales(args):

@@ -1,5 +1,6 @@
 """The Snakemake workflow itself: lint, dry run, and a real tiny run end to end."""
 import json
+import re
 import shutil
 import uuid
 
@@ -91,7 +92,8 @@ def test_real_run_end_to_end(tiny_experiment):
 
 
 def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
-    """The paper-scale experiment, dry-run on a stand-in ImageNet folder: 8-GPU torchrun training per scale."""
+    """The paper-scale experiment, dry-run on a stand-in ImageNet folder: 8-GPU torchrun training for
+    PRA-S/B, 4 nodes x 8 GPUs for PRA-L."""
     root = tmp_path / "imagenet"
     (root / "train" / "n01440764").mkdir(parents=True)
     (root / "val" / "n01440764").mkdir(parents=True)
@@ -104,8 +106,11 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     p = run(["snakemake", "-n", "-p", "all", "--configfile", "experiments/imagenet256.yaml", str(over)])
     out = p.stdout + p.stderr
     train_cmds = [ln for ln in out.splitlines() if " -m pra train " in ln]
-    for scale in ("PRA-S", "PRA-B", "PRA-L"):
+    for scale in ("PRA-S", "PRA-B"):
         cmds = [ln for ln in train_cmds if f"--scale {scale} --method pra" in ln]
-        assert cmds and all("torchrun --standalone --nproc_per_node=8 -m pra train" in ln for ln in cmds)
+        assert cmds and all("pra torchrun --standalone --nproc_per_node=8 -m pra train" in ln for ln in cmds)
+    cmds = [ln for ln in train_cmds if "--scale PRA-L --method pra" in ln]
+    assert cmds and all("python -m pra launch --nodes 4 --procs-per-node 8 -- -m pra train" in ln for ln in cmds)
     assert "gpu=8" in out and "runtime=2880" in out  # PRA-L's per-scale runtime
+    assert re.search(r"gpu=0, gres=gpu:8, nodes=4, tasks=4, tasks_per_gpu=0, mpi=srun", out), out[-3000:]
     assert "train_classifier" not in out  # Inception features: no digits classifier
