@@ -76,8 +76,9 @@ def _cmp(a: dict, b: dict, lower_is_better: bool = True) -> str:
     better = diff < 0 if lower_is_better else diff > 0
     values = f"{a['mean']:.2f} vs {b['mean']:.2f}"
     spread = [s for s in (a["std"], b["std"]) if s is not None]
-    if not spread:
-        return f"{'better' if better else 'worse'} ({values}; one seed, so the seed-to-seed spread is unknown)"
+    if not spread:  # no verdict without a spread: only the direction of one measurement
+        return (f"{'lower' if diff < 0 else 'higher'} on one seed ({values}); the seed-to-seed spread is "
+                "unknown, so this is not a verdict")
     sd = math.sqrt(sum(s ** 2 for s in spread))
     note = f"sd of the difference {sd:.2f}, {a['n']} seeds"
     if abs(diff) > 2 * sd:

@@ -155,6 +155,10 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
     for a, s in summaries.items():
         if s.get("outcome"):
             lines += [f"## Outcome of ablation `{a}`, as measured", ""] + [f"- {o}" for o in s["outcome"]] + [""]
+            if len(s.get("seeds", [])) == 1:
+                lines += ["With one training seed per variant these are single measurements, not verdicts; the "
+                          "ablation's `seeds` list repeats them (`experiments/ablations.yaml` runs 3 seeds and "
+                          "calls a difference only beyond twice the seed spread).", ""]
     lines += ["## Tables", ""]
     context = {"main": "the paper's layout: published ImageNet rows beside this pipeline's measured rows",
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
