@@ -33,13 +33,28 @@ def init_from_env(device_type: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+class _SumAcrossRanks(torch.autograd.Function):
+    """All-reduce (sum) whose backward sums the gradients as well: every rank's loss depends on every
+    rank's input, so after DDP averages the parameter gradients they equal a single process's."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = x.clone()
+        dist.all_reduce(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        g = grad.clone()
+        dist.all_reduce(g)
+        return g
+
+
 def global_mean(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
     """Mean over `dim` across all ranks (equal local sizes), differentiable."""
     m = x.mean(dim)
     if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-        from torch.distributed.nn.functional import all_reduce
-
-        m = all_reduce(m) / dist.get_world_size()
+        m = _SumAcrossRanks.apply(m) / dist.get_world_size()
     return m
 
 
