@@ -59,20 +59,18 @@ def train_node_resources():
     """Extra Slurm requests of the train rule when some scale trains on several nodes. The executor
     plugin's `mpi` mode leaves the job's shell (which calls srun itself) to run in the batch step; GPUs are
     then asked per node (gres) rather than per job."""
+    gpus, nodes = res("train", "gpus"), res("train", "nodes")
     if all(EXP.resource(r.scale, "train_nodes") == 1 for r in EXP.runs()):
-        return {"gpu": res("train", "gpus")}
+        return {"gpu": gpus}
 
     def multi(w):
-        return EXP.resource(w.scale, "train_nodes") > 1
-
-    def gpus(w):
-        return EXP.resource(w.scale, "train_gpus")
+        return nodes(w, 1) > 1
 
     return {
-        "gpu": lambda w: 0 if multi(w) else gpus(w),
-        "gres": lambda w: f"gpu:{gpus(w)}" if multi(w) and gpus(w) > 0 else "",
-        "nodes": lambda w: EXP.resource(w.scale, "train_nodes"),
-        "tasks": lambda w: EXP.resource(w.scale, "train_nodes"),
+        "gpu": lambda w: 0 if multi(w) else gpus(w, 1),
+        "gres": lambda w: f"gpu:{gpus(w, 1)}" if multi(w) and gpus(w, 1) > 0 else "",
+        "nodes": nodes,
+        "tasks": nodes,
         "tasks_per_gpu": 0,
         "mpi": lambda w: "srun" if multi(w) else "",
     }
