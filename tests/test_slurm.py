@@ -26,24 +26,16 @@ def slurm():
 
 
 def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
-    name = f"slurm-{uuid.uuid4().hex[:6]}"
-    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
-           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
-           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
-           "train": {"steps": 10, "batch_size": 8, "warmup_steps": 2, "log_every": 5, "ckpt_every": 5},
-           "sample": {"per_class": 2, "batch_size": 20, "ode_steps": 2, "shards": 2},
-           "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1},
-           "ablations": []}
-    path = tmp_path / "slurm.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    _, path, res, _ = _experiment(
+        tmp_path, "slurm",
+        train={"steps": 10, "batch_size": 8, "warmup_steps": 2, "log_every": 5, "ckpt_every": 5},
+        sample={"per_class": 2, "batch_size": 20, "ode_steps": 2, "shards": 2},
+        evaluate={"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1})
     env = _env()
     try:
-        p = subprocess.run(["snakemake", "--profile", "slurm", "all", "--configfile", str(path),
-                            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
-                            "2"], check=False, cwd=ROOT, env=env, capture_output=True, text=True,
+        p = subprocess.run(_snakemake("all", path), check=False, cwd=ROOT, env=env, capture_output=True, text=True,
                            timeout=1500)
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:]
-        res = ROOT / "results" / name
         assert (res / "reports/tables/runs.md").exists() and (res / "reports/metrics.json").exists()
         metrics = json.loads((res / "reports/metrics.json").read_text())
         assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
@@ -53,12 +45,39 @@ def test_profile_runs_the_pipeline_on_slurm(slurm, tmp_path):
         done = [ln for ln in acct.splitlines() if ln.endswith("COMPLETED")]
         assert len(done) >= 7, acct  # prepare, classifier, reference, train, 2 sample shards, evaluate, probe
     finally:
-        shutil.rmtree(ROOT / "results" / name, ignore_errors=True)
+        shutil.rmtree(res, ignore_errors=True)
 
 
 def _env() -> dict:
     """sbin on PATH for the Slurm tools."""
     return {**os.environ, "PATH": f"/usr/sbin:{os.environ['PATH']}"}
+
+
+def _experiment(tmp_path, prefix: str, **sections):
+    """A tiny-XS pra experiment (16x16 digits, 4x4 patches) with the given config sections on top; returns
+    its name, config file, results folder and the folder of its one training run."""
+    name = f"{prefix}-{uuid.uuid4().hex[:6]}"
+    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4}, "ablations": [], **sections}
+    path = tmp_path / f"{prefix}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = ROOT / "results" / name
+    return name, path, res, res / "runs/tiny-XS/pra/base/s0"
+
+
+def _snakemake(target, path, *extra) -> list[str]:
+    """`snakemake --profile slurm` on a target with quick status checks."""
+    return ["snakemake", "--profile", "slurm", str(target), "--configfile", str(path), *extra,
+            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks", "2"]
+
+
+@pytest.fixture()
+def two_nodes(slurm):
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], check=False, env=_env(),
+                           capture_output=True, text=True).stdout.split()
+    if len(set(nodes)) < 2:
+        pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
 
 
 def _wait(pred, timeout, what):
@@ -74,22 +93,14 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
     """A training job that hits its Slurm time limit (SIGTERM, KillWait, SIGKILL; state TIMEOUT) writes
     state.pt; Snakemake's retry resubmits it with a doubled runtime and it continues exactly where it
     stopped: its log equals an uninterrupted run's, line for line."""
-    name = f"slurm-timeout-{uuid.uuid4().hex[:6]}"
-    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
-           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
-           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
-           # far more steps than fit in the 1-minute limit: the first attempt always times out
-           "train": {"steps": 1000000, "batch_size": 8, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
-           "resources": {"train_runtime": 1}, "ablations": []}
-    path = tmp_path / "timeout.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    name, path, res, run_dir = _experiment(
+        tmp_path, "slurm-timeout",
+        # far more steps than fit in the 1-minute limit: the first attempt always times out
+        train={"steps": 1000000, "batch_size": 8, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
+        resources={"train_runtime": 1})
     env = _env()
-    res = ROOT / "results" / name
-    run_dir = res / "runs/tiny-XS/pra/base/s0"
     log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
-    smk = subprocess.Popen(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
-                            "--configfile", str(path), "--slurm-init-seconds-before-status-checks", "2",
-                            "--seconds-between-status-checks", "2"],
+    smk = subprocess.Popen(_snakemake((run_dir / "model.pt").relative_to(ROOT), path),
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: text_log.exists() and "resumed from" in text_log.read_text(), 400,
@@ -137,30 +148,19 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
 
 
 
-def test_two_node_training_matches_one_process(slurm, tmp_path):
+def test_two_node_training_matches_one_process(two_nodes, tmp_path):
     """resources.train_nodes: 2 on the `multi` partition (two slurmd on this host): the train job gets two
     nodes, srun starts one torchrun agent per node, they meet in a c10d rendezvous, and the trained weights
     equal a single process's on the same global batch (up to the order of the gradient summation)."""
-    nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], check=False, env=_env(),
-                           capture_output=True, text=True).stdout.split()
-    if len(set(nodes)) < 2:
-        pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
-    name = f"slurm-2node-{uuid.uuid4().hex[:6]}"
-    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
-           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
-           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
-           "train": {"steps": 6, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "ckpt_every": 100},
-           "resources": {"train_nodes": 2}, "ablations": []}
-    path = tmp_path / "two-node.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    _, path, res, run_dir = _experiment(
+        tmp_path, "slurm-2node",
+        train={"steps": 6, "batch_size": 16, "warmup_steps": 2, "log_every": 2, "ckpt_every": 100},
+        resources={"train_nodes": 2})
     env = _env()
-    res = ROOT / "results" / name
-    run_dir = res / "runs/tiny-XS/pra/base/s0"
     try:
-        p = subprocess.run(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
-                            "--configfile", str(path), "--set-resources", "train:slurm_partition=multi",
-                            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
-                            "2"], check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        p = subprocess.run(_snakemake((run_dir / "model.pt").relative_to(ROOT), path, "--set-resources",
+                                      "train:slurm_partition=multi"),
+                           check=False, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
         log = (run_dir / "train.log").read_text() if (run_dir / "train.log").exists() else ""
         assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-6000:] + log[-3000:]
         job = re.findall(r"SLURM jobid (\d+) \(log: \S*rule_train", p.stdout + p.stderr)
@@ -185,32 +185,21 @@ def test_two_node_training_matches_one_process(slurm, tmp_path):
         shutil.rmtree(res, ignore_errors=True)
 
 
-def test_two_node_training_resumes_after_slurms_warning_signal(slurm, tmp_path):
+def test_two_node_training_resumes_after_slurms_warning_signal(two_nodes, tmp_path):
     """Slurm's early warning (USR1 to every process of the job step, as `--signal=USR1@T` sends it) on a
     two-node training job: both trainers stop at the same step and write state.pt, the torchrun agents
     survive the signal and report the failure, and Snakemake's retry resumes where the first attempt
     stopped: the log has every step once, and the retry continues the same MLflow run."""
-    nodes = subprocess.run(["sinfo", "-h", "-N", "-p", "multi", "-o", "%N"], check=False, env=_env(),
-                           capture_output=True, text=True).stdout.split()
-    if len(set(nodes)) < 2:
-        pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
-    name = f"slurm-2node-usr1-{uuid.uuid4().hex[:6]}"
     steps = 600
-    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
-           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
-           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
-           "train": {"steps": steps, "batch_size": 16, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
-           "resources": {"train_nodes": 2}, "ablations": []}
-    path = tmp_path / "two-node-usr1.yaml"
-    path.write_text(yaml.safe_dump(cfg))
+    name, path, res, run_dir = _experiment(
+        tmp_path, "slurm-2node-usr1",
+        train={"steps": steps, "batch_size": 16, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
+        resources={"train_nodes": 2})
     env = _env()
-    res = ROOT / "results" / name
-    run_dir = res / "runs/tiny-XS/pra/base/s0"
     log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
-    smk = subprocess.Popen(["snakemake", "--profile", "slurm", str((run_dir / "model.pt").relative_to(ROOT)),
-                            "--configfile", str(path), "--set-resources", "train:slurm_partition=multi",
-                            "--slurm-init-seconds-before-status-checks", "2", "--seconds-between-status-checks",
-                            "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    smk = subprocess.Popen(_snakemake((run_dir / "model.pt").relative_to(ROOT), path, "--set-resources",
+                                      "train:slurm_partition=multi"),
+                           cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         _wait(lambda: log.exists() and len(log.read_text().splitlines()) >= 5, 300, "two-node training to log")
         job = subprocess.run(["squeue", "-h", "-o", "%i %P", "-t", "RUNNING"], check=False, env=env,
