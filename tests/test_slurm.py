@@ -80,6 +80,17 @@ def two_nodes(slurm):
         pytest.skip(f"the test cluster has no two-node partition `multi` (nodes: {nodes})")
 
 
+def _assert_one_run_across(res, name: str, resumed_at: int) -> None:
+    """The experiment's MLflow store holds one run, whose loss was logged before and after the resume."""
+    import mlflow
+
+    client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
+    assert min(steps) < resumed_at < max(steps), (resumed_at, min(steps), max(steps))
+
+
 def _wait(pred, timeout, what):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -134,13 +145,7 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
         assert want == lines[:len(want)] and len(want) == last // 10, (want[-2:], lines[-2:])
 
         # the retry continued the first attempt's MLflow run: one run, with loss logged before and after
-        import mlflow
-
-        client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
-        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-        assert len(runs) == 1, [r.info.run_name for r in runs]
-        steps = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
-        assert min(steps) < resumed_at < max(steps), (resumed_at, min(steps), max(steps))
+        _assert_one_run_across(res, name, resumed_at)
     finally:
         if smk.poll() is None:
             smk.kill()
@@ -218,14 +223,7 @@ def test_two_node_training_resumes_after_slurms_warning_signal(two_nodes, tmp_pa
         assert logged == list(range(10, steps + 1, 10)), logged  # every step once: resumed where it stopped
         final = torch.load(run_dir / "model.pt", weights_only=False)
         assert final["step"] == steps
-
-        import mlflow
-
-        client = mlflow.MlflowClient(f"sqlite:///{res / 'mlflow.db'}")
-        runs = client.search_runs([client.get_experiment_by_name(name).experiment_id])
-        assert len(runs) == 1, [r.info.run_name for r in runs]
-        hist = [m.step for m in client.get_metric_history(runs[0].info.run_id, "loss")]
-        assert min(hist) < resumed_at < max(hist), (resumed_at, min(hist), max(hist))
+        _assert_one_run_across(res, name, resumed_at)
     finally:
         if smk.poll() is None:
             smk.kill()
