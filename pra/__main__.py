@@ -192,8 +192,9 @@ def cmd_probe(args):
     print(json.dumps({k: res[k] for k in ("layer", "top1", "top5")}))
 
 
-def _diagnostic_setup(args, subset_seed: int):
-    """Config, EMA model and a fixed subset of train images for the gap/accumulation diagnostics."""
+def _diagnostic_setup(args):
+    """Config, EMA model, held-out (val) images and a fixed subset of train images (PCA bases) for the
+    gap/accumulation diagnostics."""
     from pra.data.dataset import PreparedSplit
     from pra.evaluate.metrics import subsample
     from pra.runtime import resolve_device, set_threads
@@ -202,36 +203,36 @@ def _diagnostic_setup(args, subset_seed: int):
     cfg = _config(args)
     set_threads(args.threads)
     net, _, meta = load_trained(args.model, resolve_device(cfg.device), use_ema=True)
-    tr = PreparedSplit(args.data, "train")
-    idx = subsample(len(tr), args.images, seed=subset_seed)
+    val, tr = PreparedSplit(args.data, "val"), PreparedSplit(args.data, "train")
+    iv = subsample(len(val), args.images, seed=0)
+    it = subsample(len(tr), args.basis_images, seed=0)
     model = {k: meta[k] for k in ("scale", "method", "seed", "step")} | {"weights": "EMA"}
-    return cfg, net, model, tr.take(idx), tr.labels[idx]
+    return cfg, net, model, (val.take(iv), val.labels[iv]), (tr.take(it), tr.labels[it])
 
 
 def cmd_gap(args):
-    from pra.ablate.gap import collect_inputs, input_gap
+    from pra.diagnostics.gap import input_gap
     from pra.io import write_json
 
-    cfg, net, model, images, labels = _diagnostic_setup(args, subset_seed=0)
-    res = input_gap(collect_inputs(net, cfg, images, labels, seed=0)) | {"model": model}
+    cfg, net, model, (vx, vy), (tx, ty) = _diagnostic_setup(args)
+    res = input_gap(net, cfg, vx, vy, tx, ty, permutations=args.permutations, subsamples=args.subsamples) | {"model": model}
     write_json(args.out, res)
-    print(json.dumps({k: round(v["mean_knn_kl"], 4) for k, v in res["constructions"].items()}))
+    print(json.dumps({f"{space}/{k}": round(v.get("excess_mmd2", v["mean_mmd2"]), 5)
+                      for space, r in res["spaces"].items() for k, v in r["sets"].items()}))
 
 
 def cmd_accumulate(args):
-    from pra.ablate.accumulate import error_accumulation
+    from pra.diagnostics.accumulation import error_accumulation
     from pra.io import write_json
-    from pra.sample import load_npz
 
-    cfg, net, model, images, labels = _diagnostic_setup(args, subset_seed=1)
-    samples, _ = load_npz(args.samples)
-    res = error_accumulation(net, cfg, images, labels, samples) | {"model": model}
+    cfg, net, model, (vx, vy), (tx, _) = _diagnostic_setup(args)
+    res = error_accumulation(net, cfg, vx, vy, tx, subsamples=args.subsamples) | {"model": model}
     write_json(args.out, res)
-    print(json.dumps({k: round(res[k], 4) for k in ("mean_fd_rollout", "mean_fd_one_step")}))
+    print(json.dumps({k: round(res[f"mean_{k}"], 4) for k in ("own_prefix", "true_prefix", "floor", "accumulated")}))
 
 
 def cmd_ablation(args):
-    from pra.ablate.summary import log_to_mlflow, summarize
+    from pra.ablation import log_to_mlflow, summarize
     from pra.io import read_json, write_json
 
     cfg = _config(args)
@@ -431,10 +432,12 @@ def main(argv=None):
         p.add_argument("--model", required=True)
         p.add_argument("--data", required=True)
         p.add_argument("--out", required=True)
-        p.add_argument("--images", type=int, default=1000, help="train images used")
+        p.add_argument("--images", type=int, default=1000, help="held-out (val) images compared (at most)")
+        p.add_argument("--basis-images", type=int, default=500, help="train images the fixed PCA bases are fitted on")
+        p.add_argument("--subsamples", type=int, default=100, help="subsets (half size, without replacement) per interval")
         p.add_argument("--threads", type=int, default=1)
-        if name == "accumulate":
-            p.add_argument("--samples", required=True)
+        if name == "gap":
+            p.add_argument("--permutations", type=int, default=200, help="permutations of the MMD tests")
 
     p = add("ablation", cmd_ablation, "aggregate one ablation over variants and seeds; MLflow parent + children")
     _add_config(p)

@@ -2,7 +2,7 @@
 
 Writes benchmarks/results.json and benchmarks/results.md with
   * PRA training step / teacher-forced (latent_tf) step, same model, batch and initial weights;
-  * exact-rollout step / PRA step (the cost PRA avoids);
+  * sequential-twin step / PRA step and anchored-rollout step / PRA step (the costs PRA avoids);
   * saved-activation memory of the PRA step / the teacher-forced step (the no-grad pass keeps none);
   * KV-cached vs full-recompute sampling at 256 tokens (time ratio and output agreement);
   * training model-FLOP utilisation against this machine's measured fp32 matmul peak.
@@ -22,7 +22,7 @@ from pra.config import ExperimentConfig
 from pra.io import write_json
 from pra.model.network import Geometry, count_parameters
 from pra.noise import Noise
-from pra.objective import make_flow
+from pra.flow import make_flow
 from pra.runtime import generator, set_threads
 from pra.sampler import SamplerSettings, rollout
 from pra.train import build_network, build_objective, make_optimizer
@@ -109,14 +109,15 @@ def time_interleaved(runners: dict[str, StepRunner], warmup: int, reps: int) -> 
 def bench_training(cfg: ExperimentConfig, scale: str, reps: int) -> dict:
     geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, 10)
     B = cfg.train.batch_size
-    runners = {m: StepRunner(cfg, scale, m, geom, B) for m in ("latent_tf", "pra", "exact_rollout")}
+    runners = {m: StepRunner(cfg, scale, m, geom, B) for m in ("latent_tf", "pra", "pra_sequential", "anchored_rollout")}
     med = time_interleaved(runners, warmup=3, reps=reps)
     mem = {m: runners[m].saved_activation_bytes() for m in ("latent_tf", "pra")}
     flops = {m: runners[m].flops() for m in ("latent_tf", "pra")}
     return {"scale": scale, "batch": B, "tokens": geom.num_tokens, "patch_dim": geom.patch_dim,
             "params": count_parameters(runners["pra"].net),
             "step_seconds": med, "pra_over_tf_step": med["pra"] / med["latent_tf"],
-            "exact_over_pra_step": med["exact_rollout"] / med["pra"],
+            "sequential_over_pra_step": med["pra_sequential"] / med["pra"],
+            "anchored_over_pra_step": med["anchored_rollout"] / med["pra"],
             "activation_bytes": mem, "pra_over_tf_activation_memory": mem["pra"] / mem["latent_tf"],
             "flops_per_step": flops,
             "achieved_flops": {m: flops[m] / med[m] for m in flops}}
@@ -207,14 +208,15 @@ def markdown(r: dict) -> str:
              f"Machine: {m['processor']}, {m['platform']}, torch {m['torch']}, {m['threads']} thread(s); "
              f"measured fp32 matmul peak {m['matmul_peak_flops_fp32'] / 1e9:.1f} GFLOP/s (2048x2048).", "",
              "## Training step (same model, batch and weights; medians of interleaved steps)", "",
-             "| scale | params | batch x tokens | TF step | PRA step | exact-rollout step | PRA/TF | exact/PRA | "
-             "PRA/TF activation memory | MFU (PRA) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| scale | params | batch x tokens | TF step | PRA step | sequential-twin step | anchored-rollout step | "
+             "PRA/TF | sequential/PRA | anchored/PRA | PRA/TF activation memory | MFU (PRA) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for t in r["training"]:
         s = t["step_seconds"]
         lines.append(f"| {t['scale']} | {t['params'] / 1e6:.2f}M | {t['batch']} x {t['tokens']} | "
-                     f"{s['latent_tf'] * 1e3:.1f} ms | {s['pra'] * 1e3:.1f} ms | {s['exact_rollout'] * 1e3:.1f} ms | "
-                     f"{t['pra_over_tf_step']:.2f} | {t['exact_over_pra_step']:.2f} | "
+                     f"{s['latent_tf'] * 1e3:.1f} ms | {s['pra'] * 1e3:.1f} ms | {s['pra_sequential'] * 1e3:.1f} ms | "
+                     f"{s['anchored_rollout'] * 1e3:.1f} ms | {t['pra_over_tf_step']:.2f} | "
+                     f"{t['sequential_over_pra_step']:.2f} | {t['anchored_over_pra_step']:.2f} | "
                      f"{t['pra_over_tf_activation_memory']:.2f} | {t['mfu']['pra'] * 100:.1f}% |")
     lines += ["", "Targets:"]
     for t in r["training"]:

@@ -17,8 +17,12 @@ from typing import Any, Mapping
 
 import yaml
 
-METHODS = ("pixel_tf", "pixel_noise", "latent_tf", "pra", "exact_rollout")
-LATENT_METHODS = ("latent_tf", "pra", "exact_rollout")
+METHODS = ("pixel_tf", "pixel_noise", "latent_tf", "latent_pixel_noise", "pra", "pra_sequential",
+           "anchored_rollout", "free_rollout")
+LATENT_METHODS = ("latent_tf", "latent_pixel_noise", "pra", "pra_sequential", "anchored_rollout", "free_rollout")
+# the knob that sets each method's input perturbation (methods without one have none to tune)
+NOISE_KNOBS = {"pixel_noise": "pixel_noise_sigma", "latent_pixel_noise": "pixel_noise_sigma", "pra": "t_min",
+               "pra_sequential": "t_min", "anchored_rollout": "t_min"}
 
 
 class ConfigError(ValueError):
@@ -84,28 +88,28 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class MethodConfig:
-    """Knobs of the input construction (DESIGN section 2) and of the latent path."""
-    t_min: float = opt(0.5, "pra/exact_rollout: perturbation z~ = t*sg(z) + (1-t)*eps with t ~ U(t_min, 1) "
-                       "per position.", reconstruction=True, minimum=0.0, maximum=1.0)
-    pixel_noise_sigma: float = opt(0.2, "pixel_noise: std of Gaussian noise on the [-1, 1] input patches, "
-                                   "drawn per example from U(0, sigma).", reconstruction=True, minimum=0.0)
+    """Settings of each method's input construction and of the latent path."""
+    t_min: float = opt(0.5, "pra, pra_sequential, anchored_rollout: perturbation z~ = t*sg(z) + (1-t)*eps with "
+                       "t ~ U(t_min, 1) per position.", reconstruction=True, minimum=0.0, maximum=1.0)
+    pixel_noise_sigma: float = opt(0.2, "pixel_noise, latent_pixel_noise: std of Gaussian noise on the [-1, 1] "
+                                   "input patches, drawn per example from U(0, sigma).", reconstruction=True, minimum=0.0)
     p_sample: float = opt(0.9, "Encoder masking: probability an example is selected.", paper=True,
                           minimum=0.0, maximum=1.0)
     p_token: float = opt(0.25, "Encoder masking: per-token mask probability inside a selected example.",
                          reconstruction=True, minimum=0.0, maximum=1.0)
+    head_target: str = opt("unmasked", "Where the head's target z (and PRA's inputs) come from: 'unmasked' = a "
+                           "second encoder pass without masking (masking regularises the reconstruction path "
+                           "only); 'masked' = the masked pass itself, so masked tokens' codes become targets.",
+                           choices=["unmasked", "masked"], reconstruction=True)
     recon_weight: float = opt(1.0, "Weight of the pixel reconstruction loss.", reconstruction=True, minimum=0.0)
     moment_weight: float = opt(0.1, "Weight of the batch-moment penalty keeping z at zero mean, unit "
                                "variance per dimension.", reconstruction=True, minimum=0.0)
     head_grad_to_encoder: bool = opt(False, "Let the head loss back-propagate into the encoder through "
                                      "its target z.", reconstruction=True)
-    rollout_ode_steps: int = opt(8, "exact_rollout: head ODE steps of the training-time rollout.",
+    rollout_ode_steps: int = opt(8, "anchored_rollout, free_rollout: head ODE steps of the training-time rollout.",
                                  reconstruction=True, minimum=1)
-    rollout_solver: str = opt("euler", "exact_rollout: head ODE solver of the training-time rollout.",
-                              choices=["euler", "heun"], reconstruction=True)
-    rollout_anchor: bool = opt(True, "exact_rollout: each position's head ODE starts from the true state "
-                               "noised to t ~ U(t_min, 1) (the sequential counterpart of PRA's "
-                               "perturbation); false = free-running rollout from pure noise.",
-                               reconstruction=True)
+    rollout_solver: str = opt("euler", "anchored_rollout, free_rollout: head ODE solver of the training-time "
+                              "rollout.", choices=["euler", "heun"], reconstruction=True)
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,19 @@ class VariantConfig:
 
 
 @dataclass(frozen=True)
+class HypothesisConfig:
+    id: str = opt("H1", "Short label of the hypothesis (a row of the outcome table).")
+    statement: str = opt("", "The hypothesis in words, declared in the experiment file before the run.")
+    metric: str = opt("fid", "Its endpoint: a per-run metric of the ablation summary (fid, class_accuracy, "
+                      "gap_inputs_<construction>_mmd2, acc_accumulated, ...; `python -m pra ablation` lists them).")
+    variant: str = opt("", "The variant tested.")
+    reference: str = opt("", "The variant it is compared with.")
+    expect: str = opt("lower", "Expected sign of variant minus reference: 'lower', 'higher', or 'equal' (no "
+                      "difference; only ever supported as 'not clearly different', never proven).",
+                      choices=["lower", "higher", "equal"])
+
+
+@dataclass(frozen=True)
 class AblationConfig:
     name: str = opt("settle", "Ablation name (one MLflow parent run, one table).")
     scale: str = opt("tiny-S", "Model scale of every variant.")
@@ -216,6 +233,11 @@ class AblationConfig:
     diagnostics: bool = opt(False, "Also measure the input-distribution gap and error accumulation of every "
                             "variant.")
     variants: list = opt([], "The variants compared.")
+    reference: str = opt("", "The variant every other is compared with (empty: the variant named 'pra' if there "
+                         "is one, else the only variant without overrides).")
+    primary_metric: str = opt("fid", "The metric every variant is compared with the reference on (Welch tests, "
+                              "Holm-corrected together with the hypotheses).")
+    hypotheses: list = opt([], "Declared hypotheses with their endpoints, tested and worded in the report.")
 
 
 def _settle_default() -> list:
@@ -339,9 +361,10 @@ _LIST_ITEMS = {  # element type and allowed values of list fields
     ("ablations",): (AblationConfig, None),
     ("ablations", "seeds"): (int, None),
     ("ablations", "variants"): (VariantConfig, None),
+    ("ablations", "hypotheses"): (HypothesisConfig, None),
 }
 _LIST_LEN = {("train", "betas"): 2, ("sample", "cfg_interval"): 2}
-_LIST_EMPTY_OK = {("ablations",)}
+_LIST_EMPTY_OK = {("ablations",), ("ablations", "hypotheses")}
 
 
 def _norm(path: tuple) -> tuple:
@@ -477,6 +500,14 @@ def _cross_checks(cfg: ExperimentConfig) -> None:
                 from_dict(_merge({**cfg.to_dict(), "ablations": []}, v.overrides))
             except ConfigError as e:
                 raise ConfigError(f"in '{vw}.overrides': {e}") from None
+        vnames = [v.name for v in a.variants]
+        if a.reference and a.reference not in vnames:
+            raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
+        for j, h in enumerate(a.hypotheses):
+            for key in ("variant", "reference"):
+                if getattr(h, key) not in vnames:
+                    raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} is not a "
+                                      f"variant of this ablation ({vnames})")
 
 
 def _merge(base: dict, over: Mapping) -> dict:

@@ -14,6 +14,13 @@ from pra.model.head import FlowHead
 from pra.noise import Noise, as_noise
 
 
+def make_flow(model, latent: bool) -> "Flow":
+    """The flow of a network's head from the model config (`ModelConfig`): x-prediction for pixel heads
+    and v-prediction for latent heads unless `head_prediction` says otherwise."""
+    pred = model.head_prediction if model.head_prediction != "auto" else ("v" if latent else "x")
+    return Flow(prediction=pred, t_sampler=model.t_sampler, t_mean=model.t_mean, t_std=model.t_std)
+
+
 @dataclass(frozen=True)
 class Flow:
     prediction: str = "v"          # "v" or "x"

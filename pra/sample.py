@@ -17,7 +17,7 @@ import torch
 from pra.config import SampleConfig
 from pra.io import atomic_path, write_json
 from pra.model.patches import to_uint8, unpatchify
-from pra.objective import make_flow
+from pra.flow import make_flow
 from pra.runtime import generator, resolve_device, set_threads
 from pra.sampler import SamplerSettings, balanced_labels, rollout
 from pra.train import load_trained

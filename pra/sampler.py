@@ -2,7 +2,7 @@
 
 At each AR position i: h_i from the trunk -> head ODE -> state y_i -> pixels x_i = D(y_i, h_i) (latent
 heads) or x_i = y_i (pixel heads) -> x_i appended to the sequence. The same function produces the
-inputs of the `exact_rollout` training method and the reference distribution of the diagnostics.
+inputs of the rollout training methods and the reference distribution of the diagnostics.
 """
 from __future__ import annotations
 
@@ -49,11 +49,13 @@ class Rollout:
 @torch.no_grad()
 def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: SamplerSettings,
             noise: Noise | torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
-            use_cache: bool = True) -> Rollout:
+            initial: torch.Tensor | None = None, use_cache: bool = True) -> Rollout:
     """Generate N tokens for `labels` [B].
 
     anchor=(y_true [B, N, D], t [B, N]): position i's ODE starts at t_i from t_i*y_true_i + (1-t_i)*eps
-    instead of from pure noise (used by exact_rollout training; see MethodConfig.rollout_anchor).
+    instead of from pure noise (the anchored_rollout training method).
+    initial [B, N, D]: the head ODE's starting noise at every position (instead of fresh draws, already
+    scaled by the temperature), so that two generators can share it (paired comparisons).
     use_cache=False recomputes the whole prefix at every step (the reference for the KV-cache test
     and benchmark).
     """
@@ -74,6 +76,8 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
             y_true, t = anchor[0][:, i], anchor[1][:, i]
             eps = noise.randn(*y_true.shape, dtype=dtype)
             kw = dict(y_start=t[:, None] * y_true + (1 - t[:, None]) * eps, t_start=t)
+        elif initial is not None:
+            kw = dict(y_start=initial[:, i].to(dtype), t_start=torch.zeros(B, device=device, dtype=dtype))
         y = flow.sample(net.head, cond, steps=settings.ode_steps, solver=settings.solver, uncond=uncond,
                         cfg_scale=settings.guidance_at(i, N), cfg_interval=settings.cfg_interval,
                         temperature=settings.temperature, noise=noise, **kw)

@@ -3,9 +3,12 @@ import pytest
 import torch
 
 from conftest import tiny_config
+from pra.config import METHODS
 from pra.model.network import Geometry, PRANetwork
 from pra.model.scales import get_scale
-from pra.objective import Objective, make_flow
+from pra.flow import make_flow
+from pra.noise import Noise
+from pra.objective import Objective
 from pra.runtime import generator
 from pra.sampler import SamplerSettings, rollout
 
@@ -87,9 +90,66 @@ def test_pra_inputs_are_built_independently_per_position():
         assert changed.tolist() == [i == j for i in range(16)], j
 
 
-def test_exact_rollout_inputs_equal_the_sampler():
-    cfg, net = make("exact_rollout", method={"rollout_anchor": False})
-    obj = Objective("exact_rollout", cfg.model, cfg.method, latent=True)
+def test_sequential_twin_depends_on_its_own_earlier_inputs_and_pra_does_not():
+    """Moving the perturbed state at position j changes the twin's inputs at j and at every later position
+    (through h from its own pass), but PRA's only at j. The clean prefix moves PRA's inputs, never the twin's."""
+    cfg, net = make("pra_sequential")
+    obj = Objective("pra", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([2, 4])
+    z_t = obj.perturbed_states(net.encoder(x), Noise(generator(3)))
+
+    def parallel(x_, z_):
+        return net.to_pixels(z_, net.trunk(x_[:, :-1], y))
+
+    seq = Objective.sequential_inputs(net, z_t, y)
+    par = parallel(x, z_t)
+    torch.testing.assert_close(seq[:, 0], par[:, 0])  # h_1 sees only the label in both
+    # the fixed point: fed its own inputs as the "clean" prefix, PRA's construction equals the twin's
+    torch.testing.assert_close(parallel(seq, z_t), seq)
+    for j in (0, 5):
+        z2 = z_t.clone()
+        z2[:, j] += 0.5
+        d_seq = (Objective.sequential_inputs(net, z2, y) - seq).abs().amax(dim=(0, 2)) > 0
+        d_par = (parallel(x, z2) - par).abs().amax(dim=(0, 2)) > 0
+        assert d_seq.tolist() == [i >= j for i in range(16)], j
+        assert d_par.tolist() == [i == j for i in range(16)], j
+    x2 = x.clone()
+    x2[:, 3] += 0.5
+    assert torch.equal(Objective.sequential_inputs(net, z_t, y), seq)
+    assert ((parallel(x2, z_t) - par).abs().amax(dim=(0, 2)) > 0).tolist() == [i > 3 for i in range(16)]
+
+
+def test_twin_and_pra_draw_the_same_perturbation():
+    """build_inputs of pra and pra_sequential consume the noise stream alike, so with a decoder that ignores
+    its context (the twin's only difference) the two constructions coincide exactly."""
+    cfg, net = make("pra", model={"decoder_context": False})
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    z = net.encoder(x)
+    a = Objective("pra", cfg.model, cfg.method, latent=True).build_inputs(net, x, y, z, generator(5))
+    b = Objective("pra_sequential", cfg.model, cfg.method, latent=True).build_inputs(net, x, y, z, generator(5))
+    torch.testing.assert_close(a, b)
+
+
+def test_unmasked_head_targets_see_every_patch():
+    """head_target 'unmasked': the head's z comes from a pass without the mask (equal to encoder(x));
+    'masked' reproduces the masked pass, whose codes of masked tokens differ."""
+    cfg, net = make("pra", method={"p_sample": 1.0, "p_token": 0.5})
+    x = torch.randn(4, 16, GEOM.patch_dim, dtype=torch.double)
+    unmasked = Objective("pra", cfg.model, cfg.method, latent=True)
+    z_rec, z = unmasked.head_states(net, x, Noise(generator(0)))
+    torch.testing.assert_close(z, net.encoder(x))
+    assert not torch.allclose(z_rec, z)
+    masked_cfg = cfg.replace(method={"head_target": "masked"})
+    masked = Objective("pra", masked_cfg.model, masked_cfg.method, latent=True)
+    z_rec2, z2 = masked.head_states(net, x, Noise(generator(0)))
+    assert torch.equal(z_rec2, z2) and torch.equal(z_rec2, z_rec)
+
+
+def test_free_rollout_inputs_equal_the_sampler():
+    cfg, net = make("free_rollout")
+    obj = Objective("free_rollout", cfg.model, cfg.method, latent=True)
     x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([1, 2, 3])
     got = obj.build_inputs(net, x, y, net.encoder(x), generator(11))
@@ -99,8 +159,8 @@ def test_exact_rollout_inputs_equal_the_sampler():
 
 
 def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
-    cfg, net = make("exact_rollout", method={"t_min": 1.0})
-    obj = Objective("exact_rollout", cfg.model, cfg.method, latent=True)
+    cfg, net = make("anchored_rollout", method={"t_min": 1.0})
+    obj = Objective("anchored_rollout", cfg.model, cfg.method, latent=True)
     x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([1, 2])
     z = net.encoder(x)
@@ -111,7 +171,7 @@ def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
     assert torch.equal(got, r.patches)
 
 
-@pytest.mark.parametrize("method", ["pixel_tf", "pixel_noise", "latent_tf", "pra", "exact_rollout"])
+@pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_one_step(method):
     cfg, net = make(method)
     net.train()

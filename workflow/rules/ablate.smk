@@ -1,5 +1,6 @@
 rule gap:
-    """Input-distribution gap: teacher forcing / pixel noise / PRA inputs vs the model's own rollout."""
+    """Input-distribution gap on held-out images: every training-input construction vs the model's own
+    rollout, beside a rollout-vs-rollout null, in pixel inputs and trunk states."""
     input:
         model=f"{RUN}/model.pt",
         data=MANIFEST,
@@ -24,10 +25,10 @@ rule gap:
 
 
 rule accumulate:
-    """Error accumulation: per-position distance to real patches, own rollout vs ground-truth prefix."""
+    """Error accumulation on held-out images: per-position distance to real patches, own prefix vs true
+    prefix (paired), with the real-vs-real floor."""
     input:
         model=f"{RUN}/model.pt",
-        samples=f"{RUN}/samples.npz",
         data=MANIFEST,
     output:
         f"{RUN}/accumulation.json",
@@ -45,7 +46,7 @@ rule accumulate:
     conda:
         ENV
     shell:
-        "python -m pra accumulate --config-json {params.cfg:q} --model {input.model} --samples {input.samples} "
+        "python -m pra accumulate --config-json {params.cfg:q} --model {input.model} "
         "--data {input.data} --out {output} --threads {threads} > {log} 2>&1"
 
 

@@ -1,0 +1,208 @@
+"""One ablation: collect its variants' JSON results over seeds, aggregate, and log to MLflow.
+
+The comparison is rebuilt from the pipeline's JSON files (so it exists without MLflow); MLflow gets one
+parent run per ablation and one child per variant carrying the same numbers, for the UI's compare view.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from pra.config import AblationConfig, ExperimentConfig, variant_id
+from pra.io import read_json
+from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
+
+EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
+
+
+def run_dir(results: Path, scale: str, method: str, variant: str, seed: int) -> Path:
+    return Path(results) / "runs" / scale / method / variant / f"s{seed}"
+
+
+def gap_metrics(gap: dict) -> dict[str, float]:
+    """Per-run scalars of gap.json: per space and set, the mean over positions of each statistic and of
+    its excess over the rollout-vs-rollout null."""
+    m = {}
+    for space, res in gap["spaces"].items():
+        for name, row in res["sets"].items():
+            for stat, short in (("gaussian_kl", "kl"), ("mmd2", "mmd2")):
+                m[f"gap_{space}_{name}_{short}"] = row[f"mean_{stat}"]
+                if f"excess_{stat}" in row:
+                    m[f"gap_{space}_{name}_{short}_excess"] = row[f"excess_{stat}"]
+    return m
+
+
+ACCUMULATION_KEYS = ("own_prefix", "true_prefix", "floor", "accumulated", "excess_own_prefix", "excess_true_prefix")
+
+
+def variant_metrics(d: Path) -> dict[str, float]:
+    m = {}
+    ev = read_json(d / "eval.json")
+    m.update({k: ev[k] for k in EVAL_KEYS if k in ev})
+    if (d / "probe.json").exists():
+        m["probe_top1"] = read_json(d / "probe.json")["top1"]
+    if (d / "gap.json").exists():
+        m.update(gap_metrics(read_json(d / "gap.json")))
+    if (d / "accumulation.json").exists():
+        a = read_json(d / "accumulation.json")
+        m.update({f"acc_{k}": a[f"mean_{k}"] for k in ACCUMULATION_KEYS})
+    tr = read_json(d / "train.json")
+    m["train_seconds"] = tr["seconds"]
+    return m
+
+
+# metrics where higher is better; every other compared metric is lower-is-better
+HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
+
+
+def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) -> dict:
+    variants = []
+    for v in ablation.variants:
+        method = v.method or ablation.method
+        vid = variant_id(v.overrides)
+        per_seed, run_ids = [], []
+        for seed in ablation.seeds:
+            d = run_dir(results, ablation.scale, method, vid, seed)
+            per_seed.append(variant_metrics(d))
+            run_ids.append(read_json(d / "train.json").get("mlflow_run_id"))
+        keys = sorted(set().union(*per_seed))
+        agg = {}
+        for k in keys:
+            vals = [m[k] for m in per_seed if k in m]
+            agg[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
+                      "n": len(vals), "values": vals}
+        variants.append({"name": v.name, "method": method, "variant": vid, "overrides": v.overrides,
+                         "metrics": agg, "mlflow_run_ids": run_ids})
+    out = {"name": ablation.name, "scale": ablation.scale, "seeds": list(ablation.seeds),
+           "train_steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "variants": variants,
+           "primary_metric": ablation.primary_metric}
+    ref = reference_variant(out, ablation.reference)
+    out["reference"] = ref["name"] if ref else None
+    out["comparisons"], out["hypotheses"] = tests(out, ablation)
+    out["outcome"] = outcome(out)
+    return out
+
+
+def _get(summary: dict, name: str, key: str):
+    for v in summary["variants"]:
+        if v["name"] == name and key in v["metrics"]:
+            return v["metrics"][key]
+    return None
+
+
+def reference_variant(summary: dict, declared: str = "") -> dict | None:
+    """The variant the others are compared with: the declared one, else 'pra', else the only variant
+    without overrides in a one-method ablation."""
+    by_name = {v["name"]: v for v in summary["variants"]}
+    if declared:
+        return by_name[declared]
+    if "pra" in by_name:
+        return by_name["pra"]
+    methods = {v["method"] for v in summary["variants"]}
+    base = [v for v in summary["variants"] if not v["overrides"]]
+    return base[0] if len(methods) == 1 and len(base) == 1 else None
+
+
+def tests(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dict]]:
+    """Welch tests of every variant vs the reference on the primary metric, and of every declared
+    hypothesis; one Holm family for all of them."""
+    comps, hyps = [], []
+    ref = summary["reference"]
+    metric = summary["primary_metric"]
+    if ref is not None:
+        for v in summary["variants"]:
+            if v["name"] != ref and _get(summary, v["name"], metric) and _get(summary, ref, metric):
+                comps.append(welch(_get(summary, v["name"], metric)["values"], _get(summary, ref, metric)["values"],
+                                   names=(v["name"], ref), metric=metric))
+    for h in ablation.hypotheses:
+        a, b = _get(summary, h.variant, h.metric), _get(summary, h.reference, h.metric)
+        if a is None or b is None:
+            hyps.append({"id": h.id, "statement": h.statement, "metric": h.metric, "variant": h.variant,
+                         "reference": h.reference, "expect": h.expect, "comparison": None,
+                         "outcome": f"not measured: no metric {h.metric!r} for both variants"})
+            continue
+        hyps.append({"id": h.id, "statement": h.statement, "metric": h.metric, "variant": h.variant,
+                     "reference": h.reference, "expect": h.expect,
+                     "comparison": welch(a["values"], b["values"], names=(h.variant, h.reference), metric=h.metric)})
+    family = comps + [h["comparison"] for h in hyps if h["comparison"] is not None]
+    for c, p in zip(family, holm([c.p for c in family])):
+        c.p_holm = p
+    for h in hyps:
+        if h["comparison"] is not None:
+            h["outcome"] = hypothesis_outcome(h["comparison"], h["expect"])
+            h["comparison"] = h["comparison"].to_dict()
+    return [c.to_dict() for c in comps], hyps
+
+
+def _lower_is_better(metric: str) -> bool | None:
+    if metric in HIGHER_IS_BETTER:
+        return False
+    if metric.startswith(("gap_", "acc_")) or metric in ("fid", "kid"):
+        return True
+    return None
+
+
+def outcome(summary: dict) -> list[str]:
+    """Plain statements of what the measurements say, from the tests, whichever way they go."""
+    lines = []
+    for h in summary["hypotheses"]:
+        c = h["comparison"]
+        detail = f" ({verdict(Comparison(**c), _lower_is_better(h['metric']))})" if c else ""
+        lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
+                     f"expected {h['expect']}): {h['outcome']}{detail}.")
+    for c in summary["comparisons"]:
+        lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {verdict(Comparison(**c), _lower_is_better(c['metric']))}.")
+    ref = summary["reference"]
+    for space, label in (("inputs", "pixel inputs"), ("hidden", "trunk states h_i")):
+        parts = []
+        for name in ("teacher_forcing", "pixel_noise", "pra", "pra_sequential"):
+            ex = _get(summary, ref, f"gap_{space}_{name}_mmd2_excess") if ref else None
+            if ex:
+                parts.append(f"{name} {ex['mean']:.3g}")
+        if parts:
+            lines.append(f"Input gap in {label} of the {ref} model (MMD^2 to its own rollout minus the rollout-vs-"
+                         f"rollout null, mean over positions and over {len(summary['seeds'])} seed(s); per-run "
+                         f"intervals in the gap figures): " + ", ".join(parts) + ".")
+    acc = [(v["name"], v["metrics"]["acc_accumulated"]) for v in summary["variants"] if "acc_accumulated" in v["metrics"]]
+    if acc:
+        lines.append("Error accumulation (Frechet distance to held-out real patches, own prefix minus true prefix, "
+                     "paired, mean over positions): " + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
+    return lines
+
+
+def log_to_mlflow(summary: dict, uri: str | None, experiment: str) -> str | None:
+    """One parent run per ablation (replacing an earlier one), one child per variant."""
+    if not uri:
+        return None
+    from pra import tracking
+
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None:
+            old = client.search_runs([exp.experiment_id],
+                                     filter_string=f"tags.`pra.ablation` = '{summary['name']}'")
+            for r in old:
+                client.delete_run(r.info.run_id)
+    except Exception as e:  # pragma: no cover - tracking never breaks the pipeline
+        import warnings
+
+        warnings.warn(f"MLflow cleanup failed ({e})")
+    parent = tracking.Run(uri, experiment, f"ablation/{summary['name']}",
+                          params={"ablation": summary["name"], "scale": summary["scale"],
+                                  "seeds": summary["seeds"], "train_steps": summary["train_steps"]},
+                          tags={"pra.ablation": summary["name"], "pra.role": "ablation"})
+    for v in summary["variants"]:
+        child = tracking.Run(uri, experiment, f"{summary['name']}/{v['name']}", parent_run_id=parent.run_id,
+                             params={"variant": v["name"], "method": v["method"], "variant_id": v["variant"],
+                                     "overrides": v["overrides"] or "none", "scale": summary["scale"]},
+                             tags={"pra.ablation": summary["name"], "pra.role": "variant",
+                                   "training_runs": ",".join(str(r) for r in v["mlflow_run_ids"])})
+        child.log_metrics({k: m["mean"] for k, m in v["metrics"].items()})
+        child.log_metrics({f"{k}_std": m["std"] for k, m in v["metrics"].items() if m["std"] is not None})
+        child.end("FINISHED")
+    parent.end("FINISHED")
+    return parent.run_id

@@ -1,0 +1,186 @@
+"""The input-distribution gap: what the trunk is trained on vs what it sees in its own sequential rollout.
+
+For held-out (val) images and the given weights, the sets compared at every AR position are
+* the training-input constructions: clean patches (teacher forcing), pixel-space Gaussian noise,
+  and for latent models PRA's parallel construction D(z~_i, h_i(clean x_<i)) and its sequential twin
+  D(z~_i, h_i(x~_<i)), with exactly the training code (pra.objective);
+* the reference: the model's own sequential rollout at inference (the experiment's sampler settings),
+  for the labels of the same images;
+* the null: a second, independent rollout set of the same size. "Rollout vs rollout" shows where
+  zero and sampling noise lie for each statistic.
+Two spaces: the pixel inputs x~_i (positions 1..N-1, the ones fed back) and the trunk's hidden states
+h_i (positions 2..N; h_1 sees only the label), which is what the head conditions on.
+Every set gets the same preprocessing: pixel inputs are clipped and rounded to the 8-bit grid, then
+dequantised with U(-1/255, 1/255); hidden states are the trunk's output for each set's own inputs.
+Each space is projected on a fixed PCA basis fitted on train images (teacher-forced), not on any
+compared set. Statistics: Gaussian KL and unbiased MMD^2 (pra.diagnostics.estimators), the MMD
+tested by permuting images (jointly over positions), intervals by subsampling without replacement,
+and each construction's excess over the null with a paired interval.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from pra.config import ExperimentConfig
+from pra.diagnostics import estimators as est
+from pra.flow import make_flow
+from pra.model.patches import patchify, to_unit
+from pra.noise import Noise
+from pra.objective import Objective
+from pra.runtime import generator
+from pra.sampler import SamplerSettings, rollout
+
+LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential")
+PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")
+REFERENCE, NULL = "rollout", "rollout_null"
+
+
+def _patches(images_u8: np.ndarray, patch_size: int, device) -> torch.Tensor:
+    return patchify(to_unit(torch.from_numpy(np.ascontiguousarray(images_u8)).to(device)), patch_size)
+
+
+def on_8bit_grid(x: torch.Tensor) -> torch.Tensor:
+    """Clip to [-1, 1] and round to the 255 steps of an 8-bit image (what saving a sample does)."""
+    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
+
+
+@torch.no_grad()
+def collect(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarray, *, seed: int = 0,
+            batch_size: int = 250) -> dict[str, dict[str, np.ndarray]]:
+    """{"inputs": {set: [n, N-1, P]}, "hidden": {set: [n, N-1, W]}} for every construction, the rollout
+    and the null rollout (raw, before the pixel preprocessing)."""
+    g = net.geometry
+    device = next(net.parameters()).device
+    noise = Noise(generator(seed, device))
+    flow = make_flow(cfg.model, net.latent)
+    settings = SamplerSettings.from_config(cfg.sample)
+    obj = Objective("pra", cfg.model, cfg.method, latent=net.latent)
+    names = (LATENT_CONSTRUCTIONS if net.latent else PIXEL_CONSTRUCTIONS) + (REFERENCE, NULL)
+    out: dict[str, dict[str, list]] = {"inputs": {k: [] for k in names}, "hidden": {k: [] for k in names}}
+    for i in range(0, len(images_u8), batch_size):
+        x = _patches(images_u8[i:i + batch_size], g.patch_size, device)
+        y = torch.as_tensor(labels[i:i + batch_size]).to(device)
+        sets = {"teacher_forcing": x, "pixel_noise": obj.pixel_noised(x, noise)}
+        if net.latent:
+            _, z = obj.head_states(net, x, noise)  # the states the head is trained to generate
+            sets["pra"] = obj.build_inputs(net, x, y, z, noise)
+            sets["pra_sequential"] = obj.sequential_inputs(net, obj.perturbed_states(z, noise), y)
+        sets[REFERENCE] = rollout(net, flow, y, settings, noise).patches
+        sets[NULL] = rollout(net, flow, y, settings, noise).patches
+        for name, inp in sets.items():
+            fed = inp[:, :-1]
+            out["inputs"][name].append(fed)
+            out["hidden"][name].append(net.trunk(fed, y)[:, 1:])
+    return {space: {k: torch.cat(v).float().cpu().numpy() for k, v in per_set.items()}
+            for space, per_set in out.items()}
+
+
+def preprocess_inputs(inputs: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+    """The same 8-bit rounding and U(-1/255, 1/255) dequantisation for every set of pixel inputs."""
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in sorted(inputs):
+        grid = on_8bit_grid(torch.from_numpy(inputs[k])).numpy().astype(np.float64)
+        out[k] = grid + rng.uniform(-1 / 255, 1 / 255, grid.shape)
+    return out
+
+
+@torch.no_grad()
+def fit_bases(net, images_u8: np.ndarray, labels: np.ndarray, pca_dim: int, batch_size: int = 250):
+    """PCA bases of the two spaces, fitted on teacher-forced train images (never on a compared set)."""
+    g = net.geometry
+    device = next(net.parameters()).device
+    xs, hs = [], []
+    for i in range(0, len(images_u8), batch_size):
+        x = _patches(images_u8[i:i + batch_size], g.patch_size, device)
+        y = torch.as_tensor(labels[i:i + batch_size]).to(device)
+        xs.append(x[:, :-1].reshape(-1, x.shape[-1]).float().cpu().numpy())
+        h = net.trunk(x[:, :-1], y)[:, 1:]
+        hs.append(h.reshape(-1, h.shape[-1]).float().cpu().numpy())
+    return {"inputs": est.PCABasis(np.concatenate(xs), pca_dim), "hidden": est.PCABasis(np.concatenate(hs), pca_dim)}
+
+
+def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples: int = 100,
+            shrinkage: float = 0.05, seed: int = 0) -> dict:
+    """Every set of `proj` ({name: [n, positions, k]}, all with n rows) against REFERENCE; NULL is one of the
+    compared sets, so its row is the calibration. Per position: Gaussian KL, MMD^2 and its permutation
+    p-value; over positions (mean): both statistics with subsampling intervals, the MMD's permutation
+    p-value, and the excess over the null with a paired subsampling interval."""
+    rng = np.random.default_rng(seed)
+    ref = proj[REFERENCE]
+    n, npos, _ = ref.shape
+    b = est.subsample_sizes(n)
+    names = [k for k in proj if k != REFERENCE]
+    # shared across sets and positions: permutations and subsets of rows (image-level resampling)
+    perms = [rng.permutation(2 * n) for _ in range(permutations)]
+    ref_subs = est.subsample_rows(rng, n, b, subsamples)
+    set_subs = {k: est.subsample_rows(rng, n, b, subsamples) for k in names}
+    kl = {k: np.zeros(npos) for k in names}
+    kl_sub = {k: np.zeros((subsamples, npos)) for k in names}
+    mmd = {k: np.zeros(npos) for k in names}
+    mmd_perm = {k: np.zeros((permutations, npos)) for k in names}
+    mmd_sub = {k: np.zeros((subsamples, npos)) for k in names}
+    bandwidths = []
+    a_full = est.indicator(2 * n, [np.arange(n)])
+    a_perm = est.indicator(2 * n, [p[:n] for p in perms])
+    b_perm = 1 - a_perm
+    b_full = 1 - a_full
+    for j in range(npos):
+        q = ref[:, j]
+        bw = est.median_bandwidth(np.concatenate([q, proj[NULL][:, j]]) if NULL in proj else q, seed=seed)
+        bandwidths.append(bw)
+        for k in names:
+            p = proj[k][:, j]
+            kl[k][j] = est.gaussian_kl(p, q, shrinkage)
+            for r in range(subsamples):
+                kl_sub[k][r, j] = est.gaussian_kl(p[set_subs[k][r]], q[ref_subs[r]], shrinkage)
+            K = est.gaussian_kernel(np.concatenate([p, q]), bw)
+            mmd[k][j] = est.mmd2_quadratic(K, a_full, b_full)[0]
+            mmd_perm[k][:, j] = est.mmd2_quadratic(K, a_perm, b_perm)
+            a_sub = est.indicator(2 * n, set_subs[k])
+            b_sub = est.indicator(2 * n, [n + r for r in ref_subs])
+            mmd_sub[k][:, j] = est.mmd2_quadratic(K, a_sub, b_sub)
+    out = {}
+    for k in names:
+        row = {"gaussian_kl": kl[k].tolist(), "mmd2": mmd[k].tolist(),
+               "mmd2_p": [est.permutation_pvalue(mmd[k][j], mmd_perm[k][:, j]) for j in range(npos)],
+               "mmd2_perm_q95": np.quantile(mmd_perm[k], 0.95, axis=0).tolist()}
+        for stat, full, sub in (("gaussian_kl", kl[k], kl_sub[k]), ("mmd2", mmd[k], mmd_sub[k])):
+            row[f"mean_{stat}"] = float(full.mean())
+            row[f"ci_{stat}"] = est.subsample_interval(full.mean(), sub.mean(1), n, b)
+            if NULL in proj and k != NULL:
+                null_full, null_sub = (kl[NULL], kl_sub[NULL]) if stat == "gaussian_kl" else (mmd[NULL], mmd_sub[NULL])
+                ex = full.mean() - null_full.mean()
+                row[f"excess_{stat}"] = float(ex)
+                row[f"ci_excess_{stat}"] = est.subsample_interval(ex, sub.mean(1) - null_sub.mean(1), n, b)
+        row["mmd2_mean_p"] = est.permutation_pvalue(mmd[k].mean(), mmd_perm[k].mean(1))
+        out[k] = row
+    return {"sets": out, "bandwidths": bandwidths, "rows": n, "subsample_rows": b}
+
+
+def input_gap(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labels: np.ndarray, train_u8: np.ndarray,
+              train_labels: np.ndarray, *, pca_dim: int = 8, shrinkage: float = 0.05, permutations: int = 200,
+              subsamples: int = 100, seed: int = 0) -> dict:
+    raw = collect(net, cfg, val_u8, val_labels, seed=seed)
+    raw["inputs"] = preprocess_inputs(raw["inputs"], seed)
+    bases = fit_bases(net, train_u8, train_labels, pca_dim)
+    N = net.geometry.num_tokens
+    result = {"constructions": [k for k in raw["inputs"] if k not in (REFERENCE, NULL)], "spaces": {},
+              "settings": {
+                  "images": int(len(val_u8)), "split": "val (held out)", "pca_dim": pca_dim,
+                  "pca_fitted_on": f"teacher-forced inputs / hidden states of {len(train_u8)} train images",
+                  "covariance_shrinkage": shrinkage, "permutations": permutations, "subsamples": subsamples,
+                  "subsample_fraction": 0.5, "kernel": "Gaussian, bandwidth = median distance of rollout and null "
+                                                      "rollout at each position",
+                  "preprocessing": "pixel inputs of every set: clipped, rounded to the 8-bit grid, + U(-1/255, 1/255)",
+                  "reference": "the model's own sequential rollout (sampler settings of the experiment)",
+                  "null": "a second, independent rollout of the same images' labels"}}
+    for space, positions in (("inputs", list(range(1, N))), ("hidden", list(range(2, N + 1)))):
+        basis = bases[space]
+        proj = {k: np.stack([basis(v[:, j]) for j in range(v.shape[1])], 1) for k, v in raw[space].items()}
+        res = compare(proj, permutations=permutations, subsamples=subsamples, shrinkage=shrinkage, seed=seed)
+        res["positions"] = positions
+        res["pca_explained_variance"] = basis.explained
+        result["spaces"][space] = res
+    return result

@@ -1,0 +1,76 @@
+"""The gap and accumulation diagnostics on a tiny trained model, and the ablation summary's statistics."""
+import numpy as np
+import pytest
+import torch
+
+from pra.data.dataset import PreparedSplit
+from pra.diagnostics.accumulation import error_accumulation, generate
+from pra.diagnostics.gap import NULL, REFERENCE, collect, input_gap
+from pra.model.patches import patchify, to_unit
+from pra.train import load_trained
+
+
+@pytest.fixture(scope="module")
+def model_and_data(trained_pra, prepared):
+    net, cfg, meta = load_trained(trained_pra, use_ema=True)
+    val, tr = PreparedSplit(prepared, "val"), PreparedSplit(prepared, "train")
+    return net, cfg, (val.take(np.arange(60)), val.labels[:60]), (tr.take(np.arange(80)), tr.labels[:80])
+
+
+def test_collected_sets_have_the_right_shapes_and_meaning(model_and_data):
+    net, cfg, (imgs, labels), _ = model_and_data
+    sets = collect(net, cfg, imgs, labels, seed=0, batch_size=25)
+    names = {"teacher_forcing", "pixel_noise", "pra", "pra_sequential", REFERENCE, NULL}
+    assert set(sets["inputs"]) == names and set(sets["hidden"]) == names
+    for v in sets["inputs"].values():
+        assert v.shape == (60, 15, 16)   # the 15 patches fed back
+    for v in sets["hidden"].values():
+        assert v.shape == (60, 15, 32)   # h_2..h_16 (h_1 sees only the label)
+    x = patchify(to_unit(torch.from_numpy(imgs)), 4).numpy()
+    assert np.array_equal(sets["inputs"]["teacher_forcing"], x[:, :-1])
+    noise = sets["inputs"]["pixel_noise"] - x[:, :-1]
+    assert 0 < np.abs(noise).mean() < cfg.method.pixel_noise_sigma  # sigma drawn from U(0, sigma_max)
+    # two independent rollouts differ, and neither is the data
+    assert not np.allclose(sets["inputs"][REFERENCE], sets["inputs"][NULL])
+    assert not np.allclose(sets["inputs"][REFERENCE], x[:, :-1])
+    # PRA's and its twin's first input share the context h_1 (label only) and the perturbation law
+    assert np.abs(sets["inputs"]["pra"][:, 1:] - sets["inputs"]["pra_sequential"][:, 1:]).max() > 0
+
+
+def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
+    net, cfg, (imgs, labels), (timgs, tlabels) = model_and_data
+    res = input_gap(net, cfg, imgs, labels, timgs, tlabels, pca_dim=4, permutations=20, subsamples=10)
+    assert set(res["spaces"]) == {"inputs", "hidden"}
+    assert res["spaces"]["inputs"]["positions"] == list(range(1, 16))
+    assert res["spaces"]["hidden"]["positions"] == list(range(2, 17))
+    for space in res["spaces"].values():
+        assert set(space["sets"]) == {"teacher_forcing", "pixel_noise", "pra", "pra_sequential", NULL}
+        for name, row in space["sets"].items():
+            assert len(row["gaussian_kl"]) == 15 and len(row["mmd2_p"]) == 15
+            lo, hi = row["ci_mmd2"]
+            assert lo <= hi and 0 < row["mmd2_mean_p"] <= 1
+            assert ("excess_mmd2" in row) == (name != NULL)
+    assert res["settings"]["split"].startswith("val")
+
+
+def test_accumulation_is_paired_on_held_out_halves(model_and_data):
+    net, cfg, (imgs, labels), (timgs, _) = model_and_data
+    own, true_prefix = generate(net, cfg, imgs[:20], labels[:20], seed=0)
+    # position 1 has no prefix: own and true prefix share the head noise, so the patches are identical
+    assert np.array_equal(own[:, 0], true_prefix[:, 0])
+    assert not np.array_equal(own[:, 5:], true_prefix[:, 5:])
+    # both on the 8-bit grid, like real patches
+    for a in (own, true_prefix):
+        assert np.allclose(np.round((a + 1) * 127.5), (a + 1) * 127.5, atol=1e-4)
+    acc = error_accumulation(net, cfg, imgs, labels, timgs, pca_dim=4, subsamples=10)
+    assert acc["settings"]["images_a"] == acc["settings"]["images_b"] == 30
+    assert len(acc["own_prefix"]) == 16 and acc["accumulated"][0] == pytest.approx(0, abs=1e-9)
+    assert all(f > 0 for f in acc["floor"])  # two real halves are not identical
+    assert acc["ci_accumulated"][0] <= acc["mean_accumulated"] <= acc["ci_accumulated"][1]
+
+
+def test_generation_is_deterministic_given_the_seed(model_and_data):
+    net, cfg, (imgs, labels), _ = model_and_data
+    a = generate(net, cfg, imgs[:10], labels[:10], seed=3)
+    b = generate(net, cfg, imgs[:10], labels[:10], seed=3)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
