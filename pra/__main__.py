@@ -24,11 +24,11 @@ def _add_config(p):
     p.add_argument("--config-json", help="the experiment config as JSON (what the Snakemake rules pass)")
 
 
-def cmd_export_digits(args):
-    from pra.data.digits import export_digits
+def cmd_export(args):
+    from pra.data.embedded import export
 
     cfg = _config(args)
-    counts = export_digits(args.out, cfg.data.val_fraction, cfg.data.split_seed)
+    counts = export(cfg.data.source, args.out, cfg.data.val_fraction, cfg.data.split_seed)
     print(json.dumps(counts))
 
 
@@ -244,6 +244,33 @@ def cmd_ablation(args):
     print("\n".join(summary["outcome"]))
 
 
+def cmd_tune(args):
+    from pra.ablation import tuning_scores
+    from pra.io import write_json
+    from pra.plan import choose
+
+    cfg = _config(args)
+    ab = {a.name: a for a in cfg.ablations}[args.name]
+    choices = choose(ab, tuning_scores(ab, Path(args.results)))
+    write_json(args.out, choices)
+    print(json.dumps({k: v["value"] for k, v in choices.items()}))
+
+
+def cmd_check_rerun(args):
+    from pra.io import read_json
+    from pra.reproduction import check, pooled_sd
+
+    sd, n = pooled_sd(read_json(args.spread), args.metric)
+    rows = check(read_json(args.committed), read_json(args.rerun), sd, metric=args.metric, k=args.k)
+    if not rows:
+        sys.exit(f"no run with '{args.metric}' in both {args.committed} and {args.rerun}")
+    print(f"{args.metric}: tolerance {args.k:g} x pooled seed sd {sd:.3f} (from {n} variants of {args.spread})")
+    for r in rows:
+        print(f"  {r['run']}: committed {r['committed']:.3f}, rerun {r['rerun']:.3f}, difference "
+              f"{r['difference']:+.3f} -> {'within' if r['within'] else 'OUTSIDE'} the spread")
+    sys.exit(0 if all(r["within"] for r in rows) else 1)
+
+
 def cmd_report(args):
     from pra.report.build import build_report
 
@@ -355,7 +382,7 @@ def main(argv=None):
         p.set_defaults(fn=fn)
         return p
 
-    p = add("export-digits", cmd_export_digits, "export scikit-learn's digits as an image folder")
+    p = add("export", cmd_export, "export the embedded dataset of data.source (digits, mnist) as an image folder")
     _add_config(p)
     p.add_argument("--out", required=True)
 
@@ -445,6 +472,21 @@ def main(argv=None):
     p.add_argument("--results", required=True)
     p.add_argument("--tracking")
     p.add_argument("--out", required=True)
+
+    p = add("tune", cmd_tune, "choose each tuned variant's noise-knob value from its runs on the tuning seed")
+    _add_config(p)
+    p.add_argument("--name", required=True)
+    p.add_argument("--results", required=True)
+    p.add_argument("--out", required=True)
+
+    p = add("check-rerun", cmd_check_rerun, "does a rerun's metrics.json agree with a committed one within the "
+                                           "seed-to-seed spread?")
+    p.add_argument("committed")
+    p.add_argument("rerun")
+    p.add_argument("--spread", required=True, help="a metrics.json with '<metric>_sd' entries (an ablation "
+                                                  "with several seeds, e.g. reports/settle/metrics.json)")
+    p.add_argument("--metric", default="fid")
+    p.add_argument("--k", type=float, default=3.0, help="tolerance in pooled seed sds")
 
     p = add("report", cmd_report, "tables and figures from the pipeline's JSON")
     _add_config(p)

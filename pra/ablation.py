@@ -56,11 +56,36 @@ def variant_metrics(d: Path) -> dict[str, float]:
 HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
 
 
+def tuning_scores(ablation: AblationConfig, results: Path) -> dict[str, dict[float, float]]:
+    """variant name -> {knob value: primary metric of its tuning run}."""
+    from pra.plan import tuning_runs
+
+    scores: dict[str, dict[float, float]] = {}
+    for name, value, r in tuning_runs(ablation):
+        ev = read_json(run_dir(results, r.scale, r.method, r.variant, r.seed) / "eval.json")
+        if ablation.primary_metric not in ev:
+            raise KeyError(f"tuning of {ablation.name!r}: eval.json has no {ablation.primary_metric!r}")
+        scores.setdefault(name, {})[value] = ev[ablation.primary_metric]
+    return scores
+
+
+def load_choices(ablation: AblationConfig, results: Path) -> dict | None:
+    """The tuning's choices of an ablation (None if it tunes nothing)."""
+    from pra.plan import tuned_variants
+
+    if not tuned_variants(ablation):
+        return None
+    return read_json(Path(results) / "tuning" / f"{ablation.name}.json")
+
+
 def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) -> dict:
+    from pra.plan import measured_overrides
+
+    choices = load_choices(ablation, results)
     variants = []
     for v in ablation.variants:
         method = v.method or ablation.method
-        vid = variant_id(v.overrides)
+        vid = variant_id(measured_overrides(ablation, v, choices))
         per_seed, run_ids = [], []
         for seed in ablation.seeds:
             d = run_dir(results, ablation.scale, method, vid, seed)
@@ -72,11 +97,13 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
             vals = [m[k] for m in per_seed if k in m]
             agg[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
                       "n": len(vals), "values": vals}
-        variants.append({"name": v.name, "method": method, "variant": vid, "overrides": v.overrides,
-                         "metrics": agg, "mlflow_run_ids": run_ids})
+        variants.append({"name": v.name, "method": method, "variant": vid,
+                         "overrides": measured_overrides(ablation, v, choices), "metrics": agg,
+                         "mlflow_run_ids": run_ids, "tuning": (choices or {}).get(v.name)})
     out = {"name": ablation.name, "scale": ablation.scale, "seeds": list(ablation.seeds),
            "train_steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "variants": variants,
-           "primary_metric": ablation.primary_metric}
+           "primary_metric": ablation.primary_metric, "tune_seed": ablation.tune_seed,
+           "tune_values": ablation.tune_values}
     ref = reference_variant(out, ablation.reference)
     out["reference"] = ref["name"] if ref else None
     out["comparisons"], out["hypotheses"] = tests(out, ablation)
@@ -116,15 +143,17 @@ def tests(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dic
                 comps.append(welch(_get(summary, v["name"], metric)["values"], _get(summary, ref, metric)["values"],
                                    names=(v["name"], ref), metric=metric))
     for h in ablation.hypotheses:
-        a, b = _get(summary, h.variant, h.metric), _get(summary, h.reference, h.metric)
+        ref_metric = h.reference_metric or h.metric
+        a, b = _get(summary, h.variant, h.metric), _get(summary, h.reference, ref_metric)
+        base = {"id": h.id, "statement": h.statement, "metric": h.metric, "reference_metric": ref_metric,
+                "variant": h.variant, "reference": h.reference, "expect": h.expect}
         if a is None or b is None:
-            hyps.append({"id": h.id, "statement": h.statement, "metric": h.metric, "variant": h.variant,
-                         "reference": h.reference, "expect": h.expect, "comparison": None,
-                         "outcome": f"not measured: no metric {h.metric!r} for both variants"})
+            hyps.append({**base, "comparison": None,
+                         "outcome": f"not measured: no {h.metric!r} of {h.variant} or {ref_metric!r} of {h.reference}"})
             continue
-        hyps.append({"id": h.id, "statement": h.statement, "metric": h.metric, "variant": h.variant,
-                     "reference": h.reference, "expect": h.expect,
-                     "comparison": welch(a["values"], b["values"], names=(h.variant, h.reference), metric=h.metric)})
+        names = (h.variant, h.reference) if ref_metric == h.metric else \
+            (f"{h.variant}: {h.metric}", f"{h.reference}: {ref_metric}")
+        hyps.append({**base, "comparison": welch(a["values"], b["values"], names=names, metric=h.metric)})
     family = comps + [h["comparison"] for h in hyps if h["comparison"] is not None]
     for c, p in zip(family, holm([c.p for c in family])):
         c.p_holm = p
@@ -148,7 +177,7 @@ def outcome(summary: dict) -> list[str]:
     lines = []
     for h in summary["hypotheses"]:
         c = h["comparison"]
-        detail = f" ({verdict(Comparison(**c), _lower_is_better(h['metric']))})" if c else ""
+        detail = f" ({verdict(Comparison(**c), _lower_is_better(h['metric']))})" if c and c["p"] is not None else ""
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
                      f"expected {h['expect']}): {h['outcome']}{detail}.")
     for c in summary["comparisons"]:

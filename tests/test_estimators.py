@@ -138,3 +138,18 @@ def test_subsampling_interval_covers_the_truth_at_about_its_level():
 def test_subsamples_never_repeat_a_point():
     rows = est.subsample_rows(np.random.default_rng(0), 50, 25, 10)
     assert all(len(set(r.tolist())) == 25 for r in rows)
+
+
+def test_rows_that_share_labels_are_compared_pairwise():
+    """Every set's row i carries image i's label, and the label moves the data a lot. Sets drawn from the
+    same class-conditional law must then read as equal: permutation p-values spread over (0, 1], not piled
+    at 1 as a test that pools rows across labels would give."""
+    pvals = []
+    for s in range(8):
+        rng = np.random.default_rng(100 + s)
+        labels = np.repeat(np.arange(10), 20)
+        centres = rng.normal(0, 3, (10, 4))
+        draw = lambda: np.stack([centres[labels] + rng.normal(0, 1, (200, 4)) for _ in range(2)], 1)  # noqa: E731
+        res = compare({"same": draw(), REFERENCE: draw(), NULL: draw()}, permutations=100, subsamples=20, seed=s)
+        pvals.append(res["sets"]["same"]["mmd2_mean_p"])
+    assert 0.15 < np.mean(pvals) < 0.85 and min(pvals) < 0.6, pvals

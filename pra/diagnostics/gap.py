@@ -105,27 +105,35 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
             shrinkage: float = 0.05, seed: int = 0) -> dict:
     """Every set of `proj` ({name: [n, positions, k]}, all with n rows) against REFERENCE; NULL is one of the
     compared sets, so its row is the calibration. Per position: Gaussian KL, MMD^2 and its permutation
-    p-value; over positions (mean): both statistics with subsampling intervals, the MMD's permutation
-    p-value, and the excess over the null with a paired subsampling interval."""
+    p-value; over positions (mean): both statistics, the MMD's permutation p-value and subsampling
+    interval, and the excess over the null with a paired subsampling interval.
+
+    Row i of every set belongs to image i (its label, and its prefix where a construction uses one), so
+    the design is paired: a permutation swaps set membership within rows (row i of the set with row i of
+    the reference, jointly over positions), and a subsample keeps the same rows of every set. Pooling the
+    rows instead would mix the label balance that the sets share by construction and inflate the null.
+    """
     rng = np.random.default_rng(seed)
     ref = proj[REFERENCE]
     n, npos, _ = ref.shape
     b = est.subsample_sizes(n)
     names = [k for k in proj if k != REFERENCE]
-    # shared across sets and positions: permutations and subsets of rows (image-level resampling)
-    perms = [rng.permutation(2 * n) for _ in range(permutations)]
-    ref_subs = est.subsample_rows(rng, n, b, subsamples)
-    set_subs = {k: est.subsample_rows(rng, n, b, subsamples) for k in names}
+    rows = np.arange(n)
+    # shared across sets and positions: within-row swaps and subsets of rows (image-level resampling)
+    swaps = [rng.random(n) < 0.5 for _ in range(permutations)]
+    subs = est.subsample_rows(rng, n, b, subsamples)
+    a_full = est.indicator(2 * n, [rows])
+    a_perm = est.indicator(2 * n, [np.where(sw, rows + n, rows) for sw in swaps])
+    b_perm = 1 - a_perm
+    b_full = 1 - a_full
+    a_sub = est.indicator(2 * n, subs)
+    b_sub = est.indicator(2 * n, [r + n for r in subs])
     kl = {k: np.zeros(npos) for k in names}
     kl_sub = {k: np.zeros((subsamples, npos)) for k in names}
     mmd = {k: np.zeros(npos) for k in names}
     mmd_perm = {k: np.zeros((permutations, npos)) for k in names}
     mmd_sub = {k: np.zeros((subsamples, npos)) for k in names}
     bandwidths = []
-    a_full = est.indicator(2 * n, [np.arange(n)])
-    a_perm = est.indicator(2 * n, [p[:n] for p in perms])
-    b_perm = 1 - a_perm
-    b_full = 1 - a_full
     for j in range(npos):
         q = ref[:, j]
         bw = est.median_bandwidth(np.concatenate([q, proj[NULL][:, j]]) if NULL in proj else q, seed=seed)
@@ -133,28 +141,27 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
         for k in names:
             p = proj[k][:, j]
             kl[k][j] = est.gaussian_kl(p, q, shrinkage)
-            for r in range(subsamples):
-                kl_sub[k][r, j] = est.gaussian_kl(p[set_subs[k][r]], q[ref_subs[r]], shrinkage)
+            for r, idx in enumerate(subs):
+                kl_sub[k][r, j] = est.gaussian_kl(p[idx], q[idx], shrinkage)
             K = est.gaussian_kernel(np.concatenate([p, q]), bw)
             mmd[k][j] = est.mmd2_quadratic(K, a_full, b_full)[0]
             mmd_perm[k][:, j] = est.mmd2_quadratic(K, a_perm, b_perm)
-            a_sub = est.indicator(2 * n, set_subs[k])
-            b_sub = est.indicator(2 * n, [n + r for r in ref_subs])
             mmd_sub[k][:, j] = est.mmd2_quadratic(K, a_sub, b_sub)
     out = {}
     for k in names:
         row = {"gaussian_kl": kl[k].tolist(), "mmd2": mmd[k].tolist(),
                "mmd2_p": [est.permutation_pvalue(mmd[k][j], mmd_perm[k][:, j]) for j in range(npos)],
-               "mmd2_perm_q95": np.quantile(mmd_perm[k], 0.95, axis=0).tolist()}
-        for stat, full, sub in (("gaussian_kl", kl[k], kl_sub[k]), ("mmd2", mmd[k], mmd_sub[k])):
-            row[f"mean_{stat}"] = float(full.mean())
-            row[f"ci_{stat}"] = est.subsample_interval(full.mean(), sub.mean(1), n, b)
-            if NULL in proj and k != NULL:
-                null_full, null_sub = (kl[NULL], kl_sub[NULL]) if stat == "gaussian_kl" else (mmd[NULL], mmd_sub[NULL])
-                ex = full.mean() - null_full.mean()
-                row[f"excess_{stat}"] = float(ex)
+               "mmd2_perm_q95": np.quantile(mmd_perm[k], 0.95, axis=0).tolist(),
+               "mean_gaussian_kl": float(kl[k].mean()), "mean_mmd2": float(mmd[k].mean()),
+               "ci_mmd2": est.subsample_interval(float(mmd[k].mean()), mmd_sub[k].mean(1), n, b),
+               "mmd2_mean_p": est.permutation_pvalue(mmd[k].mean(), mmd_perm[k].mean(1))}
+        if NULL in proj and k != NULL:
+            for stat, full, sub, null_full, null_sub in (
+                    ("gaussian_kl", kl[k], kl_sub[k], kl[NULL], kl_sub[NULL]),
+                    ("mmd2", mmd[k], mmd_sub[k], mmd[NULL], mmd_sub[NULL])):
+                ex = float(full.mean() - null_full.mean())
+                row[f"excess_{stat}"] = ex
                 row[f"ci_excess_{stat}"] = est.subsample_interval(ex, sub.mean(1) - null_sub.mean(1), n, b)
-        row["mmd2_mean_p"] = est.permutation_pvalue(mmd[k].mean(), mmd_perm[k].mean(1))
         out[k] = row
     return {"sets": out, "bandwidths": bandwidths, "rows": n, "subsample_rows": b}
 

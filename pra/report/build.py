@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pra.ablate.summary import run_dir
+from pra.ablation import load_choices, run_dir
+from pra.plan import measured_overrides
 from pra.config import ExperimentConfig, variant_id
 from pra.io import read_json, write_json
 from pra.report import figures, published, tables
@@ -36,7 +37,8 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
     """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
     t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
-        [f"ablation_{a.name}" for a in cfg.ablations]
+        [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "tests")] + \
+        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
     runs = list(dict.fromkeys((r.scale, r.method, r.variant) for r in cfg.runs()))
@@ -92,7 +94,21 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     if cfg.evaluate.probe:
         built.append(tables.probe_table(probes))
     summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
-    built += [tables.ablation_table(s) for s in summaries.values()]
+    for s in summaries.values():
+        built += [tables.ablation_table(s), tables.tests_table(s)]
+    diagnostics = {}
+    for a in cfg.ablations:
+        if not a.diagnostics:
+            continue
+        gaps, accs = {}, {}
+        choices = load_choices(a, results)
+        for v in a.variants:
+            method = v.method or a.method
+            d = run_dir(results, a.scale, method, variant_id(measured_overrides(a, v, choices)), a.seeds[0])
+            gaps[v.name] = read_json(d / "gap.json")
+            accs[v.name] = (method, read_json(d / "accumulation.json"))
+        diagnostics[a.name] = (gaps, accs)
+        built += [tables.gap_table(a.name, gaps), tables.accumulation_table(a.name, {k: v for k, (_, v) in accs.items()})]
     for t in built:
         written += t.write(out / "tables")
 
@@ -104,12 +120,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     for a in cfg.ablations:
         if not a.diagnostics:
             continue
-        gaps, accs = {}, {}
-        for v in a.variants:
-            method = v.method or a.method
-            d = run_dir(results, a.scale, method, variant_id(v.overrides), a.seeds[0])
-            gaps[v.name] = read_json(d / "gap.json")
-            accs[v.name] = (method, read_json(d / "accumulation.json"))
+        gaps, accs = diagnostics[a.name]
         written += figures.save_all(figures.input_gap, gaps, out / "figures" / f"input_gap_{a.name}.png",
                                     title=f"input-distribution gap to each model's own rollout ({a.name}, "
                                           f"{a.scale}, seed {a.seeds[0]})")
@@ -144,6 +155,12 @@ def headline_metrics(rows, probes, floor, summaries) -> dict:
         metrics[f"ablation/{name}"] = {v["name"]: {k: m["mean"] for k, m in v["metrics"].items()
                                                    if k in ("fid", "precision", "recall", "probe_top1")}
                                        for v in s["variants"]}
+        for v in s["variants"]:  # the seed-to-seed spread, what a rerun is checked against
+            for k in ("fid", "class_accuracy"):
+                m = v["metrics"].get(k)
+                if m and m.get("std") is not None:
+                    metrics[f"ablation/{name}"][v["name"]][f"{k}_sd"] = m["std"]
+                    metrics[f"ablation/{name}"][v["name"]][f"{k}_seeds"] = m["n"]
     return metrics
 
 
@@ -156,11 +173,18 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
         if s.get("outcome"):
             lines += [f"## Outcome of ablation `{a}`, as measured", ""] + [f"- {o}" for o in s["outcome"]] + [""]
             if len(s.get("seeds", [])) == 1:
-                lines += ["With one training seed per variant these are single measurements, not verdicts; the "
-                          "ablation's `seeds` list repeats them (`experiments/ablations.yaml` runs 3 seeds and "
-                          "calls a difference only beyond twice the seed spread).", ""]
+                lines += ["With one training seed per variant these are single measurements, not verdicts: no test "
+                          "is possible. The ablation's `seeds` list repeats them; with 2 or more seeds every "
+                          "comparison gets a Welch test, Holm-corrected over the ablation (`experiments/settle.yaml` "
+                          "runs every arm on held-out seeds).", ""]
     lines += ["## Tables", ""]
     context = {"main": "the paper's layout: published ImageNet rows beside this pipeline's measured rows",
+               **{f"tests_{a}": "Welch tests, effect sizes with 95% intervals, Holm-adjusted p-values, and the "
+                                "declared hypotheses" for a in summaries},
+               **{f"gap_{a}": "MMD² and Gaussian KL of every construction to the model's own rollout, in pixel inputs "
+                              "and trunk states, beside the rollout-vs-rollout null, with intervals" for a in summaries},
+               **{f"accumulation_{a}": "distance to held-out real patches with the own vs the true prefix, the "
+                                       "real-vs-real floor, with intervals" for a in summaries},
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
                "scaling": "FID against model size, paper and measured",
                "probe": "linear probing (MAE protocol), layer chosen on held-out train"}
@@ -177,10 +201,13 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                       "single seeds; in a sweep the reference variant is dark red"))
     for a in cfg.ablations:
         if a.diagnostics:
-            figs += [(f"input_gap_{a.name}", "KL between each training-input construction and the model's own "
-                                             "rollout inputs, per AR position"),
-                     (f"error_accumulation_{a.name}", "per-position distance to real patches: own rollout (solid) vs "
-                                                      "ground-truth prefix (dashed)")]
+            figs += [(f"input_gap_{a.name}", "MMD² between each training-input construction and the model's own "
+                                             "rollout, per AR position, in pixel inputs (top) and trunk states "
+                                             "(bottom); grey: a second rollout (the null) and 95% of its "
+                                             "permutation distribution"),
+                     (f"error_accumulation_{a.name}", "per-position distance to held-out real patches: own prefix "
+                                                      "(solid) vs true prefix (dashed), the real-vs-real floor "
+                                                      "(dotted), and their paired difference")]
     for name, c in figs:
         lines += [f"### {name}", "", f"{c[0].upper() + c[1:]}. ([PDF](figures/{name}.pdf))", "",
                   f"![{name}](figures/{name}.png)", ""]

@@ -70,9 +70,11 @@ def sample_grid(panels: list[tuple[str, np.ndarray, np.ndarray]], num_classes: i
     plt.close(fig)
 
 
-METHOD_COLORS = {"pixel_tf": "#7f7f7f", "pixel_noise": "#bcbd22", "latent_tf": "#1f77b4", "pra": "#d62728",
-                 "exact_rollout": "#2ca02c"}
-CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "pixel_noise": "#bcbd22", "pra": "#d62728"}
+METHOD_COLORS = {"pixel_tf": "#7f7f7f", "pixel_noise": "#bcbd22", "latent_tf": "#1f77b4", "latent_pixel_noise": "#17becf",
+                 "pra": "#d62728", "pra_sequential": "#9467bd", "anchored_rollout": "#2ca02c",
+                 "free_rollout": "#ff7f0e"}
+CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "pixel_noise": "#bcbd22", "pra": "#d62728",
+                       "pra_sequential": "#9467bd", "rollout_null": "0.45"}
 
 
 def color_of(method: str, i: int = 0) -> str:
@@ -105,44 +107,72 @@ def training_curves(logs: dict, out_path: str | Path) -> None:
 
 
 def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
-    """gaps: variant -> gap.json. One column per latent model, rows: kNN KL and Gaussian KL vs position."""
+    """gaps: variant -> gap.json. Columns: models; rows: pixel inputs, trunk states. Each construction's MMD^2 to
+    the model's own rollout per position, the null (a second rollout) in grey with its permutation 95% band."""
     plt = _plt()
-    models = [k for k, g in gaps.items() if "pra" in g["constructions"]] or list(gaps)
-    fig, axes = plt.subplots(2, len(models), figsize=(4.2 * len(models), 6.4), squeeze=False, sharex=True)
+    models = list(gaps)
+    cols = len(models)
+    fig, axes = plt.subplots(2, cols, figsize=(3.4 * cols + 1, 6.2), squeeze=False, sharey="row")
     for j, name in enumerate(models):
         g = gaps[name]
-        for row, (key, label) in enumerate((("knn_kl", "kNN KL estimate (nats)"),
-                                            ("gaussian_kl", "Gaussian KL, shrunk cov. (nats)"))):
+        for row, space in enumerate(("inputs", "hidden")):
             ax = axes[row, j]
-            for c, vals in g["constructions"].items():
-                ax.plot(g["positions"], vals[key], "o-", ms=3, color=CONSTRUCTION_COLORS.get(c, "k"),
-                        label=c.replace("_", " "))
+            res = g["spaces"][space]
+            pos = res["positions"]
+            null = res["sets"].get("rollout_null")
+            if null is not None:
+                ax.fill_between(pos, 0, null["mmd2_perm_q95"], color="0.85", step="mid",
+                                label="95% of the permutation null" if j == 0 and row == 0 else None)
+            for c, vals in res["sets"].items():
+                style = dict(color=CONSTRUCTION_COLORS.get(c, "k"), lw=1.2, ms=2.5)
+                ax.plot(pos, vals["mmd2"], "--" if c == "rollout_null" else "o-",
+                        label=("null: rollout vs rollout" if c == "rollout_null" else c.replace("_", " "))
+                        if j == 0 and row == 0 else None, **style)
             ax.axhline(0, color="k", lw=0.6)
-            ax.set(ylabel=label if j == 0 else None, title=f"model: {name}" if row == 0 else None)
             ax.grid(alpha=0.3)
+            if row == 0:
+                ax.set_title(f"model: {name}", fontsize=9)
+            if j == 0:
+                ax.set_ylabel("MMD² to own rollout\n" + ("pixel inputs x~_i" if space == "inputs" else
+                                                          "trunk states h_i"), fontsize=8)
             if row == 1:
-                ax.set_xlabel("AR input position i (patch fed back)")
-        axes[0, j].legend(fontsize=7, title="training inputs", title_fontsize=7)
-    if title:
-        fig.suptitle(title + f"\nKL(construction || own rollout) in a fixed "
-                     f"{gaps[models[0]]['settings']['pca_dim']}-d PCA basis", fontsize=10)
-    fig.tight_layout()
+                ax.set_xlabel("AR position i", fontsize=8)
+    fig.legend(loc="lower center", ncol=6, fontsize=7, frameon=False)
+    st = gaps[models[0]]["settings"]
+    fig.suptitle((title + "\n" if title else "") + f"unbiased MMD², Gaussian kernel, fixed {st['pca_dim']}-d PCA basis, "
+                 f"{st['images']} held-out images (intervals and Gaussian KL: gap table)", fontsize=9)
+    fig.tight_layout(rect=(0, 0.05, 1, 1))
     save(fig, out_path)
     plt.close(fig)
 
 
 def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> None:
-    """accs: variant -> (method, accumulation.json). Solid: own rollout; dashed: ground-truth prefix."""
+    """accs: variant -> (method, accumulation.json). Left: distance to held-out real patches per position, own
+    prefix (solid) and true prefix (dashed), the real-vs-real floor in grey. Right: own minus true prefix."""
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(7.5, 4.2))
-    for i, (name, (method, a)) in enumerate(accs.items()):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    floor = None
+    for i, (name, (method, acc)) in enumerate(accs.items()):
         c = color_of(method, i)
-        ax.plot(a["positions"], a["fd_rollout"], "-", color=c, lw=1.6, label=f"{name}: own rollout")
-        ax.plot(a["positions"], a["fd_one_step"], "--", color=c, lw=1.0, label=f"{name}: true prefix")
-    ax.set(xlabel="AR position i (raster order of 8x8 patches)",
-           ylabel="Frechet distance to real patches at i\n(fixed 8-d PCA basis)", title=title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2)
+        a.plot(acc["positions"], acc["own_prefix"], "-", color=c, lw=1.5, label=f"{name}: own prefix")
+        a.plot(acc["positions"], acc["true_prefix"], "--", color=c, lw=1.0, label=f"{name}: true prefix")
+        b.plot(acc["positions"], acc["accumulated"], "o-", ms=2.5, color=c, lw=1.3,
+               label=f"{name} (mean {acc['mean_accumulated']:+.3f} [{acc['ci_accumulated'][0]:+.3f}, "
+                     f"{acc['ci_accumulated'][1]:+.3f}])")
+        floor = acc["floor"]
+    if floor is not None:
+        a.plot(next(iter(accs.values()))[1]["positions"], floor, ":", color="0.4", lw=2, label="floor: real vs real")
+    st = next(iter(accs.values()))[1]["settings"]
+    a.set(xlabel="AR position i (raster order)", ylabel=f"Frechet distance to held-out real patches\n"
+          f"(fixed {st['pca_dim']}-d PCA basis)", title="distance per position")
+    b.axhline(0, color="k", lw=0.6)
+    b.set(xlabel="AR position i", ylabel="own prefix − true prefix (paired)", title="error added by the own prefix")
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+    a.legend(fontsize=6, ncol=2)
+    b.legend(fontsize=6)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save(fig, out_path)
     plt.close(fig)
@@ -191,8 +221,6 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
     method colours."""
     import textwrap
 
-    from pra.ablate.summary import reference_variant
-
     plt = _plt()
     n = len(summaries)
     cols = min(n, 3)
@@ -200,7 +228,7 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
     fig, axes = plt.subplots(rows, cols, figsize=(max(4.2 * cols, 6.5), 3.6 * rows), squeeze=False)
     for ax, (name, s) in zip(axes.flat, summaries.items()):
         variants = [v for v in s["variants"] if "fid" in v["metrics"]]
-        ref = reference_variant(s)
+        ref = next((v for v in s["variants"] if v["name"] == s.get("reference")), None)
         for i, v in enumerate(variants):
             m = v["metrics"]["fid"]
             if ref is None:

@@ -174,8 +174,12 @@ def probe_table(probes: dict) -> Table:
 ABLATION_COLUMNS = [  # (metric key, header, digits)
     ("fid", "FID ↓", 2), ("is", "IS ↑", 2), ("precision", "precision ↑", 3), ("recall", "recall ↑", 3),
     ("class_accuracy", "class acc. ↑", 3), ("probe_top1", "probe top-1 ↑", 3),
-    ("gap_teacher_forcing_knn_kl", "gap: TF inputs (kNN KL)", 3), ("gap_pra_knn_kl", "gap: PRA inputs (kNN KL)", 3),
-    ("fd_one_step", "FD one-step", 2), ("fd_rollout", "FD rollout", 2),
+    ("gap_inputs_teacher_forcing_mmd2_excess", "gap TF inputs", 4),
+    ("gap_inputs_pra_mmd2_excess", "gap PRA inputs", 4),
+    ("gap_inputs_pra_sequential_mmd2_excess", "gap twin inputs", 4),
+    ("gap_hidden_teacher_forcing_mmd2_excess", "gap TF h", 4),
+    ("gap_hidden_pra_mmd2_excess", "gap PRA h", 4),
+    ("acc_accumulated", "accumulated FD", 3), ("acc_excess_own_prefix", "rollout FD over floor", 3),
 ]
 
 
@@ -186,6 +190,11 @@ def ablation_table(summary: dict) -> Table:
     for v in summary["variants"]:
         rec = {"variant": v["name"], "method": v["method"],
                "overrides": json.dumps(v["overrides"], sort_keys=True) if v["overrides"] else MISSING}
+        if any(x.get("tuning") for x in summary["variants"]):
+            t = v.get("tuning")
+            rec["tuned on seed " + str(summary.get("tune_seed"))] = MISSING if not t else (
+                f"{t['knob']} = {t['value']:g} (" + ", ".join(f"{s['value']:g}: {s[t['metric']]:.3g}" for s in t["scores"])
+                + f" {t['metric']})")
         for key, head, digits in cols:
             rec[head] = mean_sd(v["metrics"].get(key), digits)
         recs.append(rec)
@@ -193,10 +202,95 @@ def ablation_table(summary: dict) -> Table:
     notes = [f"{summary['scale']}, {summary['train_steps']} steps at batch {summary['batch_size']} for every variant, "
              f"{n} seed{'s' if n > 1 else ''} {summary['seeds']}. All numbers measured by this pipeline; mean ± sample "
              "standard deviation over seeds" + (" (one seed: no spread)." if n == 1 else ".")
-             + " Gap: kNN estimate of KL(inputs of that construction || inputs of the model's own sequential "
-             "rollout), mean over AR positions, fixed 8-d PCA basis. FD: per-position Frechet distance to real "
-             "patches (same basis), mean over positions, generated from the true prefix (one-step) or in a full "
-             "rollout."]
+             + " gap: MMD² between that construction's trunk inputs (or the trunk states h they produce) and the "
+             "model's own sequential rollout, minus the same statistic for a second independent rollout (the null), "
+             "mean over AR positions, on held-out images; 0 = as close as another rollout. Accumulated FD: Frechet "
+             "distance to held-out real patches of the model's own-prefix generation minus that of true-prefix "
+             "generation (paired), mean over positions; rollout FD over floor: own-prefix distance minus the "
+             "real-vs-real distance. Intervals: the gap and accumulation tables; tests: the tests table."]
     if summary.get("outcome"):
         notes.append("Outcome, as measured:\n\n" + "\n".join(f"- {line}" for line in summary["outcome"]))
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
+
+
+def _ci(ci, digits) -> str:
+    return MISSING if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+
+
+def tests_table(summary: dict) -> Table:
+    """Every comparison the ablation words: the declared hypotheses, then each variant vs the reference."""
+    from pra.statistics import Comparison, verdict
+
+    recs = []
+    rows = [(h["id"], h["comparison"], h["outcome"]) for h in summary.get("hypotheses", [])]
+    rows += [("vs reference", c, None) for c in summary.get("comparisons", [])]
+    for label, c, out in rows:
+        if c is None:
+            recs.append({"test": label, "comparison": MISSING, "metric": MISSING, "means": MISSING,
+                         "difference [95% CI]": MISSING, "Hedges' g": MISSING, "seeds": MISSING,
+                         "p (Welch)": MISSING, "p (Holm)": MISSING, "reading": out})
+            continue
+        reading = verdict(Comparison(**c)).split(" (")[0]
+        recs.append({"test": label, "comparison": f"{c['a']} − {c['b']}", "metric": c["metric"],
+                     "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}",
+                     "difference [95% CI]": f"{c['diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['diff']:+.4g}",
+                     "Hedges' g": fmt(c["hedges_g"], 2), "seeds": f"{c['n_a']}, {c['n_b']}",
+                     "p (Welch)": fmt(c["p"], 3), "p (Holm)": fmt(c["p_holm"], 3),
+                     "reading": out or reading})
+    notes = ["Welch's t-test over training seeds (unequal variances); 95% Welch interval of the difference of means; "
+             "Holm's correction over every row of this table (one family). A difference is called only when the "
+             "Holm-adjusted p < 0.05; otherwise 'not clearly different', whatever the means. Fewer than 2 seeds on a "
+             "side: no test."]
+    return Table(f"tests_{summary['name']}", f"Tests of ablation `{summary['name']}`", pd.DataFrame(recs), notes)
+
+
+def gap_table(name: str, gaps: dict) -> Table:
+    """gaps: variant -> gap.json of one seed. Every construction and the null, both spaces, both statistics."""
+    recs = []
+    order = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential", "rollout_null")
+    for variant, g in gaps.items():
+        for space in ("inputs", "hidden"):
+            res = g["spaces"][space]
+            for cname in sorted(res["sets"], key=lambda c: order.index(c) if c in order else len(order)):
+                row = res["sets"][cname]
+                recs.append({
+                    "model": variant, "space": {"inputs": "pixel inputs", "hidden": "trunk states h"}[space],
+                    "construction": "null: rollout vs rollout" if cname == "rollout_null" else cname,
+                    "MMD² [95% CI]": f"{row['mean_mmd2']:.4f} {_ci(row['ci_mmd2'], 4)}",
+                    "perm. p": fmt(row["mmd2_mean_p"], 3),
+                    "MMD² − null [95% CI]": (f"{row['excess_mmd2']:+.4f} {_ci(row['ci_excess_mmd2'], 4)}"
+                                             if "excess_mmd2" in row else MISSING),
+                    "Gaussian KL": f"{row['mean_gaussian_kl']:.3f}",
+                    "KL − null [95% CI]": (f"{row['excess_gaussian_kl']:+.3f} {_ci(row['ci_excess_gaussian_kl'], 3)}"
+                                           if "excess_gaussian_kl" in row else MISSING)})
+    g0 = next(iter(gaps.values()))
+    st = g0["settings"]
+    notes = [f"Each model's training-input constructions vs its own sequential rollout, per AR position then averaged; "
+             f"{st['images']} held-out (val) images; {st['pca_dim']}-d PCA bases fitted on {st['pca_fitted_on']}; "
+             f"{st['preprocessing']}. The null row compares a second independent rollout with the first: it shows "
+             f"where zero and sampling noise lie (the Gaussian KL is a plug-in estimate, biased upwards at this "
+             f"sample size, so only its excess over the null gets an interval). MMD²: unbiased, Gaussian kernel "
+             f"({st['kernel']}); perm. p: {st['permutations']} permutations of images, jointly over positions. "
+             f"Intervals: {st['subsamples']} subsets of half the images without replacement (delete-d jackknife "
+             f"scaling); the excess interval pairs the construction and the null on the same rollout subsets. "
+             f"Model: seed {g0['model']['seed']}, EMA weights."]
+    return Table(f"gap_{name}", f"Input-distribution gap, ablation `{name}`", pd.DataFrame(recs), notes)
+
+
+def accumulation_table(name: str, accs: dict) -> Table:
+    recs = []
+    for variant, a in accs.items():
+        rec = {"model": variant}
+        for key, head in (("own_prefix", "own prefix"), ("true_prefix", "true prefix"), ("floor", "floor (real vs real)"),
+                          ("accumulated", "own − true prefix [95% CI]"), ("excess_own_prefix", "own prefix − floor [95% CI]"),
+                          ("excess_true_prefix", "true prefix − floor [95% CI]")):
+            rec[head] = f"{a[f'mean_{key}']:.3f}" + (f" {_ci(a[f'ci_{key}'], 3)}" if f"ci_{key}" in a else "")
+        recs.append(rec)
+    a0 = next(iter(accs.values()))
+    st = a0["settings"]
+    notes = [f"Frechet distance between generated and held-out real patches at each AR position, {st['pca_dim']}-d "
+             f"PCA basis ({st['pca_fitted_on']}), mean over positions; the differences with a 95% subsampling interval (the raw distances are plug-in estimates biased upwards at this sample size, equally for every column, so only differences are read). {st['split']}: "
+             f"{st['images_a']} and {st['images_b']} images. Own prefix: the model's rollout; true prefix: one step "
+             f"from A's ground-truth prefix; {st['pairing']}; {st['form']}. Floor: real A vs real B at the same "
+             f"sample size. Model: seed {a0['model']['seed']}, EMA weights."]
+    return Table(f"accumulation_{name}", f"Error accumulation, ablation `{name}`", pd.DataFrame(recs), notes)

@@ -1,3 +1,7 @@
+localrules:
+    tune,
+
+
 rule gap:
     """Input-distribution gap on held-out images: every training-input construction vs the model's own
     rollout, beside a rollout-vs-rollout null, in pixel inputs and trunk states."""
@@ -8,6 +12,9 @@ rule gap:
         f"{RUN}/gap.json",
     params:
         cfg=run_cfg_json("model", "method", "sample"),
+        n=EXP.evaluate.diagnostic_images,
+        perms=EXP.evaluate.diagnostic_permutations,
+        subs=EXP.evaluate.diagnostic_subsamples,
     threads: 1
     resources:
         gpu=res("eval", "gpus"),
@@ -21,6 +28,7 @@ rule gap:
         ENV
     shell:
         "python -m pra gap --config-json {params.cfg:q} --model {input.model} --data {input.data} "
+        "--images {params.n} --permutations {params.perms} --subsamples {params.subs} "
         "--out {output} --threads {threads} > {log} 2>&1"
 
 
@@ -34,6 +42,8 @@ rule accumulate:
         f"{RUN}/accumulation.json",
     params:
         cfg=run_cfg_json("model", "method", "sample"),
+        n=EXP.evaluate.diagnostic_images,
+        subs=EXP.evaluate.diagnostic_subsamples,
     threads: 1
     resources:
         gpu=res("eval", "gpus"),
@@ -47,7 +57,26 @@ rule accumulate:
         ENV
     shell:
         "python -m pra accumulate --config-json {params.cfg:q} --model {input.model} "
-        "--data {input.data} --out {output} --threads {threads} > {log} 2>&1"
+        "--data {input.data} --images {params.n} --subsamples {params.subs} --out {output} --threads {threads} "
+        "> {log} 2>&1"
+
+
+checkpoint tune:
+    """The noise-knob value of every tuned variant of an ablation, chosen on its held-out tuning seed."""
+    input:
+        tuning_inputs,
+    output:
+        f"{RESULTS}/tuning/{{ablation}}.json",
+    params:
+        cfg=cfg_json(*EXP.to_dict().keys()),
+        results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
+    log:
+        f"{RESULTS}/logs/tune-{{ablation}}.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra tune --config-json {params.cfg:q} --name {wildcards.ablation} --results {params.results} "
+        "--out {output} > {log} 2>&1"
 
 
 rule ablation:

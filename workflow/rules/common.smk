@@ -1,5 +1,8 @@
 import os
 
+import json
+
+from pra import plan
 from pra.config import variant_id
 
 # Paths of every artifact are functions of (experiment, scale, method, seed).
@@ -110,9 +113,44 @@ def for_runs(pattern, selected=None):
     return [pattern.format(**r) for r in (selected if selected is not None else runs())]
 
 
+ABLATIONS = {a.name: a for a in EXP.ablations}
+
+
+def tuning_file(a):
+    """The tuning's choices of ablation a (a checkpoint: the runs that follow depend on it); [] if untuned."""
+    return [f"{RESULTS}/tuning/{a.name}.json"] if plan.tuned_variants(a) else []
+
+
+def choices_of(a):
+    if not plan.tuned_variants(a):
+        return None
+    with open(checkpoints.tune.get(ablation=a.name).output[0]) as fh:
+        return json.load(fh)
+
+
 def ablation_runs(a):
-    return [dict(scale=a.scale, method=v.method or a.method, variant=variant_id(v.overrides), seed=s)
-            for v in a.variants for s in a.seeds]
+    """The measurement runs of ablation a (after its tuning, if any: call only from input functions)."""
+    return [dict(scale=r.scale, method=r.method, variant=r.variant, seed=r.seed)
+            for _, r in plan.ablation_runs(a, choices_of(a))]
+
+
+def tuning_inputs(wildcards):
+    a = ABLATIONS[wildcards.ablation]
+    return for_runs(os.path.join(RUN, "eval.json"),
+                    [dict(scale=r.scale, method=r.method, variant=r.variant, seed=r.seed)
+                     for _, _, r in plan.tuning_runs(a)])
+
+
+def report_diagnostics(wildcards):
+    """What the report reads besides the evaluations: the diagnostics of the first seed of every
+    diagnosed ablation, and the tuning choices."""
+    out = []
+    for a in EXP.ablations:
+        out += tuning_file(a)
+        if a.diagnostics:
+            first = [r for r in ablation_runs(a) if r["seed"] == a.seeds[0]]
+            out += for_runs(os.path.join(RUN, "gap.json"), first) + for_runs(os.path.join(RUN, "accumulation.json"), first)
+    return out
 
 
 # Feature space of the sample metrics: Inception (local weights) when evaluate.inception_weights is set,
@@ -130,22 +168,14 @@ def classifier_flag(wildcards, input):
     return f"--classifier {input.classifier}" if input.classifier else ""
 
 
-def diagnostics_runs():
-    out = []
-    for a in EXP.ablations:
-        if a.diagnostics:
-            out += [r for r in ablation_runs(a) if r not in out]
-    return out
-
-
 def ablation_inputs(wildcards):
-    a = {x.name: x for x in EXP.ablations}[wildcards.ablation]
+    a = ABLATIONS[wildcards.ablation]
     names = ["eval.json", "train.json"]
     if EXP.evaluate.probe:
         names.append("probe.json")
     if a.diagnostics:
         names += ["gap.json", "accumulation.json"]
-    return [f for name in names for f in for_runs(os.path.join(RUN, name), ablation_runs(a))]
+    return tuning_file(a) + [f for name in names for f in for_runs(os.path.join(RUN, name), ablation_runs(a))]
 
 
 from pra.report.build import report_files

@@ -1,17 +1,18 @@
-if EXP.data.source == "digits":
+if EXP.data.source in ("digits", "mnist"):
 
-    rule export_digits:
-        """scikit-learn's bundled digits -> an image folder (deterministic; versioned by data.dvc)."""
+    rule export_embedded:
+        """An embedded dataset (installed with the package, nothing downloaded) -> an image folder
+        (deterministic; versioned by data.dvc)."""
         output:
             directory(EXP.data.root),
         params:
-            cfg=cfg_json("data.val_fraction", "data.split_seed"),
+            cfg=cfg_json("data.source", "data.val_fraction", "data.split_seed"),
         log:
-            f"{RESULTS}/logs/export_digits.log",
+            f"{RESULTS}/logs/export_embedded.log",
         conda:
             ENV
         shell:
-            "python -m pra export-digits --config-json {params.cfg:q} --out {output} > {log} 2>&1"
+            "python -m pra export --config-json {params.cfg:q} --out {output} > {log} 2>&1"
 
 
 rule prepare:

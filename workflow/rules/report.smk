@@ -8,6 +8,7 @@ rule build_report:
         evals=for_runs(f"{RUN}/eval.json"),
         probes=for_runs(f"{RUN}/probe.json") if EXP.evaluate.probe else [],
         ablations=[f"{RESULTS}/ablations/{a.name}.json" for a in EXP.ablations],
+        diagnostics=report_diagnostics,
         reference=f"{RESULTS}/reference/reference.json",
         data=MANIFEST,
     output:

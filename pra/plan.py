@@ -1,0 +1,91 @@
+"""Which runs an ablation trains, including the tuning of its noise knobs.
+
+An ablation with `tune_seed` >= 0 tunes every variant whose method has a noise knob (pra.config.NOISE_KNOBS)
+that the variant does not set itself: each value of `tune_values[knob]` is trained on the held-out
+tuning seed, the value with the best primary metric is chosen (`choose`, written by `python -m pra tune`),
+and only then is the variant trained on the measurement seeds with that value. Every knob gets the same
+number of values (validated), so no arm gets a larger tuning budget than another.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pra.config import NOISE_KNOBS, AblationConfig, Run, VariantConfig, _merge, variant_id
+
+HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
+
+
+@dataclass(frozen=True)
+class Tuned:
+    variant: VariantConfig
+    method: str
+    knob: str
+    values: tuple
+
+
+def method_of(a: AblationConfig, v: VariantConfig) -> str:
+    return v.method or a.method
+
+
+def tuned_variants(a: AblationConfig) -> list[Tuned]:
+    """The variants of `a` whose noise knob is tuned (none when a.tune_seed < 0)."""
+    if a.tune_seed < 0:
+        return []
+    out = []
+    for v in a.variants:
+        m = method_of(a, v)
+        knob = NOISE_KNOBS.get(m)
+        if knob in a.tune_values and knob not in v.overrides.get("method", {}):
+            out.append(Tuned(v, m, knob, tuple(a.tune_values[knob])))
+    return out
+
+
+def with_value(v: VariantConfig, knob: str, value) -> dict:
+    return _merge(v.overrides or {}, {"method": {knob: value}})
+
+
+def tuning_runs(a: AblationConfig) -> list[tuple[str, float, Run]]:
+    """(variant name, knob value, run) of every tuning run: static, known before anything is trained."""
+    return [(t.variant.name, x, Run(a.scale, t.method, variant_id(with_value(t.variant, t.knob, x)), a.tune_seed))
+            for t in tuned_variants(a) for x in t.values]
+
+
+def candidate_overrides(a: AblationConfig) -> list[dict]:
+    """Every set of overrides a run of `a` may use (the variants' own and each tuning value)."""
+    out = [v.overrides for v in a.variants]
+    out += [with_value(t.variant, t.knob, x) for t in tuned_variants(a) for x in t.values]
+    return out
+
+
+def lower_is_better(metric: str) -> bool:
+    return metric not in HIGHER_IS_BETTER
+
+
+def choose(a: AblationConfig, scores: dict[str, dict[float, float]]) -> dict:
+    """scores: variant name -> {value: primary metric on the tuning seed}. The best value per variant (ties:
+    the first in tune_values); the result is what `python -m pra tune` writes."""
+    out = {}
+    for t in tuned_variants(a):
+        s = scores[t.variant.name]
+        best = (min if lower_is_better(a.primary_metric) else max)(t.values, key=lambda x: s[x])
+        ov = with_value(t.variant, t.knob, best)
+        out[t.variant.name] = {"knob": t.knob, "value": best, "overrides": ov, "variant_id": variant_id(ov),
+                               "metric": a.primary_metric, "tune_seed": a.tune_seed,
+                               "scores": [{"value": x, a.primary_metric: s[x]} for x in t.values]}
+    return out
+
+
+def measured_overrides(a: AblationConfig, v: VariantConfig, choices: dict | None) -> dict:
+    """The overrides of variant v on the measurement seeds: the tuned value where v is tuned."""
+    if choices and v.name in choices:
+        return choices[v.name]["overrides"]
+    return v.overrides
+
+
+def ablation_runs(a: AblationConfig, choices: dict | None = None) -> list[tuple[VariantConfig, Run]]:
+    """(variant, run) for every variant and measurement seed; tuned variants need `choices`."""
+    tuned = {t.variant.name for t in tuned_variants(a)}
+    if tuned and not choices:
+        raise ValueError(f"ablation {a.name!r} tunes {sorted(tuned)}: pass the choices of `python -m pra tune`")
+    return [(v, Run(a.scale, method_of(a, v), variant_id(measured_overrides(a, v, choices)), s))
+            for v in a.variants for s in a.seeds]
