@@ -144,12 +144,18 @@ def test_rows_that_share_labels_are_compared_pairwise():
     """Every set's row i carries image i's label, and the label moves the data a lot. Sets drawn from the
     same class-conditional law must then read as equal: permutation p-values spread over (0, 1], not piled
     at 1 as a test that pools rows across labels would give."""
-    pvals = []
+    pvals, values, inside = [], [], 0
     for s in range(8):
         rng = np.random.default_rng(100 + s)
         labels = np.repeat(np.arange(10), 20)
         centres = rng.normal(0, 3, (10, 4))
         draw = lambda: np.stack([centres[labels] + rng.normal(0, 1, (200, 4)) for _ in range(2)], 1)  # noqa: E731
-        res = compare({"same": draw(), REFERENCE: draw(), NULL: draw()}, permutations=100, subsamples=20, seed=s)
-        pvals.append(res["sets"]["same"]["mmd2_mean_p"])
+        res = compare({"same": draw(), REFERENCE: draw(), NULL: draw()}, permutations=100, subsamples=40, seed=s)
+        r = res["sets"]["same"]
+        pvals.append(r["mmd2_mean_p"])
+        values.append(r["mean_mmd2"])
+        inside += r["ci_mmd2"][0] <= r["mean_mmd2"] <= r["ci_mmd2"][1]
     assert 0.15 < np.mean(pvals) < 0.85 and min(pvals) < 0.6, pvals
+    # the paired statistic is centred on 0 (the unpaired one reads negative: matched pairs share a label)
+    assert abs(np.mean(values)) < 2.5 * np.std(values) / np.sqrt(len(values)), values
+    assert inside == len(values)

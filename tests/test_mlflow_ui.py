@@ -18,7 +18,7 @@ SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0], "train_steps": 100
            "variants": [{"name": n, "method": n, "variant": "base", "overrides": {}, "mlflow_run_ids": [None],
                          "metrics": {"fid": {"mean": f, "std": None, "n": 1, "values": [f]},
                                      "precision": {"mean": p, "std": None, "n": 1, "values": [p]}}}
-                        for n, f, p in (("latent_tf", 12.0, 0.6), ("pra", 7.0, 0.8), ("exact_rollout", 6.5, 0.8))]}
+                        for n, f, p in (("latent_tf", 12.0, 0.6), ("pra", 7.0, 0.8), ("free_rollout", 6.5, 0.8))]}
 
 
 def _port():

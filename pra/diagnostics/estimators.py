@@ -99,6 +99,24 @@ def mmd2_quadratic(K: np.ndarray, A: np.ndarray, B: np.ndarray) -> np.ndarray:
     return xx + yy - 2 * xy
 
 
+def mmd2_paired(K: np.ndarray, A: np.ndarray, B: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """Unbiased MMD^2 of paired samples: K is the kernel of [x_1..x_n, y_1..y_n] where x_i and y_i belong to
+    one unit (one image: its label, its prefix). Column r of A and B [2n, R] selects the x- and y-side rows of
+    the units in M[:, r] [n, R] (0/1; a permutation may swap the sides of a unit). The statistic is the
+    U-statistic over distinct units, mean_{i != j} k(x_i, x_j) + k(y_i, y_j) - k(x_i, y_j) - k(x_j, y_i):
+    the matched cross terms k(x_i, y_i), which a shared label makes large, are left out, so it has
+    expectation 0 when P = Q even though x_i and y_i are dependent."""
+    n = K.shape[0] // 2
+    KA, KB = K @ A, K @ B
+    diag = np.diag(K)
+    matched = np.diag(K[:n, n:]) @ M
+    m = M.sum(0)
+    xx = (A * KA).sum(0) - diag @ A
+    yy = (B * KB).sum(0) - diag @ B
+    xy = (A * KB).sum(0) - matched
+    return (xx + yy - 2 * xy) / (m * (m - 1))
+
+
 def mmd2(p: np.ndarray, q: np.ndarray, bandwidth: float | None = None) -> float:
     """Unbiased MMD^2 of two sample sets with a Gaussian kernel (median bandwidth of the pooled set)."""
     x = np.concatenate([p, q])

@@ -109,9 +109,10 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
     interval, and the excess over the null with a paired subsampling interval.
 
     Row i of every set belongs to image i (its label, and its prefix where a construction uses one), so
-    the design is paired: a permutation swaps set membership within rows (row i of the set with row i of
-    the reference, jointly over positions), and a subsample keeps the same rows of every set. Pooling the
-    rows instead would mix the label balance that the sets share by construction and inflate the null.
+    the design is paired: the MMD^2 is the paired U-statistic (estimators.mmd2_paired), a permutation swaps
+    set membership within rows (row i of the set with row i of the reference, jointly over positions), and
+    a subsample keeps the same rows of every set. Pooling the rows instead would mix the label balance
+    that the sets share by construction and inflate the null; the unpaired statistic would read negative.
     """
     rng = np.random.default_rng(seed)
     ref = proj[REFERENCE]
@@ -123,11 +124,14 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
     swaps = [rng.random(n) < 0.5 for _ in range(permutations)]
     subs = est.subsample_rows(rng, n, b, subsamples)
     a_full = est.indicator(2 * n, [rows])
+    b_full = 1 - a_full
+    m_full = np.ones((n, 1))
     a_perm = est.indicator(2 * n, [np.where(sw, rows + n, rows) for sw in swaps])
     b_perm = 1 - a_perm
-    b_full = 1 - a_full
+    m_perm = np.ones((n, permutations))
     a_sub = est.indicator(2 * n, subs)
     b_sub = est.indicator(2 * n, [r + n for r in subs])
+    m_sub = est.indicator(n, subs)
     kl = {k: np.zeros(npos) for k in names}
     kl_sub = {k: np.zeros((subsamples, npos)) for k in names}
     mmd = {k: np.zeros(npos) for k in names}
@@ -144,9 +148,9 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
             for r, idx in enumerate(subs):
                 kl_sub[k][r, j] = est.gaussian_kl(p[idx], q[idx], shrinkage)
             K = est.gaussian_kernel(np.concatenate([p, q]), bw)
-            mmd[k][j] = est.mmd2_quadratic(K, a_full, b_full)[0]
-            mmd_perm[k][:, j] = est.mmd2_quadratic(K, a_perm, b_perm)
-            mmd_sub[k][:, j] = est.mmd2_quadratic(K, a_sub, b_sub)
+            mmd[k][j] = est.mmd2_paired(K, a_full, b_full, m_full)[0]
+            mmd_perm[k][:, j] = est.mmd2_paired(K, a_perm, b_perm, m_perm)
+            mmd_sub[k][:, j] = est.mmd2_paired(K, a_sub, b_sub, m_sub)
     out = {}
     for k in names:
         row = {"gaussian_kl": kl[k].tolist(), "mmd2": mmd[k].tolist(),

@@ -112,7 +112,8 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
     plt = _plt()
     models = list(gaps)
     cols = len(models)
-    fig, axes = plt.subplots(2, cols, figsize=(3.4 * cols + 1, 6.2), squeeze=False, sharey="row")
+    fig, axes = plt.subplots(2, cols, figsize=(3.4 * cols + 1, 6.2), squeeze=False)
+    handles: dict = {}
     for j, name in enumerate(models):
         g = gaps[name]
         for row, space in enumerate(("inputs", "hidden")):
@@ -121,13 +122,14 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
             pos = res["positions"]
             null = res["sets"].get("rollout_null")
             if null is not None:
-                ax.fill_between(pos, 0, null["mmd2_perm_q95"], color="0.85", step="mid",
-                                label="95% of the permutation null" if j == 0 and row == 0 else None)
-            for c, vals in res["sets"].items():
+                handles.setdefault("95% of the permutation null", ax.fill_between(
+                    pos, 0, null["mmd2_perm_q95"], color="0.85", step="mid"))
+            for c in sorted(res["sets"], key=lambda c: list(CONSTRUCTION_COLORS).index(c)
+                            if c in CONSTRUCTION_COLORS else 99):
                 style = dict(color=CONSTRUCTION_COLORS.get(c, "k"), lw=1.2, ms=2.5)
-                ax.plot(pos, vals["mmd2"], "--" if c == "rollout_null" else "o-",
-                        label=("null: rollout vs rollout" if c == "rollout_null" else c.replace("_", " "))
-                        if j == 0 and row == 0 else None, **style)
+                (line,) = ax.plot(pos, res["sets"][c]["mmd2"], "--" if c == "rollout_null" else "o-", **style)
+                handles.setdefault("null: a second rollout" if c == "rollout_null" else c.replace("_", " "), line)
+            ax.xaxis.get_major_locator().set_params(integer=True)
             ax.axhline(0, color="k", lw=0.6)
             ax.grid(alpha=0.3)
             if row == 0:
@@ -137,11 +139,12 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
                                                           "trunk states h_i"), fontsize=8)
             if row == 1:
                 ax.set_xlabel("AR position i", fontsize=8)
-    fig.legend(loc="lower center", ncol=6, fontsize=7, frameon=False)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=7,
+               frameon=False, title="training-input construction (each model's own)", title_fontsize=7)
     st = gaps[models[0]]["settings"]
     fig.suptitle((title + "\n" if title else "") + f"unbiased MMD², Gaussian kernel, fixed {st['pca_dim']}-d PCA basis, "
                  f"{st['images']} held-out images (intervals and Gaussian KL: gap table)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save(fig, out_path)
     plt.close(fig)
 
