@@ -30,6 +30,8 @@ def gap_metrics(gap: dict) -> dict[str, float]:
                 m[f"gap_{space}_{name}_{short}"] = row[f"mean_{stat}"]
                 if f"excess_{stat}" in row:
                     m[f"gap_{space}_{name}_{short}_excess"] = row[f"excess_{stat}"]
+            if "minus_tf_mmd2" in row:
+                m[f"gap_{space}_{name}_mmd2_minus_tf"] = row["minus_tf_mmd2"]
     return m
 
 
@@ -78,6 +80,13 @@ def load_choices(ablation: AblationConfig, results: Path) -> dict | None:
     return read_json(Path(results) / "tuning" / f"{ablation.name}.json")
 
 
+def gap_intervals(gap: dict) -> dict:
+    """The within-run readings of one gap.json that a single seed can support: per space and construction,
+    the MMD^2 minus that of clean inputs with its interval."""
+    return {f"{space}/{name}": {"minus_tf_mmd2": row["minus_tf_mmd2"], "ci": row["ci_minus_tf_mmd2"]}
+            for space, res in gap["spaces"].items() for name, row in res["sets"].items() if "minus_tf_mmd2" in row}
+
+
 def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) -> dict:
     from pra.plan import measured_overrides
 
@@ -97,9 +106,11 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
             vals = [m[k] for m in per_seed if k in m]
             agg[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
                       "n": len(vals), "values": vals}
+        first = run_dir(results, ablation.scale, method, vid, ablation.seeds[0]) / "gap.json"
         variants.append({"name": v.name, "method": method, "variant": vid,
                          "overrides": measured_overrides(ablation, v, choices), "metrics": agg,
-                         "mlflow_run_ids": run_ids, "tuning": (choices or {}).get(v.name)})
+                         "mlflow_run_ids": run_ids, "tuning": (choices or {}).get(v.name),
+                         "gap_first_seed": gap_intervals(read_json(first)) if first.exists() else None})
     out = {"name": ablation.name, "scale": ablation.scale, "seeds": list(ablation.seeds),
            "train_steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "variants": variants,
            "primary_metric": ablation.primary_metric, "tune_seed": ablation.tune_seed,
@@ -183,16 +194,28 @@ def outcome(summary: dict) -> list[str]:
     for c in summary["comparisons"]:
         lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {verdict(Comparison(**c), _lower_is_better(c['metric']))}.")
     ref = summary["reference"]
+    refv = next((v for v in summary["variants"] if v["name"] == ref), None)
+    seed0 = summary["seeds"][0]
     for space, label in (("inputs", "pixel inputs"), ("hidden", "trunk states h_i")):
         parts = []
         for name in ("teacher_forcing", "pixel_noise", "pra", "pra_sequential"):
             ex = _get(summary, ref, f"gap_{space}_{name}_mmd2_excess") if ref else None
             if ex:
-                parts.append(f"{name} {ex['mean']:.3g}")
-        if parts:
-            lines.append(f"Input gap in {label} of the {ref} model (MMD^2 to its own rollout minus the rollout-vs-"
-                         f"rollout null, mean over positions and over {len(summary['seeds'])} seed(s); per-run "
-                         f"intervals in the gap figures): " + ", ".join(parts) + ".")
+                parts.append(f"{name} {ex['mean']:.2g}")
+        if not parts:
+            continue
+        line = (f"Input gap in {label} of the {ref} model (MMD² to its own rollout minus a second rollout's, "
+                f"mean over positions, {len(summary['seeds'])} seed(s)): " + ", ".join(parts) + ".")
+        readings = (refv or {}).get("gap_first_seed") or {}
+        for name in ("pra", "pra_sequential"):
+            r = readings.get(f"{space}/{name}")
+            if r:
+                lo, hi = r["ci"]
+                word = ("closer to the rollout than clean inputs" if hi < 0 else "farther from the rollout than "
+                        "clean inputs" if lo > 0 else "not clearly closer to the rollout than clean inputs")
+                line += (f" Seed {seed0}: {name} inputs minus clean inputs {r['minus_tf_mmd2']:+.2g} "
+                         f"[{lo:+.2g}, {hi:+.2g}]: {word}.")
+        lines.append(line)
     acc = [(v["name"], v["metrics"]["acc_accumulated"]) for v in summary["variants"] if "acc_accumulated" in v["metrics"]]
     if acc:
         lines.append("Error accumulation (Frechet distance to held-out real patches, own prefix minus true prefix, "

@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from pra import tracking
-from pra.ablate.summary import log_to_mlflow
+from pra.ablation import log_to_mlflow
 
 SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0], "train_steps": 1000,
            "variants": [{"name": n, "method": n, "variant": "base", "overrides": {}, "mlflow_run_ids": [None],

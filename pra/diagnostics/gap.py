@@ -33,7 +33,7 @@ from pra.sampler import SamplerSettings, rollout
 
 LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential")
 PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")
-REFERENCE, NULL = "rollout", "rollout_null"
+REFERENCE, NULL, TF = "rollout", "rollout_null", "teacher_forcing"
 
 
 def _patches(images_u8: np.ndarray, patch_size: int, device) -> torch.Tensor:
@@ -106,7 +106,8 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
     """Every set of `proj` ({name: [n, positions, k]}, all with n rows) against REFERENCE; NULL is one of the
     compared sets, so its row is the calibration. Per position: Gaussian KL, MMD^2 and its permutation
     p-value; over positions (mean): both statistics, the MMD's permutation p-value and subsampling
-    interval, and the excess over the null with a paired subsampling interval.
+    interval, the excess over the null and (for a construction other than teacher forcing) the MMD^2
+    minus that of clean inputs, each with a paired subsampling interval.
 
     Row i of every set belongs to image i (its label, and its prefix where a construction uses one), so
     the design is paired: the MMD^2 is the paired U-statistic (estimators.mmd2_paired), a permutation swaps
@@ -166,6 +167,10 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
                 ex = float(full.mean() - null_full.mean())
                 row[f"excess_{stat}"] = ex
                 row[f"ci_excess_{stat}"] = est.subsample_interval(ex, sub.mean(1) - null_sub.mean(1), n, b)
+        if TF in proj and k not in (TF, NULL):  # this construction minus clean inputs, paired by image
+            d = float(mmd[k].mean() - mmd[TF].mean())
+            row["minus_tf_mmd2"] = d
+            row["ci_minus_tf_mmd2"] = est.subsample_interval(d, mmd_sub[k].mean(1) - mmd_sub[TF].mean(1), n, b)
         out[k] = row
     return {"sets": out, "bandwidths": bandwidths, "rows": n, "subsample_rows": b}
 

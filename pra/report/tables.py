@@ -260,6 +260,8 @@ def gap_table(name: str, gaps: dict) -> Table:
                     "perm. p": fmt(row["mmd2_mean_p"], 3),
                     "MMD² − null [95% CI]": (f"{row['excess_mmd2']:+.4f} {_ci(row['ci_excess_mmd2'], 4)}"
                                              if "excess_mmd2" in row else MISSING),
+                    "MMD² − clean inputs' [95% CI]": (f"{row['minus_tf_mmd2']:+.4f} {_ci(row['ci_minus_tf_mmd2'], 4)}"
+                                                       if "minus_tf_mmd2" in row else MISSING),
                     "Gaussian KL": f"{row['mean_gaussian_kl']:.3f}",
                     "KL − null [95% CI]": (f"{row['excess_gaussian_kl']:+.3f} {_ci(row['ci_excess_gaussian_kl'], 3)}"
                                            if "excess_gaussian_kl" in row else MISSING)})
@@ -272,7 +274,7 @@ def gap_table(name: str, gaps: dict) -> Table:
              f"sample size, so only its excess over the null gets an interval). MMD²: unbiased, Gaussian kernel "
              f"({st['kernel']}); perm. p: {st['permutations']} permutations of images, jointly over positions. "
              f"Intervals: {st['subsamples']} subsets of half the images without replacement (delete-d jackknife "
-             f"scaling); the excess interval pairs the construction and the null on the same rollout subsets. "
+             f"scaling); the excess interval pairs the construction and the null on the same images, and so does the interval of a construction's MMD² minus that of clean (teacher-forced) inputs, the within-model reading of the premise (negative = closer to the model's own rollout than clean inputs). "
              f"Model: seed {g0['model']['seed']}, EMA weights."]
     return Table(f"gap_{name}", f"Input-distribution gap, ablation `{name}`", pd.DataFrame(recs), notes)
 
