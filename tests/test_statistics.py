@@ -43,3 +43,38 @@ def test_one_seed_is_no_test_and_overlapping_seeds_are_not_different():
     far = welch([1.0, 1.1, 0.9, 1.05, 0.95], [3.0, 3.1, 2.9, 3.05, 2.95], names=("a", "b"), metric="fid")
     assert hypothesis_outcome(far, "lower") == "supported"
     assert hypothesis_outcome(far, "higher").startswith("contradicted")
+
+
+def _variant(name, **metrics):
+    return {"name": name, "method": name, "overrides": {},
+            "metrics": {k: {"mean": float(np.mean(v)), "values": list(v), "n": len(v),
+                            "std": float(np.std(v, ddof=1)) if len(v) > 1 else None} for k, v in metrics.items()}}
+
+
+def test_ablation_tests_one_holm_family_with_declared_hypotheses():
+    from pra.ablation import outcome, tests
+    from pra.config import ExperimentConfig
+
+    a = ExperimentConfig().replace(ablations=[{
+        "name": "s", "scale": "tiny-S", "seeds": [1, 2, 3, 4, 5],
+        "variants": [{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"}],
+        "hypotheses": [{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
+                       {"id": "H2", "metric": "gap_inputs_pra_mmd2_excess", "variant": "pra", "reference": "pra",
+                        "reference_metric": "gap_inputs_teacher_forcing_mmd2_excess", "expect": "lower"}]}]).ablations[0]
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [
+        _variant("pra", fid=[5.0, 5.2, 4.9, 5.1, 5.0], gap_inputs_pra_mmd2_excess=[0.01, 0.012, 0.011, 0.009, 0.01],
+                 gap_inputs_teacher_forcing_mmd2_excess=[0.011, 0.01, 0.012, 0.01, 0.009]),
+        _variant("latent_tf", fid=[24.0, 30.0, 20.0, 26.0, 22.0])]}
+    comps, hyps = tests(summary, a)
+    assert len(comps) == 1 and len(hyps) == 2
+    # three tests in one family: each Holm-adjusted p is at least its raw p, the smallest times 3
+    ps = [comps[0]["p"], hyps[0]["comparison"]["p"], hyps[1]["comparison"]["p"]]
+    adj = [comps[0]["p_holm"], hyps[0]["comparison"]["p_holm"], hyps[1]["comparison"]["p_holm"]]
+    assert min(adj) == pytest.approx(min(1.0, 3 * min(ps))) and all(q >= p for p, q in zip(ps, adj))
+    assert hyps[0]["outcome"] == "supported"
+    assert hyps[1]["comparison"]["a"] == "pra: gap_inputs_pra_mmd2_excess"
+    assert hyps[1]["outcome"] == "not supported: not clearly different"
+    summary.update(comparisons=comps, hypotheses=hyps)
+    lines = outcome(summary)
+    assert lines[0].startswith("H1 (") and "supported" in lines[0]
+    assert any(ln.startswith("fid: latent_tf vs pra: clearly higher (worse)") for ln in lines), lines

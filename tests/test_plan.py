@@ -1,0 +1,51 @@
+"""Tuning of noise knobs: the same budget for every knob, the choice made on the held-out seed only."""
+import pytest
+
+from pra.config import ConfigError, ExperimentConfig, variant_id
+from pra.plan import ablation_runs, choose, tuned_variants, tuning_runs
+
+
+def _cfg(**ablation):
+    a = dict(name="settle", scale="tiny-XS", seeds=[1, 2], tune_seed=0,
+             tune_values={"t_min": [0.25, 0.75], "pixel_noise_sigma": [0.1, 0.3]},
+             variants=[{"name": "pixel_tf", "method": "pixel_tf"}, {"name": "pixel_noise", "method": "pixel_noise"},
+                       {"name": "pra", "method": "pra"},
+                       {"name": "pra fixed", "method": "pra", "overrides": {"method": {"t_min": 0.5}}}])
+    a.update(ablation)
+    return ExperimentConfig().replace(ablations=[a])
+
+
+def test_every_knob_arm_is_tuned_on_the_held_out_seed_with_the_same_number_of_values():
+    a = _cfg().ablations[0]
+    assert [t.variant.name for t in tuned_variants(a)] == ["pixel_noise", "pra"]  # "pra fixed" sets its own
+    runs = tuning_runs(a)
+    assert len(runs) == 4 and {r.seed for _, _, r in runs} == {0}
+    assert {r.variant for _, _, r in runs} == {"method.pixel_noise_sigma=0.1", "method.pixel_noise_sigma=0.3",
+                                               "method.t_min=0.25", "method.t_min=0.75"}
+    # measurement runs of tuned variants are unknown until the choice is made
+    cfg = _cfg()
+    assert not any(r.variant.startswith("method.t_min=0.7") and r.seed in (1, 2) for r in cfg.runs())
+    with pytest.raises(ValueError, match="python -m pra tune"):
+        ablation_runs(a)
+
+
+def test_the_choice_follows_the_primary_metric_and_fixes_the_measured_runs():
+    a = _cfg().ablations[0]
+    choices = choose(a, {"pixel_noise": {0.1: 9.0, 0.3: 8.0}, "pra": {0.25: 5.0, 0.75: 6.0}})
+    assert choices["pixel_noise"]["value"] == 0.3 and choices["pra"]["value"] == 0.25
+    runs = {(v.name, r.seed): r.variant for v, r in ablation_runs(a, choices)}
+    assert runs[("pra", 1)] == runs[("pra", 2)] == variant_id({"method": {"t_min": 0.25}})
+    assert runs[("pixel_tf", 1)] == "base" and runs[("pra fixed", 2)] == "method.t_min=0.5"
+    higher = _cfg(primary_metric="class_accuracy").ablations[0]
+    assert choose(higher, {"pixel_noise": {0.1: 0.9, 0.3: 0.8}, "pra": {0.25: 0.5, 0.75: 0.6}})["pra"]["value"] == 0.75
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"tune_values": {"t_min": [0.25, 0.5, 0.75], "pixel_noise_sigma": [0.1, 0.3]}}, "same number of values"),
+    ({"tune_seed": 1}, "also a measurement seed"),
+    ({"tune_values": {"lr": [0.1, 0.2]}}, "not a noise knob"),
+    ({"tune_values": {"t_min": [0.5, 1.5]}}, "above the maximum"),
+])
+def test_invalid_tuning_is_rejected_naming_the_key(change, key):
+    with pytest.raises(ConfigError, match=key):
+        _cfg(**change)
