@@ -4,7 +4,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CORES  ?= all
 
-.PHONY: install run smoke test clean-results
+.PHONY: install run smoke test test-fast clean-results
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -24,6 +24,10 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	. $(VENV)/bin/activate && python -m pytest -q
+
+# the unit and component tests only (no real Snakemake/DVC/Slurm/browser runs)
+test-fast: $(STAMP)
+	. $(VENV)/bin/activate && python -m pytest -q -m "not slow"
 
 clean-results:
 	rm -rf results .snakemake

@@ -1,4 +1,5 @@
 """Data parallelism: 2 gloo processes on CPU reproduce one process on the same global batch."""
+import pytest
 import os
 import socket
 
@@ -6,6 +7,8 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import tiny_config
+
+pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
 
 
 def _free_port():

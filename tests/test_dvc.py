@@ -7,6 +7,8 @@ import yaml
 
 from conftest import ROOT, run
 
+pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+
 
 def _clone(tmp_path, name, remote):
     repo = tmp_path / name

@@ -14,6 +14,8 @@ import pytest
 from pra import tracking
 from pra.ablation import log_to_mlflow
 
+pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+
 SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0], "train_steps": 1000,
            "variants": [{"name": n, "method": n, "variant": "base", "overrides": {}, "mlflow_run_ids": [None],
                          "metrics": {"fid": {"mean": f, "std": None, "n": 1, "values": [f]},

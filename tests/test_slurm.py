@@ -13,6 +13,8 @@ import torch
 import yaml
 from conftest import ROOT
 
+pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+
 START = ROOT / "tests" / "slurm" / "start_cluster.sh"
 
 

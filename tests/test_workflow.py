@@ -9,6 +9,8 @@ import yaml
 
 from conftest import ROOT, run
 
+pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+
 
 def test_lint_is_clean():
     p = run(["snakemake", "--lint"], check=False)
