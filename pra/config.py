@@ -298,7 +298,7 @@ class ExperimentConfig:
     name: str = opt("default", "Experiment name; artifacts go to results/<name>/.")
     device: str = opt("auto", "'auto' (CUDA if available), 'cpu' or 'cuda'.", choices=["auto", "cpu", "cuda"])
     reports_dir: str = opt("reports", "Where the report stage writes tables and figures.")
-    scales: list = opt(["tiny-S", "tiny-L"], "Model scales to train (see `python -m pra scales`).")
+    scales: list = opt(["tiny-S"], "Model scales to train (see `python -m pra scales`).")
     methods: list = opt(["pra"], f"Training methods, from {list(METHODS)}.")
     seeds: list = opt([0], "Training seeds.")
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data preparation."})
