@@ -213,13 +213,17 @@ def outcome(summary: dict) -> list[str]:
                 lo, hi = r["ci"]
                 word = ("closer to the rollout than clean inputs" if hi < 0 else "farther from the rollout than "
                         "clean inputs" if lo > 0 else "not clearly closer to the rollout than clean inputs")
-                line += (f" Seed {seed0}: {name} inputs minus clean inputs {r['minus_tf_mmd2']:+.2g} "
-                         f"[{lo:+.2g}, {hi:+.2g}]: {word}.")
+                what = f"{name} inputs" if space == "inputs" else f"the states of {name} inputs"
+                word = word if space == "inputs" else word.replace("clean inputs", "those of clean inputs")
+                line += (f" Seed {seed0}: {what} minus clean inputs' {r['minus_tf_mmd2']:+.2g} "
+                         f"[{lo:+.2g}, {hi:+.2g}] (95% subsampling interval of one run, not corrected for the "
+                         f"other readings of this list): {word}.")
         lines.append(line)
     acc = [(v["name"], v["metrics"]["acc_accumulated"]) for v in summary["variants"] if "acc_accumulated" in v["metrics"]]
     if acc:
         lines.append("Error accumulation (Frechet distance to held-out real patches, own prefix minus true prefix, "
-                     "paired, mean over positions): " + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
+                     "paired, mean over positions; 95% intervals of the first seed in the accumulation table): "
+                     + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
     return lines
 
 
