@@ -62,7 +62,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     if clf:
         floor["class_accuracy"] = clf["val_accuracy"]
     val = PreparedSplit(results / "data", "val")
-    dataset = (f"embedded digits {val.resolution}x{val.resolution}" if cfg.data.source == "digits"
+    dataset = (f"embedded {cfg.data.source} {val.resolution}x{val.resolution}" if cfg.data.source in ("digits", "mnist")
                else f"{Path(cfg.data.root).name} {val.resolution}x{val.resolution}")
 
     rows, probes, logs, panels = [], {}, {}, [("real (val split)", val.all_images(), val.labels)]
@@ -90,9 +90,9 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
              tables.runs_table(rows, floor, probes, ref["extractor"], ref["description"],
                                cfg.evaluate.kid_subset_size, cfg.evaluate.prc_neighborhood,
                                clf.get("val_accuracy") if clf else None),
-             tables.scaling_table(rows)]
+             tables.scaling_table(rows, dataset=dataset)]
     if cfg.evaluate.probe:
-        built.append(tables.probe_table(probes))
+        built.append(tables.probe_table(probes, dataset=dataset))
     summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
     for s in summaries.values():
         built += [tables.ablation_table(s), tables.tests_table(s)]
@@ -116,7 +116,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
                                 per_class=4, title=f"class-conditional samples, EMA weights, sampling seed "
                                                    f"{cfg.sample.seed} (columns: classes 0-{val.num_classes - 1})")
     written += figures.save_all(figures.training_curves, logs, out / "figures" / "training_curves.png")
-    written += figures.save_all(figures.fid_vs_params, published.IMAGENET256, rows, out / "figures" / "fid_vs_params.png")
+    written += figures.save_all(figures.fid_vs_params, published.IMAGENET256, rows, out / "figures" / "fid_vs_params.png",
+                                dataset=dataset)
     for a in cfg.ablations:
         if not a.diagnostics:
             continue

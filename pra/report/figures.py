@@ -181,7 +181,8 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
-def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Path) -> None:
+def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Path,
+                  dataset: str = "embedded digits 32x32") -> None:
     """Left: published ImageNet-256 FID-50K vs parameters (PRA's scales joined). Right: measured here."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -209,7 +210,7 @@ def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Pa
         for p, f, sc in pts:
             b.annotate(sc, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
     b.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID (classifier features; lower is better)",
-          title="embedded digits 32x32, measured here")
+          title=f"{dataset}, measured here")
     _plain_log_ticks(b, [0.1, 0.2, 0.5, 1, 2, 5])
     b.grid(alpha=0.3)
     b.legend(fontsize=7)

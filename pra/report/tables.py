@@ -141,18 +141,18 @@ def runs_table(rows: list[dict], floor: dict, probes: dict, extractor: str, refe
     return Table("runs", "Sample quality of every run", pd.DataFrame(recs), notes)
 
 
-def scaling_table(rows: list[dict], method: str = "pra") -> Table:
+def scaling_table(rows: list[dict], method: str = "pra", dataset: str = "embedded digits 32x32") -> Table:
     recs = [{"model": f"{m} (paper)", "params": f"{p}M", "FID ↓": fmt(f), "data": "ImageNet 256, FID-50K",
              "source": f"paper: {s}"} for m, fam, p, f, _, s in published.IMAGENET256 if m.startswith("PRA-")]
     for r in sorted((r for r in rows if r["method"] == method and r.get("variant", "base") == "base"),
                     key=lambda r: (r.get("params") or 0, r["seed"])):
         recs.append({"model": f"{r['scale']} s{r['seed']}", "params": fmt(r.get("params")), "FID ↓": fmt(r.get("fid")),
-                     "data": "embedded digits 32x32 (classifier features)", "source": "measured here"})
+                     "data": f"{dataset} (classifier features)", "source": "measured here"})
     return Table("scaling", f"Scaling of {method}", pd.DataFrame(recs),
                  ["Paper rows and measured rows use different data and features; compare trends, not values."])
 
 
-def probe_table(probes: dict) -> Table:
+def probe_table(probes: dict, dataset: str = "embedded digits 32x32") -> Table:
     recs = [{"model": "PRA-L (paper)", "layer": MISSING, "top-1 ↑": fmt(published.PRA_L_LINEAR_PROBE_TOP1 / 100, 4),
              "top-5 ↑": MISSING, "per-layer held-out top-1": MISSING, "fast probe top-1 per layer": MISSING,
              "source": "paper: ImageNet-1K linear probe"}]
@@ -163,7 +163,7 @@ def probe_table(probes: dict) -> Table:
                      "layer": str(p["layer"]), "top-1 ↑": fmt(p["top1"], 3), "top-5 ↑": fmt(p["top5"], 3),
                      "per-layer held-out top-1": " ".join(fmt(x["holdout_top1"], 2) for x in p["per_layer_holdout"]),
                      "fast probe top-1 per layer": " ".join(fmt(x["top1"], 2) for x in p["fast_probe"]),
-                     "source": "measured here (embedded digits val split)"})
+                     "source": f"measured here ({dataset.rsplit(' ', 1)[0]} val split)"})
     return Table("probe", "Linear probing", pd.DataFrame(recs),
                  ["MAE protocol on the frozen EMA generator (null label, teacher-forced on clean images, "
                   "average-pooled block output, BN without affine + linear, LARS, warm-up + cosine); the layer is "
