@@ -11,6 +11,7 @@ import numpy as np
 
 from pra.config import AblationConfig, ExperimentConfig, variant_id
 from pra.io import read_json
+from pra.plan import HIGHER_IS_BETTER
 from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
@@ -52,10 +53,6 @@ def variant_metrics(d: Path) -> dict[str, float]:
     tr = read_json(d / "train.json")
     m["train_seconds"] = tr["seconds"]
     return m
-
-
-# metrics where higher is better; every other compared metric is lower-is-better
-HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
 
 
 def tuning_scores(ablation: AblationConfig, results: Path) -> dict[str, dict[float, float]]:

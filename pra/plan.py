@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from pra.config import NOISE_KNOBS, AblationConfig, Run, VariantConfig, _merge, variant_id
 
+# metrics where higher is better (tuning and the wording of comparisons); the others are lower-is-better
 HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
 
 

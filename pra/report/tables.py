@@ -217,6 +217,13 @@ def _ci(ci, digits) -> str:
     return MISSING if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
 
+def _with_ci(d: dict, key: str, ci_key: str, digits: int, sign: str = "+") -> str:
+    """'value [lo, hi]' of d[key] and d[ci_key]; the value alone without an interval; a dash when absent."""
+    if key not in d:
+        return MISSING
+    return f"{d[key]:{sign}.{digits}f}" + (f" {_ci(d[ci_key], digits)}" if ci_key in d else "")
+
+
 def tests_table(summary: dict) -> Table:
     """Every comparison the ablation words: the declared hypotheses, then each variant vs the reference."""
     from pra.statistics import Comparison, verdict
@@ -256,15 +263,12 @@ def gap_table(name: str, gaps: dict) -> Table:
                 recs.append({
                     "model": variant, "space": {"inputs": "pixel inputs", "hidden": "trunk states h"}[space],
                     "construction": "null: rollout vs rollout" if cname == "rollout_null" else cname,
-                    "MMD² [95% CI]": f"{row['mean_mmd2']:.4f} {_ci(row['ci_mmd2'], 4)}",
+                    "MMD² [95% CI]": _with_ci(row, "mean_mmd2", "ci_mmd2", 4, sign=""),
                     "perm. p": fmt(row["mmd2_mean_p"], 3),
-                    "MMD² − null [95% CI]": (f"{row['excess_mmd2']:+.4f} {_ci(row['ci_excess_mmd2'], 4)}"
-                                             if "excess_mmd2" in row else MISSING),
-                    "MMD² − clean inputs' [95% CI]": (f"{row['minus_tf_mmd2']:+.4f} {_ci(row['ci_minus_tf_mmd2'], 4)}"
-                                                       if "minus_tf_mmd2" in row else MISSING),
-                    "Gaussian KL": f"{row['mean_gaussian_kl']:.3f}",
-                    "KL − null [95% CI]": (f"{row['excess_gaussian_kl']:+.3f} {_ci(row['ci_excess_gaussian_kl'], 3)}"
-                                           if "excess_gaussian_kl" in row else MISSING)})
+                    "MMD² − null [95% CI]": _with_ci(row, "excess_mmd2", "ci_excess_mmd2", 4),
+                    "MMD² − clean inputs' [95% CI]": _with_ci(row, "minus_tf_mmd2", "ci_minus_tf_mmd2", 4),
+                    "Gaussian KL": _with_ci(row, "mean_gaussian_kl", "", 3, sign=""),
+                    "KL − null [95% CI]": _with_ci(row, "excess_gaussian_kl", "ci_excess_gaussian_kl", 3)})
     g0 = next(iter(gaps.values()))
     st = g0["settings"]
     notes = [f"Each model's training-input constructions vs its own sequential rollout, per AR position then averaged; "
@@ -274,7 +278,9 @@ def gap_table(name: str, gaps: dict) -> Table:
              f"sample size, so only its excess over the null gets an interval). MMD²: unbiased, Gaussian kernel "
              f"({st['kernel']}); perm. p: {st['permutations']} permutations of images, jointly over positions. "
              f"Intervals: {st['subsamples']} subsets of half the images without replacement (delete-d jackknife "
-             f"scaling); the excess interval pairs the construction and the null on the same images, and so does the interval of a construction's MMD² minus that of clean (teacher-forced) inputs, the within-model reading of the premise (negative = closer to the model's own rollout than clean inputs). "
+             f"scaling); the excess interval pairs the construction and the null on the same images, and so does "
+             f"the interval of a construction's MMD² minus that of clean (teacher-forced) inputs, the within-model "
+             f"reading of the premise (negative = closer to the model's own rollout than clean inputs). "
              f"Model: seed {g0['model']['seed']}, EMA weights."]
     return Table(f"gap_{name}", f"Input-distribution gap, ablation `{name}`", pd.DataFrame(recs), notes)
 
@@ -286,12 +292,14 @@ def accumulation_table(name: str, accs: dict) -> Table:
         for key, head in (("own_prefix", "own prefix"), ("true_prefix", "true prefix"), ("floor", "floor (real vs real)"),
                           ("accumulated", "own − true prefix [95% CI]"), ("excess_own_prefix", "own prefix − floor [95% CI]"),
                           ("excess_true_prefix", "true prefix − floor [95% CI]")):
-            rec[head] = f"{a[f'mean_{key}']:.3f}" + (f" {_ci(a[f'ci_{key}'], 3)}" if f"ci_{key}" in a else "")
+            rec[head] = _with_ci(a, f"mean_{key}", f"ci_{key}", 3, sign="")
         recs.append(rec)
     a0 = next(iter(accs.values()))
     st = a0["settings"]
     notes = [f"Frechet distance between generated and held-out real patches at each AR position, {st['pca_dim']}-d "
-             f"PCA basis ({st['pca_fitted_on']}), mean over positions; the differences with a 95% subsampling interval (the raw distances are plug-in estimates biased upwards at this sample size, equally for every column, so only differences are read). {st['split']}: "
+             f"PCA basis ({st['pca_fitted_on']}), mean over positions; the differences with a 95% subsampling "
+             f"interval (the raw distances are plug-in estimates biased upwards at this sample size, equally for "
+             f"every column, so only differences are read). {st['split']}: "
              f"{st['images_a']} and {st['images_b']} images. Own prefix: the model's rollout; true prefix: one step "
              f"from A's ground-truth prefix; {st['pairing']}; {st['form']}. Floor: real A vs real B at the same "
              f"sample size. Model: seed {a0['model']['seed']}, EMA weights."]
