@@ -170,7 +170,7 @@ def cmd_probe(args):
     from pra.evaluate.probe import probe_model
     from pra.io import read_json, write_json
     from pra.runtime import resolve_device, set_threads
-    from pra.train import load_trained
+    from pra.checkpoint import load_trained
 
     cfg = _config(args)
     set_threads(args.threads)
@@ -198,7 +198,7 @@ def _diagnostic_setup(args):
     from pra.data.dataset import PreparedSplit
     from pra.evaluate.metrics import subsample
     from pra.runtime import resolve_device, set_threads
-    from pra.train import load_trained
+    from pra.checkpoint import load_trained
 
     cfg = _config(args)
     set_threads(args.threads)

@@ -25,7 +25,9 @@ from pra.noise import Noise
 from pra.flow import make_flow
 from pra.runtime import generator, set_threads
 from pra.sampler import SamplerSettings, rollout
-from pra.train import build_network, build_objective, make_optimizer
+from pra.checkpoint import build_network
+from pra.objective import Objective
+from pra.optim import make_optimizer
 
 TARGETS = {"pra_over_tf_step": ("<=", 1.35), "pra_over_tf_activation_memory": ("<=", 1.3),
            "kv_speedup_trunk_256": (">=", 8.0), "mfu": (">=", 0.35)}
@@ -51,7 +53,7 @@ class StepRunner:
 
     def __init__(self, cfg: ExperimentConfig, scale: str, method: str, geom: Geometry, batch: int):
         self.net = build_network(cfg, scale, method, geom, init_seed=0)
-        self.objective = build_objective(cfg, method, self.net.latent)
+        self.objective = Objective(method, cfg.model, cfg.method, self.net.latent)
         self.opt = make_optimizer(self.net, cfg)
         g = generator(123)
         self.x = torch.rand(batch, geom.num_tokens, geom.patch_dim, generator=g) * 2 - 1

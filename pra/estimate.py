@@ -13,14 +13,15 @@ from pra.config import ExperimentConfig
 from pra.model.network import Geometry, count_parameters
 from pra.noise import Noise
 from pra.runtime import generator
-from pra.train import build_network, build_objective
+from pra.checkpoint import build_network
+from pra.objective import Objective
 
 
 def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geometry) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     net = build_network(cfg, scale, method, geom)
-    obj = build_objective(cfg, method, net.latent)
+    obj = Objective(method, cfg.model, cfg.method, net.latent)
     x = torch.rand(1, geom.num_tokens, geom.patch_dim) * 2 - 1
     y = torch.zeros(1, dtype=torch.long)
     with FlopCounterMode(display=False) as fc:

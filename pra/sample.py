@@ -20,7 +20,7 @@ from pra.model.patches import to_uint8, unpatchify
 from pra.flow import make_flow
 from pra.runtime import generator, resolve_device, set_threads
 from pra.sampler import SamplerSettings, balanced_labels, rollout
-from pra.train import load_trained
+from pra.checkpoint import load_trained
 
 
 def batch_seed(seed: int, batch_index: int) -> int:

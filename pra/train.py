@@ -8,9 +8,7 @@ sees a partial model. Re-running after an interruption continues from `state.pt`
 """
 from __future__ import annotations
 
-import copy
 import json
-import math
 import signal
 import threading
 import time
@@ -20,68 +18,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from pra.config import ConfigError, ExperimentConfig, from_dict
+from pra.checkpoint import TrainedModel, build_network, geometry_of
+from pra.config import ConfigError, ExperimentConfig
 from pra import distributed as D
 from pra.data.dataset import PreparedSplit
 from pra.io import atomic_path, save_torch, write_json
-from pra.model.network import Geometry, PRANetwork, count_parameters
+from pra.model.network import PRANetwork, count_parameters
 from pra.model.patches import patchify, to_unit
-from pra.model.scales import get_scale
 from pra.noise import Noise
 from pra.objective import Objective
+from pra.optim import make_optimizer, make_scheduler
 from pra.runtime import generator, resolve_device, set_threads
 from pra import tracking
-
-
-class TrainedModel(nn.Module):
-    """The network and its EMA copy; both are part of state_dict."""
-
-    def __init__(self, net: PRANetwork):
-        super().__init__()
-        self.net = net
-        self.ema = copy.deepcopy(net).requires_grad_(False)
-
-    @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
-        for e, p in zip(self.ema.parameters(), self.net.parameters()):
-            e.lerp_(p, 1.0 - decay)
-
-
-def build_network(cfg: ExperimentConfig, scale: str, method: str, geometry: Geometry,
-                  init_seed: int = 0) -> PRANetwork:
-    """Build the network with a deterministic initialisation that leaves the global RNG untouched."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(init_seed)
-        return PRANetwork(get_scale(scale), cfg.model, geometry, method)
-
-
-def build_objective(cfg: ExperimentConfig, method: str, latent: bool) -> Objective:
-    return Objective(method, cfg.model, cfg.method, latent)
-
-
-def lr_factor(step: int, warmup: int, total: int, schedule: str) -> float:
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if schedule == "constant":
-        return 1.0
-    progress = (step - warmup) / max(1, total - warmup)
-    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
-
-
-def make_optimizer(net: nn.Module, cfg: ExperimentConfig) -> torch.optim.Optimizer:
-    decay, no_decay = [], []
-    for name, p in net.named_parameters():
-        (decay if p.ndim >= 2 and "class_tokens" not in name else no_decay).append(p)
-    return torch.optim.AdamW([{"params": decay, "weight_decay": cfg.train.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}],
-                             lr=cfg.train.lr, betas=tuple(cfg.train.betas))
-
-
-def geometry_of(cfg: ExperimentConfig, data: PreparedSplit) -> Geometry:
-    if data.resolution != cfg.data.resolution or data.channels != cfg.data.channels:
-        raise ValueError(f"prepared data is {data.resolution}px/{data.channels}ch but the config asks for "
-                         f"{cfg.data.resolution}px/{cfg.data.channels}ch: re-run prepare")
-    return Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, data.num_classes)
 
 
 class LossModule(nn.Module):
@@ -141,10 +89,9 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
 
     net = build_network(cfg, scale, method, geom, init_seed=seed).to(device)
     model = TrainedModel(net)
-    objective = build_objective(cfg, method, net.latent)
+    objective = Objective(method, cfg.model, cfg.method, net.latent)
     opt = make_optimizer(net, cfg)
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda s: lr_factor(s, tc.warmup_steps, tc.steps, tc.schedule))
+    sched = make_scheduler(opt, cfg)
     gen_data = generator(seed * 1000 + 1)                  # batch indices (CPU)
     gen_noise = generator(seed * 1000 + 2, device)         # every noise draw of the objective
     noise = Noise(gen_noise, dinfo.rank, dinfo.world)
@@ -197,65 +144,57 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     window: dict[str, float] = dict(resumed_window)  # a log window interrupted by the checkpoint
     from tqdm import tqdm
 
-    signals = StopSignals().__enter__()
-
-    bar = tqdm(total=tc.steps, initial=step, desc=f"train {scale}/{method}/s{seed}", disable=not progress,
-               mininterval=5.0)
     try:
-        while step < tc.steps:
-            # the global batch is drawn identically on every rank; each keeps its slice
-            idx = torch.randint(len(data), (tc.batch_size,), generator=gen_data).numpy()
-            idx = idx[dinfo.rank * local_batch:(dinfo.rank + 1) * local_batch]
-            x = patchify(to_unit(torch.from_numpy(data.take(idx)).to(device)), cfg.model.patch_size)
-            y = torch.from_numpy(data.labels[idx]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                loss, logs = step_fn(x, y, noise)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} "
-                                         f"({ {k: float(v) for k, v in logs.items()} })")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            gnorm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip) if tc.grad_clip > 0 \
-                else torch.tensor(0.0)
-            opt.step()
-            sched.step()
-            model.update_ema(tc.ema_decay)
-            step += 1
-            bar.update(1)
-            for k, v in logs.items():
-                window[k] = window.get(k, 0.0) + float(v)
-            window["_n"] = window.get("_n", 0) + 1
-            if step % tc.log_every == 0 or step == tc.steps:
-                n = window.pop("_n")
-                last = D.mean_across_ranks({k: v / n for k, v in window.items()}, device)
-                last.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
-                window = {}
-                if dinfo.is_main:
-                    with open(log_path, "a") as fh:
-                        fh.write(json.dumps({"step": step, **last}) + "\n")
-                run.log_metrics(last, step)
-            stop = signals.received is not None or (stop_after is not None and step >= stop_after)
-            stop = D.any_across_ranks(stop, device)
-            if (step % tc.ckpt_every == 0 or stop) and step < tc.steps:
-                checkpoint(state_path)
-                D.barrier()
-            if stop and step < tc.steps:
-                why = f"signal {signal.Signals(signals.received).name}" if signals.received else "stop_after"
-                raise Stop(f"{why}: stopped at step {step}; resumable state in {state_path}")
+        with StopSignals() as signals, tqdm(total=tc.steps, initial=step, desc=f"train {scale}/{method}/s{seed}",
+                                            disable=not progress, mininterval=5.0) as bar:
+            while step < tc.steps:
+                # the global batch is drawn identically on every rank; each keeps its slice
+                idx = torch.randint(len(data), (tc.batch_size,), generator=gen_data).numpy()
+                idx = idx[dinfo.rank * local_batch:(dinfo.rank + 1) * local_batch]
+                x = patchify(to_unit(torch.from_numpy(data.take(idx)).to(device)), cfg.model.patch_size)
+                y = torch.from_numpy(data.labels[idx]).to(device)
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                    loss, logs = step_fn(x, y, noise)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {step} "
+                                             f"({ {k: float(v) for k, v in logs.items()} })")
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                gnorm = nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip) if tc.grad_clip > 0 \
+                    else torch.tensor(0.0)
+                opt.step()
+                sched.step()
+                model.update_ema(tc.ema_decay)
+                step += 1
+                bar.update(1)
+                for k, v in logs.items():
+                    window[k] = window.get(k, 0.0) + float(v)
+                window["_n"] = window.get("_n", 0) + 1
+                if step % tc.log_every == 0 or step == tc.steps:
+                    n = window.pop("_n")
+                    last = D.mean_across_ranks({k: v / n for k, v in window.items()}, device)
+                    last.update(lr=sched.get_last_lr()[0], grad_norm=float(gnorm))
+                    window = {}
+                    if dinfo.is_main:
+                        with open(log_path, "a") as fh:
+                            fh.write(json.dumps({"step": step, **last}) + "\n")
+                    run.log_metrics(last, step)
+                stop = signals.received is not None or (stop_after is not None and step >= stop_after)
+                stop = D.any_across_ranks(stop, device)
+                if (step % tc.ckpt_every == 0 or stop) and step < tc.steps:
+                    checkpoint(state_path)
+                    D.barrier()
+                if stop and step < tc.steps:
+                    why = f"signal {signal.Signals(signals.received).name}" if signals.received else "stop_after"
+                    raise Stop(f"{why}: stopped at step {step}; resumable state in {state_path}")
     except Stop:
-        bar.close()
-        signals.__exit__()
         run.end("KILLED")
         if owns_group:
             D.shutdown()
         raise
     except BaseException:
-        bar.close()
-        signals.__exit__()
         run.end("FAILED")
         raise
-    signals.__exit__()
-    bar.close()
     elapsed = time.time() - t0
     checkpoint(out_dir / "model.pt", final=True)
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
@@ -280,15 +219,3 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(ln + "\n" for ln in keep))
-
-
-def load_trained(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True):
-    """Load a final model.pt; returns (network in eval mode, config, checkpoint metadata)."""
-    ck = torch.load(path, map_location=device, weights_only=False)
-    cfg = from_dict(ck["config"])
-    geom = Geometry(**ck["geometry"])
-    model = TrainedModel(build_network(cfg, ck["scale"], ck["method"], geom))
-    model.load_state_dict(ck["model"])
-    net = (model.ema if use_ema else model.net).to(device).eval()
-    meta = {k: ck[k] for k in ("step", "scale", "method", "seed", "params", "mlflow_run_id")}
-    return net, cfg, meta

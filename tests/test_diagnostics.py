@@ -7,7 +7,7 @@ from pra.data.dataset import PreparedSplit
 from pra.diagnostics.accumulation import error_accumulation, generate
 from pra.diagnostics.gap import NULL, REFERENCE, collect, input_gap
 from pra.model.patches import patchify, to_unit
-from pra.train import load_trained
+from pra.checkpoint import load_trained
 
 
 @pytest.fixture(scope="module")

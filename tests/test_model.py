@@ -8,6 +8,7 @@ from pra.model.network import Geometry, PRANetwork
 from pra.model.scales import get_scale
 from pra.flow import make_flow
 from pra.noise import Noise
+from pra.inputs import TrunkInputs
 from pra.objective import Objective
 from pra.runtime import generator
 from pra.sampler import SamplerSettings, rollout
@@ -81,11 +82,11 @@ def test_pra_inputs_are_built_independently_per_position():
     x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([2, 4])
     z = net.encoder(x)
-    base = obj.build_inputs(net, x, y, z, generator(3))
+    base = obj.inputs.build(net, x, y, z, generator(3))
     for j in [0, 5, 15]:
         z2 = z.clone()
         z2[:, j] += 0.5
-        got = obj.build_inputs(net, x, y, z2, generator(3))
+        got = obj.inputs.build(net, x, y, z2, generator(3))
         changed = (got - base).abs().amax(dim=(0, 2)) > 0
         assert changed.tolist() == [i == j for i in range(16)], j
 
@@ -97,12 +98,12 @@ def test_sequential_twin_depends_on_its_own_earlier_inputs_and_pra_does_not():
     obj = Objective("pra", cfg.model, cfg.method, latent=True)
     x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([2, 4])
-    z_t = obj.perturbed_states(net.encoder(x), Noise(generator(3)))
+    z_t = obj.inputs.perturbed_states(net.encoder(x), Noise(generator(3)))
 
     def parallel(x_, z_):
         return net.to_pixels(z_, net.trunk(x_[:, :-1], y))
 
-    seq = Objective.sequential_inputs(net, z_t, y)
+    seq = TrunkInputs.sequential(net, z_t, y)
     par = parallel(x, z_t)
     torch.testing.assert_close(seq[:, 0], par[:, 0])  # h_1 sees only the label in both
     # the fixed point: fed its own inputs as the "clean" prefix, PRA's construction equals the twin's
@@ -110,25 +111,25 @@ def test_sequential_twin_depends_on_its_own_earlier_inputs_and_pra_does_not():
     for j in (0, 5):
         z2 = z_t.clone()
         z2[:, j] += 0.5
-        d_seq = (Objective.sequential_inputs(net, z2, y) - seq).abs().amax(dim=(0, 2)) > 0
+        d_seq = (TrunkInputs.sequential(net, z2, y) - seq).abs().amax(dim=(0, 2)) > 0
         d_par = (parallel(x, z2) - par).abs().amax(dim=(0, 2)) > 0
         assert d_seq.tolist() == [i >= j for i in range(16)], j
         assert d_par.tolist() == [i == j for i in range(16)], j
     x2 = x.clone()
     x2[:, 3] += 0.5
-    assert torch.equal(Objective.sequential_inputs(net, z_t, y), seq)
+    assert torch.equal(TrunkInputs.sequential(net, z_t, y), seq)
     assert ((parallel(x2, z_t) - par).abs().amax(dim=(0, 2)) > 0).tolist() == [i > 3 for i in range(16)]
 
 
 def test_twin_and_pra_draw_the_same_perturbation():
-    """build_inputs of pra and pra_sequential consume the noise stream alike, so with a decoder that ignores
+    """The inputs of pra and pra_sequential consume the noise stream alike, so with a decoder that ignores
     its context (the twin's only difference) the two constructions coincide exactly."""
     cfg, net = make("pra", model={"decoder_context": False})
     x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([1, 2, 3])
     z = net.encoder(x)
-    a = Objective("pra", cfg.model, cfg.method, latent=True).build_inputs(net, x, y, z, generator(5))
-    b = Objective("pra_sequential", cfg.model, cfg.method, latent=True).build_inputs(net, x, y, z, generator(5))
+    a = Objective("pra", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    b = Objective("pra_sequential", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
     torch.testing.assert_close(a, b)
 
 
@@ -138,12 +139,12 @@ def test_unmasked_head_targets_see_every_patch():
     cfg, net = make("pra", method={"p_sample": 1.0, "p_token": 0.5})
     x = torch.randn(4, 16, GEOM.patch_dim, dtype=torch.double)
     unmasked = Objective("pra", cfg.model, cfg.method, latent=True)
-    z_rec, z = unmasked.head_states(net, x, Noise(generator(0)))
+    z_rec, z = unmasked.inputs.head_states(net, x, Noise(generator(0)))
     torch.testing.assert_close(z, net.encoder(x))
     assert not torch.allclose(z_rec, z)
     masked_cfg = cfg.replace(method={"head_target": "masked"})
     masked = Objective("pra", masked_cfg.model, masked_cfg.method, latent=True)
-    z_rec2, z2 = masked.head_states(net, x, Noise(generator(0)))
+    z_rec2, z2 = masked.inputs.head_states(net, x, Noise(generator(0)))
     assert torch.equal(z_rec2, z2) and torch.equal(z_rec2, z_rec)
 
 
@@ -152,7 +153,7 @@ def test_free_rollout_inputs_equal_the_sampler():
     obj = Objective("free_rollout", cfg.model, cfg.method, latent=True)
     x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([1, 2, 3])
-    got = obj.build_inputs(net, x, y, net.encoder(x), generator(11))
+    got = obj.inputs.build(net, x, y, net.encoder(x), generator(11))
     settings = SamplerSettings(ode_steps=cfg.method.rollout_ode_steps, solver=cfg.method.rollout_solver)
     ref = rollout(net, make_flow(cfg.model, True), y, settings, generator(11))
     assert torch.equal(got, ref.patches)
@@ -164,9 +165,9 @@ def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
     x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
     y = torch.tensor([1, 2])
     z = net.encoder(x)
-    got = obj.build_inputs(net, x, y, z, generator(0))
+    got = obj.inputs.build(net, x, y, z, generator(0))
     # t = 1: every position starts (and ends) at the true state, decoded with the rollout's context
-    r = rollout(net, obj.flow, y, obj.rollout_settings, generator(0), anchor=(z, torch.ones(2, 16, dtype=torch.double)))
+    r = rollout(net, obj.flow, y, obj.inputs.rollout_settings, generator(0), anchor=(z, torch.ones(2, 16, dtype=torch.double)))
     torch.testing.assert_close(r.states, z)
     assert torch.equal(got, r.patches)
 
@@ -192,7 +193,7 @@ def test_no_grad_pass_holds_no_graph():
     cfg, net = make("pra")
     obj = Objective("pra", cfg.model, cfg.method, latent=True)
     x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
-    inputs = obj.build_inputs(net, x, torch.tensor([1, 2]), net.encoder(x), generator(0))
+    inputs = obj.inputs.build(net, x, torch.tensor([1, 2]), net.encoder(x), generator(0))
     assert inputs.grad_fn is None and not inputs.requires_grad
 
 

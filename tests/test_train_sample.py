@@ -6,7 +6,8 @@ import torch
 
 from conftest import tiny_config
 from pra.sample import load_npz, sample_to_npz
-from pra.train import Stop, load_trained, train
+from pra.checkpoint import load_trained
+from pra.train import Stop, train
 
 
 def _losses(out):

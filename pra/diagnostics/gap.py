@@ -3,7 +3,7 @@
 For held-out (val) images and the given weights, the sets compared at every AR position are
 * the training-input constructions: clean patches (teacher forcing), pixel-space Gaussian noise,
   and for latent models PRA's parallel construction D(z~_i, h_i(clean x_<i)) and its sequential twin
-  D(z~_i, h_i(x~_<i)), with exactly the training code (pra.objective);
+  D(z~_i, h_i(x~_<i)), with exactly the training code (pra.inputs);
 * the reference: the model's own sequential rollout at inference (the experiment's sampler settings),
   for the labels of the same images;
 * the null: a second, independent rollout set of the same size. "Rollout vs rollout" shows where
@@ -27,7 +27,7 @@ from pra.diagnostics import estimators as est
 from pra.flow import make_flow
 from pra.model.patches import patchify, to_unit
 from pra.noise import Noise
-from pra.objective import Objective
+from pra.inputs import TrunkInputs
 from pra.runtime import generator
 from pra.sampler import SamplerSettings, rollout
 
@@ -55,7 +55,7 @@ def collect(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarra
     noise = Noise(generator(seed, device))
     flow = make_flow(cfg.model, net.latent)
     settings = SamplerSettings.from_config(cfg.sample)
-    obj = Objective("pra", cfg.model, cfg.method, latent=net.latent)
+    obj = TrunkInputs("pra", cfg.method, flow)
     names = (LATENT_CONSTRUCTIONS if net.latent else PIXEL_CONSTRUCTIONS) + (REFERENCE, NULL)
     out: dict[str, dict[str, list]] = {"inputs": {k: [] for k in names}, "hidden": {k: [] for k in names}}
     for i in range(0, len(images_u8), batch_size):
@@ -64,8 +64,8 @@ def collect(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarra
         sets = {"teacher_forcing": x, "pixel_noise": obj.pixel_noised(x, noise)}
         if net.latent:
             _, z = obj.head_states(net, x, noise)  # the states the head is trained to generate
-            sets["pra"] = obj.build_inputs(net, x, y, z, noise)
-            sets["pra_sequential"] = obj.sequential_inputs(net, obj.perturbed_states(z, noise), y)
+            sets["pra"] = obj.build(net, x, y, z, noise)
+            sets["pra_sequential"] = obj.sequential(net, obj.perturbed_states(z, noise), y)
         sets[REFERENCE] = rollout(net, flow, y, settings, noise).patches
         sets[NULL] = rollout(net, flow, y, settings, noise).patches
         for name, inp in sets.items():

@@ -1,0 +1,115 @@
+"""How the trunk's training inputs are built, per method (the table below), and the states they start from.
+
+One module for the constructions, so that training (pra.objective) and the diagnostics (pra.diagnostics)
+build exactly the same inputs from the same noise stream.
+
+| method             | trunk inputs x~_i (position i, fed to predict token i+1)        | head target |
+| pixel_tf           | clean patches x_i                                               | patch       |
+| pixel_noise        | x_i + sigma * n, sigma ~ U(0, pixel_noise_sigma) per example    | patch       |
+| latent_tf          | clean patches x_i                                               | z           |
+| latent_pixel_noise | as pixel_noise                                                  | z           |
+| pra                | D(z~_i, h_i(clean x_<i)), all positions in one parallel pass    | z           |
+| pra_sequential     | D(z~_i, h_i(x~_<i)), h from the model's own pass over the       | z           |
+|                    | inputs built so far (one position at a time)                    |             |
+| anchored_rollout   | D(ODE(z~_i -> 1 | h_i(x~_<i)), h_i): the sampler, each head ODE  | z           |
+|                    | started from the noised true state                              |             |
+| free_rollout       | the inference sampler from pure noise (no ground truth)         | z           |
+
+z~_i = t_i * sg(z_i) + (1 - t_i) * eps_i with t_i ~ U(t_min, 1): pra and pra_sequential draw the same
+perturbation and differ only in the context the decoder sees (teacher-forced, built in parallel, vs the
+model's own sequential pass), so comparing them isolates parallel vs sequential construction.
+"""
+from __future__ import annotations
+
+import torch
+
+from pra.config import MethodConfig
+from pra.flow import Flow
+from pra.model.network import PRANetwork
+from pra.noise import Noise, as_noise
+from pra.sampler import SamplerSettings, rollout
+
+
+class TrunkInputs:
+    def __init__(self, method: str, settings: MethodConfig, flow: Flow):
+        self.method = method
+        self.settings = settings
+        self.flow = flow
+        # the rollout methods run the inference sampler (without guidance) on the current weights
+        self.rollout_settings = SamplerSettings(ode_steps=settings.rollout_ode_steps, solver=settings.rollout_solver,
+                                                cfg_scale=1.0, temperature=1.0)
+
+    def encoder_mask(self, B: int, N: int, noise: Noise) -> torch.Tensor:
+        """Two-level masking: an example is selected with p_sample; inside it, tokens with p_token."""
+        sel = noise.rand(B) < self.settings.p_sample
+        tok = noise.rand(B, N) < self.settings.p_token
+        return sel[:, None] & tok
+
+    def perturbation_times(self, B: int, N: int, noise: Noise) -> torch.Tensor:
+        return self.settings.t_min + (1 - self.settings.t_min) * noise.rand(B, N)
+
+    def perturbed_states(self, z: torch.Tensor, noise: Noise) -> torch.Tensor:
+        """z~ = t * z + (1 - t) * eps, t ~ U(t_min, 1) per position: PRA's perturbation law."""
+        B, N, _ = z.shape
+        t = self.perturbation_times(B, N, noise).to(z.dtype)
+        eps = noise.randn(*z.shape, dtype=z.dtype)
+        return t[..., None] * z + (1 - t[..., None]) * eps
+
+    def pixel_noised(self, x: torch.Tensor, noise: Noise) -> torch.Tensor:
+        B = x.shape[0]
+        sigma = self.settings.pixel_noise_sigma * noise.rand(B, 1, 1, dtype=x.dtype)
+        return x + sigma * noise.randn(*x.shape, dtype=x.dtype)
+
+    @torch.no_grad()
+    def build(self, net: PRANetwork, x: torch.Tensor, labels: torch.Tensor, z: torch.Tensor | None,
+                     noise: Noise | torch.Generator) -> torch.Tensor:
+        """The patches the trunk is trained on, [B, N, P] (the last one is never fed)."""
+        noise = as_noise(noise)
+        B, N, _ = x.shape
+        m = self.method
+        if m in ("pixel_tf", "latent_tf"):
+            return x
+        if m in ("pixel_noise", "latent_pixel_noise"):
+            return self.pixel_noised(x, noise)
+        if m == "pra":
+            t = self.perturbation_times(B, N, noise).to(x.dtype)  # (draw order kept: t, context, eps)
+            ctx = net.trunk(x[:, :-1], labels) if net.decoder.ctx_in is not None else None
+            eps = noise.randn(*z.shape, dtype=z.dtype)
+            z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
+            return net.to_pixels(z_tilde, ctx)
+        if m == "pra_sequential":
+            return self.sequential(net, self.perturbed_states(z, noise), labels)
+        if m == "anchored_rollout":
+            anchor = (z, self.perturbation_times(B, N, noise).to(x.dtype))
+            return rollout(net, self.flow, labels, self.rollout_settings, noise, anchor=anchor).patches
+        if m == "free_rollout":
+            return rollout(net, self.flow, labels, self.rollout_settings, noise).patches
+        raise ValueError(f"unknown method {m!r}")
+
+    @staticmethod
+    @torch.no_grad()
+    def sequential(net: PRANetwork, z_tilde: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """x~_i = D(z~_i, h_i) with h_i from the trunk's causal pass over x~_<i (KV-cached, one position at a
+        time): the sequential twin of PRA's parallel construction."""
+        B, N, _ = z_tilde.shape
+        dtype = z_tilde.dtype
+        cache = net.trunk.new_cache(B, z_tilde.device, dtype)
+        h = net.trunk.prefill(labels, cache)
+        out = []
+        for i in range(N):
+            x_i = net.to_pixels(z_tilde[:, i], h)
+            out.append(x_i)
+            if i < N - 1:
+                h = net.trunk.step(x_i, cache)
+        return torch.stack(out, 1)
+
+    def head_states(self, net: PRANetwork, x: torch.Tensor, noise: Noise) -> tuple[torch.Tensor, torch.Tensor]:
+        """(z of the reconstruction path, z the head models). The reconstruction path is the masked encoder
+        pass; with head_target 'unmasked' the head's target (and PRA's inputs) come from a second pass
+        without masking, so that no target is the code of a patch the encoder did not see."""
+        B, N, _ = x.shape
+        mask = self.encoder_mask(B, N, noise)
+        z_rec = net.encoder(x, mask)
+        if self.settings.head_target == "masked" or not bool(mask.any()):
+            return z_rec, z_rec
+        return z_rec, net.encoder(x)
