@@ -5,6 +5,7 @@ parent run per ablation and one child per variant carrying the same numbers, for
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -259,3 +260,28 @@ def log_to_mlflow(summary: dict, uri: str | None, experiment: str) -> str | None
         child.end("FINISHED")
     parent.end("FINISHED")
     return parent.run_id
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def ablation_job(args):
+    from pra import tracking
+    from pra.io import write_json
+
+    cfg = args.cfg
+    ab = {a.name: a for a in cfg.ablations}[args.name]
+    summary = summarize(cfg, ab, Path(args.results))
+    uri = tracking.uri_of(args.tracking)
+    summary["mlflow_parent_run_id"] = log_to_mlflow(summary, uri, cfg.name)
+    write_json(args.out, summary)
+    print("\n".join(summary["outcome"]))
+
+
+def tune_job(args):
+    from pra.io import write_json
+    from pra.plan import choose
+
+    cfg = args.cfg
+    ab = {a.name: a for a in cfg.ablations}[args.name]
+    choices = choose(ab, tuning_scores(ab, Path(args.results)))
+    write_json(args.out, choices)
+    print(json.dumps({k: v["value"] for k, v in choices.items()}))

@@ -349,3 +349,16 @@ def _prepare_peak_rss(src: Path, out: Path, resolution: int, workers: int, shard
             "'worker': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(p.stdout.strip().splitlines()[-1])
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def bench_job(args):
+    cfg = args.cfg
+    run_bench(cfg, args.out, threads=args.threads, reps=args.reps, scales=tuple(args.scales),
+              sample_scales=tuple(args.sample_scales), sample_ode_steps=args.sample_ode_steps)
+    print((Path(args.out) / "results.md").read_text())
+
+
+def bench_prepare_job(args):
+    bench_prepare(args.out, n=args.images, resolution=args.resolution, workers=args.workers)
+    print((Path(args.out) / "prepare.md").read_text())

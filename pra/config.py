@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -576,6 +577,8 @@ def load(*paths: str | Path) -> ExperimentConfig:
     """Load one or more YAML files (later ones override earlier ones, key by key) and validate."""
     raw: dict = {}
     for p in paths:
+        if not Path(p).is_file():
+            raise ConfigError(f"{p}: no such config file")
         with open(p) as fh:
             data = yaml.safe_load(fh) or {}
         if not isinstance(data, Mapping):
@@ -644,3 +647,21 @@ def reconstructions(cfg: ExperimentConfig | None = None) -> list[dict]:
 
     walk(cfg, ())
     return rows
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def schema_job(args):
+    text = json.dumps(json_schema(), indent=2) + "\n"
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+
+
+def config_job(args):
+    cfg = args.cfg
+    if args.reconstructions:
+        for r in reconstructions(cfg):
+            print(f"{r['key']:32s} {json.dumps(r['value']):>14s}  {r['help']}")
+    else:
+        print(json.dumps(cfg.to_dict(), indent=2))

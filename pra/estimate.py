@@ -7,6 +7,9 @@ measurements.
 """
 from __future__ import annotations
 
+import json
+import sys
+
 import torch
 
 from pra.config import ExperimentConfig
@@ -50,3 +53,40 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
                                 "train_gpus": cfg.resource(scale, "train_gpus"),
                                 "train_nodes": cfg.resource(scale, "train_nodes"), "gpus_per_job": gpus}
     return out
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def params_job(args):
+    from pra.model.network import PRANetwork
+    from pra.model.scales import get_scale
+
+    cfg = args.cfg
+    n = args.num_classes or (1000 if cfg.data.source == "imagefolder" else 10)
+    geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, n)
+    out = {}
+    for s in cfg.scales:
+        with torch.device("meta"):
+            net = PRANetwork(get_scale(s), cfg.model, geom, "pra")
+        out[s] = count_parameters(net)
+    print(json.dumps(out))
+
+
+def scales_job(args):
+    from dataclasses import asdict
+
+    from pra.model.scales import SCALES
+
+    print(json.dumps({k: asdict(v) for k, v in SCALES.items()}, indent=2))
+
+
+def estimate_job(args):
+    cfg = args.cfg
+    n = args.num_classes or (1000 if cfg.data.source == "imagefolder" else 10)
+    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu)
+    print(json.dumps(r, indent=2))
+    for s, v in r["scales"].items():
+        for m, e in v["methods"].items():
+            where = f"{v['train_nodes']} nodes x {max(1, v['train_gpus'])}" if v["train_nodes"] > 1 else \
+                f"{v['gpus_per_job']}"
+            print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
+                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['wall_hours']:7.1f} h on {where} GPUs", file=sys.stderr)

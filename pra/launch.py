@@ -94,3 +94,14 @@ def launch(nodes: int, procs_per_node: int, args: list[str]) -> None:
     argv = command(alloc, nodes, procs_per_node, node_address(alloc.nodes[0]), args)
     print("launch:", shlex.join(argv), file=sys.stderr, flush=True)
     os.execvp(argv[0], argv)
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def launch_job(args):
+    rest = args.args[1:] if args.args[:1] == ["--"] else args.args
+    if not rest:
+        raise SystemExit("python -m pra launch: give what every process runs after --, e.g. -- -m pra train ...")
+    try:
+        launch(args.nodes, args.procs_per_node, rest)
+    except LaunchError as e:
+        raise SystemExit(f"launch error: {e}") from None

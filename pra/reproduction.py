@@ -9,6 +9,7 @@ seed standard deviation measured by an ablation with several seeds (its `<metric
 from __future__ import annotations
 
 import math
+import sys
 
 
 def pooled_sd(spread_metrics: dict, metric: str = "fid") -> tuple[float, int]:
@@ -31,3 +32,18 @@ def check(committed: dict, rerun: dict, sd: float, *, metric: str = "fid", k: fl
         rows.append({"run": key, "metric": metric, "committed": a[metric], "rerun": b[metric], "difference": diff,
                      "tolerance": k * sd, "within": abs(diff) <= k * sd})
     return rows
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def check_rerun_job(args):
+    from pra.io import read_json
+
+    sd, n = pooled_sd(read_json(args.spread), args.metric)
+    rows = check(read_json(args.committed), read_json(args.rerun), sd, metric=args.metric, k=args.k)
+    if not rows:
+        sys.exit(f"no run with '{args.metric}' in both {args.committed} and {args.rerun}")
+    print(f"{args.metric}: tolerance {args.k:g} x pooled seed sd {sd:.3f} (from {n} variants of {args.spread})")
+    for r in rows:
+        print(f"  {r['run']}: committed {r['committed']:.3f}, rerun {r['rerun']:.3f}, difference "
+              f"{r['difference']:+.3f} -> {'within' if r['within'] else 'OUTSIDE'} the spread")
+    sys.exit(0 if all(r["within"] for r in rows) else 1)

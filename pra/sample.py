@@ -9,6 +9,7 @@ and trimming is needed. Output: `arr_0` uint8 [N, H, W, C] (the ADM evaluator's 
 from __future__ import annotations
 
 import time
+import json
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,16 @@ def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str 
 def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     with np.load(path) as f:
         return f["arr_0"], f["labels"]
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def sample_job(args):
+    cfg = args.cfg
+    info = sample_to_npz(args.model, args.out, cfg.sample, device=cfg.device, threads=args.threads,
+                         shard=args.shard, num_shards=args.num_shards)
+    print(json.dumps({k: info[k] for k in ("count", "seconds")}))
+
+
+def gather_job(args):
+    info = gather(args.shards, args.out, png_dir=args.png_dir)
+    print(json.dumps({"count": info["count"]}))

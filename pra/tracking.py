@@ -8,6 +8,7 @@ MLflow failure becomes a warning and the pipeline's own JSON files remain the re
 from __future__ import annotations
 
 import os
+import json
 import time
 import warnings
 from pathlib import Path
@@ -129,3 +130,21 @@ def _flatten(d: dict, prefix: str = "") -> dict:
         else:
             out[key] = v
     return out
+
+
+
+def uri_of(tracking_json: str | Path | None) -> str | None:
+    """The tracking URI recorded by init-tracking in tracking.json (None: no tracking)."""
+    if not tracking_json:
+        return None
+    return json.loads(Path(tracking_json).read_text())["tracking_uri"]
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def init_job(args):
+    from pra.io import write_json
+
+    uri = args.uri or default_uri(args.results)
+    exp_id = init_store(uri, args.experiment)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    write_json(args.out, {"tracking_uri": uri, "experiment": args.experiment, "experiment_id": exp_id})

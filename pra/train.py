@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import signal
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -29,6 +28,7 @@ from pra.noise import Noise
 from pra.objective import Objective
 from pra.optim import make_optimizer, make_scheduler
 from pra.runtime import generator, resolve_device, set_threads
+from pra.stop import Stop, StopSignals
 from pra import tracking
 
 
@@ -42,33 +42,6 @@ class LossModule(nn.Module):
 
     def forward(self, x, labels, noise):
         return self.objective(self.net, x, labels, noise)
-
-
-class Stop(Exception):
-    """Training stopped early (preemption signal, or `stop_after`) after writing a resumable checkpoint."""
-
-
-class StopSignals:
-    """SIGTERM and SIGUSR1 (Slurm's time-limit and preemption signals) request a checkpoint and exit."""
-
-    SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
-
-    def __init__(self):
-        self.received: int | None = None
-        self._old = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._old[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame):
-        self.received = signum
-
-    def __exit__(self, *exc):
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
 
 
 def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir: str | Path, out_dir: str | Path,
@@ -219,3 +192,13 @@ def _truncate_log(path: Path, step: int) -> None:
     keep = [ln for ln in path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
     with atomic_path(path) as tmp:
         tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def job(args):
+    cfg = args.cfg
+    from pra import tracking
+
+    summary = train(cfg, scale=args.scale, method=args.method, seed=args.seed, data_dir=args.data,
+                    out_dir=args.out, tracking_uri=tracking.uri_of(args.tracking), progress=not args.quiet)
+    print(json.dumps({k: summary[k] for k in ("scale", "method", "seed", "steps", "params", "seconds")}))

@@ -215,3 +215,10 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
     lines += ["Training curves for `dvc plots`: [curves/](curves/). Headline numbers: [metrics.json](metrics.json).",
               f"Feature space of the sample metrics: {ref['extractor']}; reference: {ref['description']}.", ""]
     return "\n".join(lines)
+
+
+# ---- the command-line job ----------------------------------------------------------------------
+def report_job(args):
+    cfg = args.cfg
+    outputs = build_report(cfg, Path(args.results), Path(args.out))
+    print(json.dumps([str(p) for p in outputs]))

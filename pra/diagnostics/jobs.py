@@ -1,0 +1,43 @@
+"""The diagnostic jobs of the command line: the input gap and error accumulation of one trained model."""
+from __future__ import annotations
+
+import json
+
+
+def _setup(args):
+    """Config, EMA model, held-out (val) images and a fixed subset of train images (PCA bases) for the
+    gap/accumulation diagnostics."""
+    from pra.data.dataset import PreparedSplit
+    from pra.evaluate.metrics import subsample
+    from pra.runtime import resolve_device, set_threads
+    from pra.checkpoint import load_trained
+
+    cfg = args.cfg
+    set_threads(args.threads)
+    net, _, meta = load_trained(args.model, resolve_device(cfg.device), use_ema=True)
+    val, tr = PreparedSplit(args.data, "val"), PreparedSplit(args.data, "train")
+    iv = subsample(len(val), args.images, seed=0)
+    it = subsample(len(tr), args.basis_images, seed=0)
+    model = {k: meta[k] for k in ("scale", "method", "seed", "step")} | {"weights": "EMA"}
+    return cfg, net, model, (val.take(iv), val.labels[iv]), (tr.take(it), tr.labels[it])
+
+
+def gap(args):
+    from pra.diagnostics.gap import input_gap
+    from pra.io import write_json
+
+    cfg, net, model, (vx, vy), (tx, ty) = _diagnostic_setup(args)
+    res = input_gap(net, cfg, vx, vy, tx, ty, permutations=args.permutations, subsamples=args.subsamples) | {"model": model}
+    write_json(args.out, res)
+    print(json.dumps({f"{space}/{k}": round(v.get("excess_mmd2", v["mean_mmd2"]), 5)
+                      for space, r in res["spaces"].items() for k, v in r["sets"].items()}))
+
+
+def accumulate(args):
+    from pra.diagnostics.accumulation import error_accumulation
+    from pra.io import write_json
+
+    cfg, net, model, (vx, vy), (tx, _) = _diagnostic_setup(args)
+    res = error_accumulation(net, cfg, vx, vy, tx, subsamples=args.subsamples) | {"model": model}
+    write_json(args.out, res)
+    print(json.dumps({k: round(res[f"mean_{k}"], 4) for k in ("own_prefix", "true_prefix", "floor", "accumulated")}))
