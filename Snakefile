@@ -22,9 +22,10 @@ validate(config, "workflow/schemas/config.schema.json")
 
 sys.path.insert(0, workflow.basedir)  # this checkout's `pra`, whatever else is installed
 from pra.config import ConfigError, from_dict
+from pra.model.scales import SCALES
 
 try:
-    EXP = from_dict(config)
+    EXP = from_dict(config, scales=SCALES)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
 

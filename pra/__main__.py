@@ -112,7 +112,9 @@ def experiment_config(args):
     if getattr(args, "config_json", None):
         return C.from_dict(json.loads(args.config_json), cross_checks=False)
     if getattr(args, "config", None):
-        return C.load(*args.config)
+        from pra.model.scales import SCALES
+
+        return C.load(*args.config, scales=SCALES)
     return C.ExperimentConfig()
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pra.config import AblationConfig, ExperimentConfig, variant_id
+from pra.config import AblationConfig, ExperimentConfig
 from pra.io import read_json
-from pra.plan import HIGHER_IS_BETTER
+from pra.plan import HIGHER_IS_BETTER, variant_id
 from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")

@@ -1,4 +1,5 @@
-"""Which runs an ablation trains, including the tuning of its noise knobs.
+"""The run plan: which runs an experiment trains (the main grid, every ablation variant, the tuning of the
+noise knobs), their names, and which overrides each uses.
 
 An ablation with `tune_seed` >= 0 tunes every variant whose method has a noise knob (pra.config.NOISE_KNOBS)
 that the variant does not set itself: each value of `tune_values[knob]` is trained on the held-out
@@ -8,12 +9,65 @@ number of values (validated), so no arm gets a larger tuning budget than another
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Mapping
 
-from pra.config import NOISE_KNOBS, AblationConfig, Run, VariantConfig, _merge, variant_id
+from pra.config import NOISE_KNOBS, AblationConfig, ExperimentConfig, VariantConfig
+from pra.typed import merge
 
 # metrics where higher is better (tuning and the wording of comparisons); the others are lower-is-better
 HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One training run of an experiment: (scale, method, variant, seed); variant 'base' = no overrides."""
+    scale: str
+    method: str
+    variant: str
+    seed: int
+
+
+def variant_id(overrides: Mapping) -> str:
+    """A path-safe, readable name of a set of overrides: 'base' for none."""
+    flat = []
+
+    def walk(d, prefix):
+        for k in sorted(d):
+            v = d[k]
+            if isinstance(v, Mapping):
+                walk(v, prefix + (k,))
+            else:
+                flat.append(f"{'.'.join(prefix + (k,))}={json.dumps(v).replace(' ', '')}")
+
+    walk(overrides or {}, ())
+    if not flat:
+        return "base"
+    return "".join(c if c.isalnum() or c in "._=+-" else "_" for c in "+".join(flat))
+
+
+def runs(cfg: ExperimentConfig) -> list[Run]:
+    """Every training run known before anything is trained, deduplicated: the main grid (scales x methods
+    x seeds), every ablation variant, and the tuning runs. The measurement runs of tuned variants depend
+    on the tuning's outcome (ablation_runs) and are not listed here."""
+    out = [Run(s, m, "base", r) for s in cfg.scales for m in cfg.methods for r in cfg.seeds]
+    for a in cfg.ablations:
+        tuned = {t.variant.name for t in tuned_variants(a)}
+        for v in a.variants:
+            if v.name not in tuned:
+                out += [Run(a.scale, v.method or a.method, variant_id(v.overrides), r) for r in a.seeds]
+        out += [r for _, _, r in tuning_runs(a)]
+    return list(dict.fromkeys(out))
+
+
+def variant_overrides(cfg: ExperimentConfig) -> dict[str, dict]:
+    """variant id -> overrides, for every variant in use ('base' = none)."""
+    out = {"base": {}}
+    for a in cfg.ablations:
+        for ov in candidate_overrides(a):
+            out[variant_id(ov)] = ov
+    return out
 
 
 @dataclass(frozen=True)
@@ -42,7 +96,7 @@ def tuned_variants(a: AblationConfig) -> list[Tuned]:
 
 
 def with_value(v: VariantConfig, knob: str, value) -> dict:
-    return _merge(v.overrides or {}, {"method": {knob: value}})
+    return merge(v.overrides or {}, {"method": {knob: value}})
 
 
 def tuning_runs(a: AblationConfig) -> list[tuple[str, float, Run]]:

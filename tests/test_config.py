@@ -5,6 +5,7 @@ import pytest
 import yaml
 
 from pra.config import ConfigError, ExperimentConfig, from_dict, json_schema, load, reconstructions
+from pra.model.scales import SCALES
 from conftest import ROOT, run
 
 
@@ -33,7 +34,7 @@ def test_schema_file_in_sync():
 ])
 def test_invalid_values_name_the_key(raw, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
-        from_dict(raw)
+        from_dict(raw, scales=SCALES)
 
 
 def test_schema_agrees_with_validator():

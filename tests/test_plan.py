@@ -1,7 +1,9 @@
 """Tuning of noise knobs: the same budget for every knob, the choice made on the held-out seed only."""
 import pytest
 
-from pra.config import ConfigError, ExperimentConfig, variant_id
+from pra.config import ConfigError, ExperimentConfig
+from pra import plan
+from pra.plan import variant_id
 from pra.plan import ablation_runs, choose, tuned_variants, tuning_runs
 
 
@@ -24,7 +26,7 @@ def test_every_knob_arm_is_tuned_on_the_held_out_seed_with_the_same_number_of_va
                                                "method.t_min=0.25", "method.t_min=0.75"}
     # measurement runs of tuned variants are unknown until the choice is made
     cfg = _cfg()
-    assert not any(r.variant.startswith("method.t_min=0.7") and r.seed in (1, 2) for r in cfg.runs())
+    assert not any(r.variant.startswith("method.t_min=0.7") and r.seed in (1, 2) for r in plan.runs(cfg))
     with pytest.raises(ValueError, match="python -m pra tune"):
         ablation_runs(a)
 

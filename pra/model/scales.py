@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Scale:
     width: int
     depth: int
@@ -27,15 +27,27 @@ class Scale:
 
 SCALES: dict[str, Scale] = {
     # CPU scales for the embedded default (reconstruction: sized for minutes on 2 cores).
-    "tiny-XS": Scale(32, 2, 2, 32, 1, 2, 32, 1, 32, 1, note="tests"),
-    "tiny-S": Scale(64, 4, 2, 32, 1, 1, 64, 2, 64, 2, note="default experiment"),
-    "tiny-L": Scale(128, 4, 4, 64, 2, 2, 128, 2, 128, 2, note="default experiment"),
+    "tiny-XS": Scale(width=32, depth=2, heads=2,
+                     enc_width=32, enc_depth=1, enc_heads=2,
+                     dec_width=32, dec_depth=1, head_width=32, head_depth=1, note="tests"),
+    "tiny-S": Scale(width=64, depth=4, heads=2,
+                    enc_width=32, enc_depth=1, enc_heads=1,
+                    dec_width=64, dec_depth=2, head_width=64, head_depth=2, note="default experiment"),
+    "tiny-L": Scale(width=128, depth=4, heads=4,
+                    enc_width=64, enc_depth=2, enc_heads=2,
+                    dec_width=128, dec_depth=2, head_width=128, head_depth=2, note="experiments/scaling.yaml"),
     # Paper scales: totals are published, the shapes are a reconstruction.
-    "PRA-S": Scale(768, 12, 12, 384, 4, 6, 768, 3, 768, 6, paper_params=135_000_000,
+    "PRA-S": Scale(width=768, depth=12, heads=12,
+                   enc_width=384, enc_depth=4, enc_heads=6,
+                   dec_width=768, dec_depth=3, head_width=768, head_depth=6, paper_params=135_000_000,
                    note="shape reconstructed; 133.8M at ImageNet 256 (-0.9%)"),
-    "PRA-B": Scale(1024, 13, 16, 512, 4, 8, 1024, 3, 1024, 6, paper_params=250_000_000,
+    "PRA-B": Scale(width=1024, depth=13, heads=16,
+                   enc_width=512, enc_depth=4, enc_heads=8,
+                   dec_width=1024, dec_depth=3, head_width=1024, head_depth=6, paper_params=250_000_000,
                    note="shape reconstructed; 245.2M at ImageNet 256 (-1.9%)"),
-    "PRA-L": Scale(1280, 20, 20, 640, 4, 10, 1280, 3, 1280, 6, paper_params=511_000_000,
+    "PRA-L": Scale(width=1280, depth=20, heads=20,
+                   enc_width=640, enc_depth=4, enc_heads=10,
+                   dec_width=1280, dec_depth=3, head_width=1280, head_depth=6, paper_params=511_000_000,
                    note="shape reconstructed; 514.4M at ImageNet 256 (+0.7%)"),
 }
 

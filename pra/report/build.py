@@ -9,8 +9,8 @@ import json
 from pathlib import Path
 
 from pra.ablation import load_choices, run_dir
-from pra.plan import measured_overrides
-from pra.config import ExperimentConfig, variant_id
+from pra.plan import measured_overrides, runs, variant_id
+from pra.config import ExperimentConfig
 from pra.io import read_json, write_json
 from pra.report import figures, published, tables
 
@@ -25,7 +25,7 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for r in cfg.runs():
+    for r in runs(cfg):
         log = run_dir(results, r.scale, r.method, r.variant, r.seed) / "train_log.jsonl"
         rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln]
         p = out / curve_name(r.scale, r.method, r.variant, r.seed)
@@ -41,11 +41,11 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
-    runs = list(dict.fromkeys((r.scale, r.method, r.variant) for r in cfg.runs()))
+    grid = list(dict.fromkeys((r.scale, r.method, r.variant) for r in runs(cfg)))
     return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
             "figures": [f"figures/{n}.{ext}" for n in f for ext in ("png", "pdf")]
-            + [f"figures/samples/{s}_{m}_{v}.png" for s, m, v in runs],
-            "curves": [f"curves/{curve_name(r.scale, r.method, r.variant, r.seed)}" for r in cfg.runs()],
+            + [f"figures/samples/{s}_{m}_{v}.png" for s, m, v in grid],
+            "curves": [f"curves/{curve_name(r.scale, r.method, r.variant, r.seed)}" for r in runs(cfg)],
             "other": ["metrics.json", "README.md"]}
 
 
@@ -67,7 +67,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 
     rows, probes, logs, panels = [], {}, {}, [("real (val split)", val.all_images(), val.labels)]
     seen = set()
-    for r in cfg.runs():
+    for r in runs(cfg):
         d = run_dir(results, r.scale, r.method, r.variant, r.seed)
         ev = {**read_json(d / "eval.json"), "variant": r.variant}
         rows.append(ev)

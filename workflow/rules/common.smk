@@ -3,14 +3,14 @@ import os
 import json
 
 from pra import plan
-from pra.config import variant_id
+from pra.plan import variant_id, variant_overrides
 
 # Paths of every artifact are functions of (experiment, scale, method, seed).
 RESULTS = f"results/{EXP.name}"
 DATA = f"{RESULTS}/data"
 MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder is complete
 RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/{{variant}}/s{{seed}}"
-VARIANTS = EXP.variant_overrides()  # variant id -> config overrides ('base' = none)
+VARIANTS = variant_overrides(EXP)  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
 
 
@@ -63,7 +63,7 @@ def train_node_resources():
     plugin's `mpi` mode leaves the job's shell (which calls srun itself) to run in the batch step; GPUs are
     then asked per node (gres) rather than per job."""
     gpus, nodes = res("train", "gpus"), res("train", "nodes")
-    if all(EXP.resource(r.scale, "train_nodes") == 1 for r in EXP.runs()):
+    if all(EXP.resource(r.scale, "train_nodes") == 1 for r in plan.runs(EXP)):
         return {"gpu": gpus}
 
     def multi(w):
@@ -105,7 +105,7 @@ def run_cfg_json(*keys):
 
 
 def runs():
-    return [dict(scale=r.scale, method=r.method, variant=r.variant, seed=r.seed) for r in EXP.runs()]
+    return [dict(scale=r.scale, method=r.method, variant=r.variant, seed=r.seed) for r in plan.runs(EXP)]
 
 
 def for_runs(pattern, selected=None):

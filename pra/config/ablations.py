@@ -1,0 +1,127 @@
+"""Ablations: variants of one scale trained with the same budget and compared; the hypotheses declared
+with them; and the default ablation, the comparison that would settle PRA's premise."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Collection, Mapping
+
+from pra.config.sections import METHODS, NOISE_KNOBS, MethodConfig
+from pra.typed import ConfigError, check_value, field_meta, opt
+
+OVERRIDABLE = ("model", "method", "train", "sample")
+
+
+@dataclass(frozen=True)
+class VariantConfig:
+    name: str = opt("base", "Variant name (a column/row label in the ablation tables).")
+    method: str = opt("", "Training method of this variant (empty: the ablation's method).",
+                      choices=["", *METHODS])
+    overrides: dict = opt({}, "Config overrides of this variant, e.g. {model: {z_dim: 8}}; sections "
+                          f"{list(OVERRIDABLE)} only. Same training budget unless train is overridden.")
+
+
+@dataclass(frozen=True)
+class HypothesisConfig:
+    id: str = opt("H1", "Short label of the hypothesis (a row of the outcome table).")
+    statement: str = opt("", "The hypothesis in words, declared in the experiment file before the run.")
+    metric: str = opt("fid", "Its endpoint: a per-run metric of the ablation summary (fid, class_accuracy, "
+                      "gap_inputs_<construction>_mmd2, acc_accumulated, ...; `python -m pra ablation` lists them).")
+    variant: str = opt("", "The variant tested.")
+    reference: str = opt("", "The variant it is compared with (may be the same variant with another metric).")
+    reference_metric: str = opt("", "The reference's metric (empty: the same metric), e.g. the input gap of "
+                                "teacher-forced inputs of the same model.")
+    expect: str = opt("lower", "Expected sign of variant minus reference: 'lower', 'higher', or 'equal' (no "
+                      "difference; only ever supported as 'not clearly different', never proven).",
+                      choices=["lower", "higher", "equal"])
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    name: str = opt("settle", "Ablation name (one MLflow parent run, one table).")
+    scale: str = opt("tiny-S", "Model scale of every variant.")
+    method: str = opt("", "Default method of the variants.", choices=["", *METHODS])
+    seeds: list[int] = opt([0], "Training seeds of every variant.")
+    diagnostics: bool = opt(False, "Also measure the input-distribution gap and error accumulation of every "
+                            "variant.")
+    variants: list[VariantConfig] = opt([], "The variants compared.")
+    reference: str = opt("", "The variant every other is compared with (empty: the variant named 'pra' if there "
+                         "is one, else the only variant without overrides).")
+    primary_metric: str = opt("fid", "The metric every variant is compared with the reference on (Welch tests, "
+                              "Holm-corrected together with the hypotheses).")
+    hypotheses: list[HypothesisConfig] = opt([], "Declared hypotheses with their endpoints, tested and worded in the report.",
+                                             allow_empty=True)
+    tune_seed: int = opt(-1, "Held-out seed on which the noise knobs are tuned (not one of `seeds`); -1 = no tuning.",
+                         minimum=-1)
+    tune_values: dict = opt({}, "Values tried per noise knob on the tuning seed, the same number for every knob, "
+                            "e.g. {t_min: [0.25, 0.5, 0.75], pixel_noise_sigma: [0.1, 0.2, 0.4]}; every variant "
+                            "whose method has that knob (and does not set it) is tuned; the best value on "
+                            "primary_metric is then measured on `seeds`.")
+
+
+# the arms of the default (minutes-long) settle comparison; experiments/settle.yaml runs all of METHODS
+DEFAULT_SETTLE_ARMS = ("pixel_noise", "latent_tf", "pra", "pra_sequential", "free_rollout")
+
+
+def settle_default() -> list:
+    return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True,
+                           variants=[VariantConfig(name=m, method=m) for m in DEFAULT_SETTLE_ARMS],
+                           hypotheses=[HypothesisConfig(
+                               id="H1", statement="PRA's parallel inputs do as well as its sequential twin's",
+                               metric="fid", variant="pra", reference="pra_sequential", expect="equal")])]
+
+
+def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping], object],
+          scales: Collection[str] | None = None) -> None:
+    """The relations inside each ablation (names, references, tuning values); `validate_overrides` checks a
+    variant's overrides against the whole config; `scales`: the known scale names (None: not checked)."""
+    names = [a.name for a in ablations]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"config key 'ablations': duplicate ablation names {names}")
+    for i, a in enumerate(ablations):
+        where = f"ablations[{i}]"
+        if scales is not None and a.scale not in scales:
+            raise ConfigError(f"config key '{where}.scale': unknown scale {a.scale!r} (known: {sorted(scales)})")
+        if not a.variants:
+            raise ConfigError(f"config key '{where}.variants': must not be empty")
+        if len({v.name for v in a.variants}) != len(a.variants):
+            raise ConfigError(f"config key '{where}.variants': duplicate variant names")
+        for j, v in enumerate(a.variants):
+            vw = f"{where}.variants[{j}]"
+            if not (v.method or a.method):
+                raise ConfigError(f"config key '{vw}.method': no method (set it here or in {where}.method)")
+            bad = sorted(set(v.overrides) - set(OVERRIDABLE))
+            if bad:
+                raise ConfigError(f"config key '{vw}.overrides.{bad[0]}': only {list(OVERRIDABLE)} can be overridden")
+            try:
+                validate_overrides(v.overrides)
+            except ConfigError as e:
+                raise ConfigError(f"in '{vw}.overrides': {e}") from None
+        vnames = [v.name for v in a.variants]
+        if a.tune_seed >= 0:
+            if a.tune_seed in a.seeds:
+                raise ConfigError(f"config key '{where}.tune_seed': {a.tune_seed} is also a measurement seed")
+            if not a.tune_values:
+                raise ConfigError(f"config key '{where}.tune_values': required when tune_seed >= 0")
+        lengths = set()
+        for knob, values in a.tune_values.items():
+            if knob not in set(NOISE_KNOBS.values()):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': not a noise knob "
+                                  f"({sorted(set(NOISE_KNOBS.values()))})")
+            if not isinstance(values, list) or not values or not all(
+                    isinstance(x, (int, float)) and not isinstance(x, bool) for x in values):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': expected a non-empty list of numbers")
+            if len(set(values)) != len(values):
+                raise ConfigError(f"config key '{where}.tune_values.{knob}': duplicate values")
+            for x in values:
+                check_value(("ablations", "tune_values", knob), float(x), float, field_meta(MethodConfig, knob))
+            lengths.add(len(values))
+        if len(lengths) > 1:
+            raise ConfigError(f"config key '{where}.tune_values': every knob needs the same number of values "
+                              f"(the same tuning budget), got {a.tune_values}")
+        if a.reference and a.reference not in vnames:
+            raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
+        for j, h in enumerate(a.hypotheses):
+            for key in ("variant", "reference"):
+                if getattr(h, key) not in vnames:
+                    raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} is not a "
+                                      f"variant of this ablation ({vnames})")
