@@ -24,7 +24,7 @@ from pra.model.network import Geometry, count_parameters
 from pra.noise import Noise
 from pra.flow import make_flow
 from pra.runtime import generator, set_threads
-from pra.sampler import SamplerSettings, rollout
+from pra.rollout import SamplerSettings, rollout
 from pra.checkpoint import build_network
 from pra.objective import Objective
 from pra.optim import make_optimizer

@@ -27,7 +27,7 @@ from pra.config import MethodConfig
 from pra.flow import Flow
 from pra.model.network import PRANetwork
 from pra.noise import Noise, as_noise
-from pra.sampler import SamplerSettings, rollout
+from pra.rollout import SamplerSettings, rollout
 
 
 class TrunkInputs:

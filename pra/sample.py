@@ -20,7 +20,7 @@ from pra.io import atomic_path, write_json
 from pra.model.patches import to_uint8, unpatchify
 from pra.flow import make_flow
 from pra.runtime import generator, resolve_device, set_threads
-from pra.sampler import SamplerSettings, balanced_labels, rollout
+from pra.rollout import SamplerSettings, balanced_labels, rollout
 from pra.checkpoint import load_trained
 
 

@@ -11,7 +11,7 @@ from pra.noise import Noise
 from pra.inputs import TrunkInputs
 from pra.objective import Objective
 from pra.runtime import generator
-from pra.sampler import SamplerSettings, rollout
+from pra.rollout import SamplerSettings, rollout
 
 GEOM = Geometry(resolution=16, channels=1, patch_size=4, num_classes=10)  # 16 tokens of 16-d
 

@@ -25,7 +25,7 @@ from pra.diagnostics.gap import _patches, on_8bit_grid
 from pra.flow import make_flow
 from pra.noise import Noise
 from pra.runtime import generator
-from pra.sampler import SamplerSettings, rollout
+from pra.rollout import SamplerSettings, rollout
 
 
 @torch.no_grad()

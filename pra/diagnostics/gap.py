@@ -29,7 +29,7 @@ from pra.model.patches import patchify, to_unit
 from pra.noise import Noise
 from pra.inputs import TrunkInputs
 from pra.runtime import generator
-from pra.sampler import SamplerSettings, rollout
+from pra.rollout import SamplerSettings, rollout
 
 LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential")
 PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")

@@ -1,7 +1,7 @@
 """The PRA network: trunk, flow head, and (for latent methods) encoder and pixel decoder.
 
 Only the networks live here; how their inputs are built and how they are trained is pra.objective,
-how they are sampled is pra.sampler.
+how they are sampled is pra.rollout.
 """
 from __future__ import annotations
 

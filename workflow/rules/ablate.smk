@@ -17,9 +17,7 @@ rule gap:
         subs=EXP.evaluate.diagnostic_subsamples,
     threads: 1
     resources:
-        gpu=res("eval", "gpus"),
-        mem_mb=res("eval", "mem_mb"),
-        runtime=res("eval", "runtime"),
+        **job_resources("eval"),
     benchmark:
         f"{RUN}/gap.benchmark.tsv"
     log:
@@ -46,9 +44,7 @@ rule accumulate:
         subs=EXP.evaluate.diagnostic_subsamples,
     threads: 1
     resources:
-        gpu=res("eval", "gpus"),
-        mem_mb=res("eval", "mem_mb"),
-        runtime=res("eval", "runtime"),
+        **job_resources("eval"),
     benchmark:
         f"{RUN}/accumulation.benchmark.tsv"
     log:

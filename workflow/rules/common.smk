@@ -40,6 +40,11 @@ def res(kind, key):
     return value
 
 
+def job_resources(kind):
+    """What a job of `kind` (train, sample or eval) asks the scheduler for: GPUs, memory, runtime."""
+    return dict(gpu=res(kind, "gpus"), mem_mb=res(kind, "mem_mb"), runtime=res(kind, "runtime"))
+
+
 def launcher(wildcards, resources):
     """torchrun (its agent leaves SIGUSR1 to the trainers: pra/agent.py) with one process per GPU for
     multi-GPU jobs; plain python otherwise."""

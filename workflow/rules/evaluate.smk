@@ -35,9 +35,7 @@ rule reference:
         clf=classifier_flag,
     threads: 1
     resources:
-        gpu=res("eval", "gpus"),
-        mem_mb=res("eval", "mem_mb"),
-        runtime=res("eval", "runtime"),
+        **job_resources("eval"),
     benchmark:
         f"{RESULTS}/benchmarks/reference.tsv"
     log:
@@ -65,9 +63,7 @@ rule evaluate:
         clf=classifier_flag,
     threads: 1
     resources:
-        gpu=res("eval", "gpus"),
-        mem_mb=res("eval", "mem_mb"),
-        runtime=res("eval", "runtime"),
+        **job_resources("eval"),
     benchmark:
         f"{RUN}/evaluate.benchmark.tsv"
     log:
@@ -92,9 +88,7 @@ rule probe:
         cfg=cfg_json("name", "device", "evaluate"),
     threads: 1
     resources:
-        gpu=res("eval", "gpus"),
-        mem_mb=res("eval", "mem_mb"),
-        runtime=res("eval", "runtime"),
+        **job_resources("eval"),
     benchmark:
         f"{RUN}/probe.benchmark.tsv"
     log:

@@ -61,9 +61,7 @@ rule sample:
         launcher=launcher,
     threads: 1
     resources:
-        gpu=res("sample", "gpus"),
-        mem_mb=res("sample", "mem_mb"),
-        runtime=res("sample", "runtime"),
+        **job_resources("sample"),
     benchmark:
         f"{RUN}/samples/shard-{{shard}}.benchmark.tsv"
     log:
