@@ -12,14 +12,10 @@ import numpy as np
 
 from pra.config import AblationConfig, ExperimentConfig
 from pra.io import read_json
-from pra.plan import HIGHER_IS_BETTER, variant_id
+from pra.plan import HIGHER_IS_BETTER, run_dir, variant_id
 from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
-
-
-def run_dir(results: Path, scale: str, method: str, variant: str, seed: int) -> Path:
-    return Path(results) / "runs" / scale / method / variant / f"s{seed}"
 
 
 def gap_metrics(gap: dict) -> dict[str, float]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 from pra.config import NOISE_KNOBS, AblationConfig, ExperimentConfig, VariantConfig
@@ -27,6 +28,14 @@ class Run:
     method: str
     variant: str
     seed: int
+
+
+# the folder of one run inside the experiment's results folder (the rules' wildcard pattern of every run file)
+RUN_DIR = "runs/{scale}/{method}/{variant}/s{seed}"
+
+
+def run_dir(results: Path | str, scale: str, method: str, variant: str, seed: int) -> Path:
+    return Path(results) / RUN_DIR.format(scale=scale, method=method, variant=variant, seed=seed)
 
 
 def variant_id(overrides: Mapping) -> str:

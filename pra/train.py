@@ -170,9 +170,12 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         raise
     elapsed = time.time() - t0
     checkpoint(out_dir / "model.pt", final=True)
+    # the whole logged curve travels in train.json (a declared output); train_log.jsonl is the job's own
+    # working file, like state.pt, kept across a resume
+    logged = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln] if log_path.exists() else []
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
                "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device),
-               "world_size": dinfo.world}
+               "world_size": dinfo.world, "log": logged}
     if dinfo.is_main:
         write_json(out_dir / "train.json", summary)
         state_path.unlink(missing_ok=True)

@@ -93,6 +93,62 @@ def test_real_run_end_to_end(tiny_experiment):
     assert "Nothing to be done" in p.stdout + p.stderr
 
 
+def _recovery_config(tmp_path, name):
+    cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
+           "train": {"steps": 400, "batch_size": 8, "warmup_steps": 2, "log_every": 20, "ckpt_every": 10},
+           "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
+           "evaluate": {"classifier_epochs": 1, "probe": False}, "ablations": []}
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run_metrics(name):
+    metrics = json.loads((ROOT / "results" / name / "reports/metrics.json").read_text())
+    keys = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
+    return {run: {k: v[k] for k in keys if k in v} for run, v in metrics.items() if isinstance(v, dict)}
+
+
+def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+    """SIGKILL to Snakemake and every job while a model trains; the README's recovery (the same command,
+    `snakemake --unlock` when the lock was left behind) finishes the run with an uninterrupted run's metrics."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    names = [f"pytest-crash-{uuid.uuid4().hex[:8]}", f"pytest-whole-{uuid.uuid4().hex[:8]}"]
+    try:
+        crash, whole = (_recovery_config(tmp_path, n) for n in names)
+        cmd = ["snakemake", "--cores", "2", "all", "--configfile"]
+        p = subprocess.Popen(cmd + [str(crash)], cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        state = ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/state.pt"
+        deadline = time.time() + 600
+        while not state.exists() and p.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        assert state.exists(), "training never wrote a checkpoint before the kill"
+        os.killpg(p.pid, signal.SIGKILL)
+        p.wait()
+        assert not (ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/model.pt").exists()
+        again = run(cmd + [str(crash)], check=False)
+        out = again.stdout + again.stderr
+        if again.returncode != 0:  # the killed run's lock: the README's --unlock, then the same command
+            assert "LockException" in out or "cannot be locked" in out, out[-3000:]
+            assert "IncompleteFilesException" not in out
+            run(["snakemake", "--unlock", "--configfile", str(crash)])
+            run(cmd + [str(crash)])
+        log = (ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/train.log").read_text()
+        assert "resumed from" in log, log[-2000:]
+        run(cmd + [str(whole)])
+        assert _run_metrics(names[0]) == _run_metrics(names[1]) != {}
+    finally:
+        for n in names:
+            shutil.rmtree(ROOT / "results" / n, ignore_errors=True)
+
+
 def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     """The paper-scale experiment, dry-run on a stand-in ImageNet folder: 8-GPU torchrun training for
     PRA-S/B, 4 nodes x 8 GPUs for PRA-L."""

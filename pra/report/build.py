@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pra.ablation import load_choices, run_dir
-from pra.plan import measured_overrides, runs, variant_id
+from pra.ablation import load_choices
+from pra.plan import measured_overrides, run_dir, runs, variant_id
 from pra.config import ExperimentConfig
 from pra.io import read_json, write_json
 from pra.report import figures, published, tables
@@ -19,6 +19,15 @@ def curve_name(scale: str, method: str, variant: str, seed: int) -> str:
     return f"{scale}_{method}_{variant}_s{seed}.csv"
 
 
+def training_log(run: Path) -> list[dict]:
+    """The logged training metrics of a finished run (kept in its train.json)."""
+    summary = read_json(run / "train.json")
+    if "log" not in summary:
+        raise ValueError(f"{run}/train.json has no training log (written by an older version of the training "
+                         "job): retrain it with `snakemake -R train` or remove the run folder")
+    return summary["log"]
+
+
 def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     """Training curves as CSV (step, loss terms, lr), one file per run: what `dvc plots` reads."""
     import pandas as pd
@@ -26,8 +35,7 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in runs(cfg):
-        log = run_dir(results, r.scale, r.method, r.variant, r.seed) / "train_log.jsonl"
-        rows = [json.loads(ln) for ln in log.read_text().splitlines() if ln]
+        rows = training_log(run_dir(results, r.scale, r.method, r.variant, r.seed))
         p = out / curve_name(r.scale, r.method, r.variant, r.seed)
         pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6g")
         paths.append(p)
@@ -74,7 +82,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         key = (r.scale, r.method, r.variant, r.seed)
         if cfg.evaluate.probe:
             probes[key] = read_json(d / "probe.json")
-        logs[key] = [json.loads(ln) for ln in (d / "train_log.jsonl").read_text().splitlines() if ln]
+        logs[key] = training_log(d)
         if (r.scale, r.method, r.variant) not in seen:  # first seed of each run: the sample grids
             seen.add((r.scale, r.method, r.variant))
             images, labels = load_npz(d / "samples.npz")

@@ -9,7 +9,7 @@ from pra.plan import variant_id, variant_overrides
 RESULTS = f"results/{EXP.name}"
 DATA = f"{RESULTS}/data"
 MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder is complete
-RUN = f"{RESULTS}/runs/{{scale}}/{{method}}/{{variant}}/s{{seed}}"
+RUN = f"{RESULTS}/{plan.RUN_DIR}"  # wildcards: scale, method, variant, seed
 VARIANTS = variant_overrides(EXP)  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
 
@@ -147,8 +147,8 @@ def tuning_inputs(wildcards):
 
 
 def report_diagnostics(wildcards):
-    """What the report reads besides the evaluations: the diagnostics of the first seed of every
-    diagnosed ablation, and the tuning choices."""
+    """The diagnostics of the first seed of every diagnosed ablation, and the tuning choices (read by the
+    report beside every run's files)."""
     out = []
     for a in EXP.ablations:
         out += tuning_file(a)
