@@ -19,12 +19,17 @@ from typing import Collection, Mapping
 import yaml
 
 from pra.config import ablations as _ablations
-from pra.config.ablations import (DEFAULT_SETTLE_ARMS, OVERRIDABLE, AblationConfig, HypothesisConfig,  # noqa: F401
+from pra.config.ablations import (DEFAULT_SETTLE_ARMS, OVERRIDABLE, AblationConfig, HypothesisConfig,
                                   VariantConfig, settle_default)
-from pra.config.sections import (LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,  # noqa: F401
+from pra.config.sections import (LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
                                  MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, TrainConfig)
 from pra.typed import ConfigError, build, check_value, field_meta, marked, merge, opt, plain
 from pra.typed import json_schema as _schema
+
+__all__ = ["ExperimentConfig", "from_dict", "load", "json_schema", "reconstructions", "ConfigError", "METHODS",
+           "LATENT_METHODS", "NOISE_KNOBS", "OVERRIDABLE", "DEFAULT_SETTLE_ARMS", "DataConfig", "ModelConfig",
+           "MethodConfig", "TrainConfig", "SampleConfig", "EvaluateConfig", "ResourcesConfig", "AblationConfig",
+           "VariantConfig", "HypothesisConfig"]
 
 
 @dataclass(frozen=True)

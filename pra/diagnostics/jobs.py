@@ -26,7 +26,7 @@ def gap(args):
     from pra.diagnostics.gap import input_gap
     from pra.io import write_json
 
-    cfg, net, model, (vx, vy), (tx, ty) = _diagnostic_setup(args)
+    cfg, net, model, (vx, vy), (tx, ty) = _setup(args)
     res = input_gap(net, cfg, vx, vy, tx, ty, permutations=args.permutations, subsamples=args.subsamples) | {"model": model}
     write_json(args.out, res)
     print(json.dumps({f"{space}/{k}": round(v.get("excess_mmd2", v["mean_mmd2"]), 5)
@@ -37,7 +37,7 @@ def accumulate(args):
     from pra.diagnostics.accumulation import error_accumulation
     from pra.io import write_json
 
-    cfg, net, model, (vx, vy), (tx, _) = _diagnostic_setup(args)
+    cfg, net, model, (vx, vy), (tx, _) = _setup(args)
     res = error_accumulation(net, cfg, vx, vy, tx, subsamples=args.subsamples) | {"model": model}
     write_json(args.out, res)
     print(json.dumps({k: round(res[f"mean_{k}"], 4) for k in ("own_prefix", "true_prefix", "floor", "accumulated")}))

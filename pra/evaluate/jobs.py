@@ -91,7 +91,7 @@ def probe(args):
     from pra.data.dataset import PreparedSplit
     from pra.evaluate.metrics import subsample
     from pra.evaluate.probe import probe_model
-    from pra.io import read_json, write_json
+    from pra.io import write_json
     from pra.runtime import resolve_device, set_threads
     from pra.checkpoint import load_trained
 
