@@ -73,7 +73,10 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         step_fn = nn.parallel.DistributedDataParallel(
             step_fn, device_ids=[device.index] if device.type == "cuda" else None)
     step, run_id, resumed_window = 0, None, {}
-    log_path, state_path = out_dir / "train_log.jsonl", out_dir / "state.pt"
+    # the metrics log grows in train_log.partial.jsonl (kept with state.pt across a resume, like it a working
+    # file of the job); the finished curve is renamed to train_log.jsonl, a declared output of the rule
+    log_path, state_path = out_dir / "train_log.partial.jsonl", out_dir / "state.pt"
+    final_log = out_dir / "train_log.jsonl"
 
     if state_path.exists():
         ck = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -84,6 +87,8 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         gen_noise.set_state(ck["rng"]["noise"])
         step, run_id = ck["step"], ck.get("mlflow_run_id")
         resumed_window = ck.get("log_window", {})
+        if not log_path.exists() and final_log.exists():  # a state written before the log was renamed
+            final_log.rename(log_path)
         _truncate_log(log_path, step)
         print(f"resumed from {state_path} at step {step}", flush=True)
     elif log_path.exists() and dinfo.is_main:
@@ -170,13 +175,12 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         raise
     elapsed = time.time() - t0
     checkpoint(out_dir / "model.pt", final=True)
-    # the whole logged curve travels in train.json (a declared output); train_log.jsonl is the job's own
-    # working file, like state.pt, kept across a resume
-    logged = [json.loads(ln) for ln in log_path.read_text().splitlines() if ln] if log_path.exists() else []
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
                "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device),
-               "world_size": dinfo.world, "log": logged}
+               "world_size": dinfo.world}
     if dinfo.is_main:
+        log_path.touch()
+        log_path.replace(final_log)
         write_json(out_dir / "train.json", summary)
         state_path.unlink(missing_ok=True)
         run_file.unlink(missing_ok=True)

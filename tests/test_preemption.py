@@ -24,7 +24,7 @@ def test_signal_checkpoints_and_rerun_resumes(tmp_path, prepared, sig):
     out = tmp_path / "run"
     p = subprocess.Popen(_cmd(cfg, prepared, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)
-    log = out / "train_log.jsonl"
+    log = out / "train_log.partial.jsonl"  # the log of a run in progress
     deadline = time.time() + 120
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 3):
         time.sleep(0.05)

@@ -112,7 +112,7 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
         train={"steps": 1000000, "batch_size": 8, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
         resources={"train_runtime": 1})
     env = _env()
-    log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
+    log, text_log = run_dir / "train_log.partial.jsonl", run_dir / "train.log"
     smk = subprocess.Popen(_snakemake((run_dir / "model.pt").relative_to(ROOT), path),
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
@@ -143,7 +143,7 @@ def test_timed_out_training_is_retried_and_resumes(slurm, tmp_path):
         with pytest.raises(Stop):
             train(config, scale="tiny-XS", method="pra", seed=0, data_dir=res / "data", out_dir=ref,
                   stop_after=last, progress=False)
-        want = (ref / "train_log.jsonl").read_text().splitlines()
+        want = (ref / "train_log.partial.jsonl").read_text().splitlines()  # stopped: still in progress
         assert want == lines[:len(want)] and len(want) == last // 10, (want[-2:], lines[-2:])
 
         # the retry continued the first attempt's MLflow run: one run, with loss logged before and after
@@ -203,7 +203,7 @@ def test_two_node_training_resumes_after_slurms_warning_signal(two_nodes, tmp_pa
         train={"steps": steps, "batch_size": 16, "warmup_steps": 2, "log_every": 10, "ckpt_every": 10 ** 9},
         resources={"train_nodes": 2})
     env = _env()
-    log, text_log = run_dir / "train_log.jsonl", run_dir / "train.log"
+    log, text_log = run_dir / "train_log.partial.jsonl", run_dir / "train.log"
     smk = subprocess.Popen(_snakemake((run_dir / "model.pt").relative_to(ROOT), path, "--set-resources",
                                       "train:slurm_partition=multi"),
                            cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -221,7 +221,7 @@ def test_two_node_training_resumes_after_slurms_warning_signal(two_nodes, tmp_pa
         text = text_log.read_text()
         resumed_at = int(text.split("resumed from")[1].split("at step")[1].split()[0])
         assert 0 < resumed_at < steps, text[-2000:]
-        logged = [json.loads(ln)["step"] for ln in log.read_text().splitlines()]
+        logged = [json.loads(ln)["step"] for ln in (run_dir / "train_log.jsonl").read_text().splitlines()]
         assert logged == list(range(10, steps + 1, 10)), logged  # every step once: resumed where it stopped
         final = torch.load(run_dir / "model.pt", weights_only=False)
         assert final["step"] == steps

@@ -20,12 +20,8 @@ def curve_name(scale: str, method: str, variant: str, seed: int) -> str:
 
 
 def training_log(run: Path) -> list[dict]:
-    """The logged training metrics of a finished run (kept in its train.json)."""
-    summary = read_json(run / "train.json")
-    if "log" not in summary:
-        raise ValueError(f"{run}/train.json has no training log (written by an older version of the training "
-                         "job): retrain it with `snakemake -R train` or remove the run folder")
-    return summary["log"]
+    """The logged training metrics of a finished run."""
+    return [json.loads(ln) for ln in (run / "train_log.jsonl").read_text().splitlines() if ln]
 
 
 def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:

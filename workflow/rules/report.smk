@@ -6,7 +6,7 @@ rule build_report:
     """Tables (Markdown + LaTeX), figures (PNG + PDF), curves, metrics.json and README.md from the JSON outputs."""
     input:
         evals=for_runs(f"{RUN}/eval.json"),
-        trains=for_runs(f"{RUN}/train.json"),
+        logs=for_runs(f"{RUN}/train_log.jsonl"),
         samples=for_runs(f"{RUN}/samples.npz"),
         classifier=f"{RESULTS}/classifier/classifier.json" if USE_CLASSIFIER else [],
         probes=for_runs(f"{RUN}/probe.json") if EXP.evaluate.probe else [],

@@ -26,6 +26,7 @@ rule train:
     output:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
+        log=f"{RUN}/train_log.jsonl",
     params:
         cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
         out=out_dir("model"),
