@@ -21,7 +21,7 @@ SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0, 1], "train_steps": 
 def _all_tables():
     return [tables.main_table(ROWS, FLOOR, "feat", "ref", "digits"),
             tables.runs_table(ROWS, FLOOR, {}, "feat", "ref", 1000, 3, 0.99),
-            tables.scaling_table(ROWS), tables.ablation_table(SUMMARY)]
+            tables.scaling_table(ROWS), tables.ablation_table(SUMMARY), tables.seeds_table(SUMMARY)]
 
 
 def test_tables_regenerate_byte_identically():
@@ -77,3 +77,14 @@ def test_latex_is_balanced_booktabs():
         plain = re.sub(r"\$\\(downarrow|uparrow|pm|times|leq)\$", "", code)
         plain = re.sub(r"\\[_%#$&{}]", "", plain)
         assert not re.search(r"[_%#$]", plain), plain
+
+
+def test_seed_interval_is_the_t_interval_and_absent_for_one_seed():
+    mean, lo, hi = tables.mean_interval([1.0, 2.0, 3.0])
+    half = 4.30265 / 3 ** 0.5  # t(0.975, 2) from a printed table x sd 1 / sqrt(3)
+    assert mean == 2.0 and abs(lo - (2 - half)) < 1e-5 and abs(hi - (2 + half)) < 1e-5
+    assert tables.mean_interval([5.0]) is None
+    t = tables.seeds_table(SUMMARY).frame.set_index("variant")
+    assert t.loc["pra", "FID ↓ per seed"] == "7.00, 8.00" and t.loc["pra", "seeds"] == 2
+    assert t.loc["pra", "FID ↓ mean [95% CI]"].startswith("7.50 [")
+    assert t.loc["z=8", "FID ↓ mean [95% CI]"] == "9.00"  # one seed: no interval

@@ -41,7 +41,7 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
     """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
     t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
-        [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "tests")] + \
+        [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "seeds", "tests")] + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
@@ -99,7 +99,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         built.append(tables.probe_table(probes, dataset=dataset))
     summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
     for s in summaries.values():
-        built += [tables.ablation_table(s), tables.tests_table(s)]
+        built += [tables.ablation_table(s), tables.seeds_table(s), tables.tests_table(s)]
     diagnostics = {}
     for a in cfg.ablations:
         if not a.diagnostics:

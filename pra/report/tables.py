@@ -213,6 +213,44 @@ def ablation_table(summary: dict) -> Table:
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
 
 
+SEED_COLUMNS = [("fid", "FID ↓", 2), ("class_accuracy", "class acc. ↑", 3), ("acc_accumulated", "accumulated FD", 3)]
+
+
+def mean_interval(values: list[float]) -> tuple[float, float, float] | None:
+    """(mean, lo, hi): the mean over seeds and its 95% t-interval (seeds as independent replicates); None
+    with fewer than 2 values."""
+    import numpy as np
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    x = np.asarray(values, dtype=float)
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / np.sqrt(len(x))
+    return float(x.mean()), float(x.mean() - half), float(x.mean() + half)
+
+
+def seeds_table(summary: dict) -> Table:
+    """Per variant: the endpoints' mean over training seeds with its 95% t-interval, and every seed's value."""
+    recs = []
+    for v in summary["variants"]:
+        rec = {"variant": v["name"], "seeds": v["metrics"].get("fid", {}).get("n", len(summary["seeds"]))}
+        for key, head, digits in SEED_COLUMNS:
+            m = v["metrics"].get(key)
+            if not m:
+                continue
+            mi = mean_interval(m["values"])
+            rec[head + " mean [95% CI]"] = (f"{m['mean']:.{digits}f}" if mi is None else
+                                            f"{mi[0]:.{digits}f} [{mi[1]:.{digits}f}, {mi[2]:.{digits}f}]")
+            rec[head + " per seed"] = ", ".join(f"{x:.{digits}f}" for x in m["values"])
+        recs.append(rec)
+    notes = [f"{summary['scale']}, {summary['train_steps']} steps at batch {summary['batch_size']}, seeds "
+             f"{summary['seeds']} (each a separately trained model, sampled and evaluated alike). Mean over seeds "
+             "with its 95% t-interval (n - 1 degrees of freedom; the seed-to-seed spread, not the sampling error "
+             "of one model). Per-seed values in seed order. Comparisons and their correction: the tests table."]
+    return Table(f"seeds_{summary['name']}", f"Endpoints per seed, ablation `{summary['name']}`",
+                 pd.DataFrame(recs), notes)
+
+
 def _ci(ci, digits) -> str:
     return MISSING if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
 
