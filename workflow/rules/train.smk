@@ -77,7 +77,8 @@ rule sample:
 rule gather_samples:
     """All shards -> one uint8 npz (arr_0, labels) in label order, as the ADM evaluator reads it."""
     input:
-        expand(f"{RUN}/samples/shard-{{shard}}.npz", shard=range(EXP.sample.shards), allow_missing=True),
+        npz=expand(f"{RUN}/samples/shard-{{shard}}.npz", shard=range(EXP.sample.shards), allow_missing=True),
+        info=expand(f"{RUN}/samples/shard-{{shard}}.json", shard=range(EXP.sample.shards), allow_missing=True),
     output:
         samples=f"{RUN}/samples.npz",
         info=f"{RUN}/samples.json",
@@ -88,4 +89,4 @@ rule gather_samples:
     conda:
         ENV
     shell:
-        "python -m pra gather --shards {input} --out {output.samples} {params.png} > {log} 2>&1"
+        "python -m pra gather --shards {input.npz} --out {output.samples} {params.png} > {log} 2>&1"
