@@ -49,7 +49,7 @@ class ExperimentConfig:
     resources: ResourcesConfig = field(default_factory=ResourcesConfig, metadata={"help": "Scheduler requests."})
     ablations: list[AblationConfig] = field(default_factory=settle_default, metadata={
         "help": "Ablations: each trains its variants at one scale with the same budget and compares them; "
-                "the default is the comparison that would settle PRA's premise (every method, same model).",
+                "the default is the comparison that would settle PRA's premise (five arms, the same model).",
         "allow_empty": True})
 
     def with_overrides(self, overrides: Mapping) -> "ExperimentConfig":
