@@ -181,11 +181,13 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                 lines += ["With one training seed per variant these are single measurements, not verdicts: no test "
                           "is possible. The ablation's `seeds` list repeats them; with 2 or more seeds every "
                           "comparison gets a Welch test, Holm-corrected over the ablation (`experiments/settle.yaml` "
-                          "runs every arm on held-out seeds).", ""]
+                          "tunes the noise knobs on a held-out seed and runs five arms on 5 fresh seeds).", ""]
     lines += ["## Tables", ""]
     context = {"main": "the paper's layout: published ImageNet rows beside this pipeline's measured rows",
                **{f"tests_{a}": "Welch tests, effect sizes with 95% intervals, Holm-adjusted p-values, and the "
                                 "declared hypotheses" for a in summaries},
+               **{f"seeds_{a}": "FID, class agreement and accumulated error: mean over seeds with its 95% "
+                                "t-interval, and every seed's value" for a in summaries},
                **{f"gap_{a}": "MMD² and Gaussian KL of every construction to the model's own rollout, in pixel inputs "
                               "and trunk states, beside the rollout-vs-rollout null, with intervals" for a in summaries},
                **{f"accumulation_{a}": "distance to held-out real patches with the own vs the true prefix, the "
