@@ -124,7 +124,7 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
             if k not in {f.name for f in dataclasses.fields(ResourcesConfig)} or k == "scale_overrides":
                 raise ConfigError(f"unknown config key 'resources.scale_overrides.{sc}.{k}'")
             check_value(("resources", "scale_overrides", sc, k), v, int, field_meta(ResourcesConfig, k))
-    _ablations.check(cfg.ablations, lambda ov: from_dict(merge({**cfg.to_dict(), "ablations": []}, ov)), scales)
+    _ablations.check(cfg.ablations, cfg.with_overrides, scales)
 
 
 def load(*paths: str | Path, scales: Collection[str] | None = None) -> ExperimentConfig:
