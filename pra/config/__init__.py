@@ -131,7 +131,7 @@ def load(*paths: str | Path, scales: Collection[str] | None = None) -> Experimen
     """Load one or more YAML files (later ones override earlier ones, key by key) and validate."""
     raw: dict = {}
     for p in paths:
-        if not Path(p).is_file():
+        if not Path(p).exists():
             raise ConfigError(f"{p}: no such config file")
         with open(p) as fh:
             data = yaml.safe_load(fh) or {}
