@@ -26,6 +26,8 @@ ABLATION = arg("--name", required=True, help="the ablation's name")
 RESULTS = arg("--results", required=True, help="the experiment's results folder")
 NUM_CLASSES = arg("--num-classes", type=int, help="classes of the data (default: 1000 for imagefolder, else 10)")
 EXPERIMENT = arg("--experiment", dest="config", nargs="+", help="alias of --config")
+SPEED = arg("--speed-json", help="the config's speed section as JSON (execution settings, passed by the rules "
+            "outside their rerun-triggering params); overrides the config's")
 
 
 def diagnostic(*extra):
@@ -51,9 +53,9 @@ COMMANDS = {  # name: (job, help, arguments)
                    OUT, THREADS]),
     "train": ("pra.train:job", "train one (scale, method, seed)",
               [CONFIG, arg("--scale", required=True), arg("--method", required=True),
-               arg("--seed", type=int, default=0), DATA, OUT, TRACKING, arg("--quiet", action="store_true")]),
+               arg("--seed", type=int, default=0), DATA, OUT, TRACKING, SPEED, arg("--quiet", action="store_true")]),
     "sample": ("pra.sample:sample_job", "class-balanced seeded samples -> npz",
-               [CONFIG, MODEL, OUT, THREADS, arg("--shard", type=int, default=0),
+               [CONFIG, MODEL, OUT, THREADS, SPEED, arg("--shard", type=int, default=0),
                 arg("--num-shards", type=int, default=1)]),
     "gather": ("pra.sample:gather_job", "sample shards -> one npz in label order",
                [arg("--shards", nargs="+", required=True), OUT, arg("--png-dir")]),
@@ -84,13 +86,23 @@ COMMANDS = {  # name: (job, help, arguments)
               [CONFIG, arg("--out", default="benchmarks"), THREADS, arg("--reps", type=int, default=15),
                arg("--scales", nargs="+", default=["tiny-S", "tiny-L"], help="training-step scales"),
                arg("--sample-scales", nargs="+", default=["tiny-S", "PRA-S"], help="sampling scales (256 tokens)"),
-               arg("--sample-ode-steps", type=int, default=16)]),
+               arg("--sample-ode-steps", type=int, default=16),
+               arg("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="auto: the GPU benchmark (benchmarks/gpu.{json,md}) when CUDA is available, else the CPU one"),
+               arg("--gpu-scales", nargs="+", default=["PRA-S", "PRA-B", "PRA-L"], help="GPU: training-step scales"),
+               arg("--gpu-batch", type=int, default=64, help="GPU: training batch"),
+               arg("--gpu-sample-scales", nargs="+", default=["PRA-S", "PRA-L"],
+                   help="GPU: sampling scales (whole images timed at the first)"),
+               arg("--gpu-sample-batches", nargs="+", type=int, default=[256, 1024], help="GPU: sampling batches")]),
     "bench-prepare": ("pra.bench.preparation:bench_prepare_job", "preprocessing vs bare PIL -> benchmarks/prepare.{json,md}",
                       [arg("--out", default="benchmarks"), arg("--images", type=int, default=600),
                        arg("--resolution", type=int, default=256), arg("--workers", type=int, default=2)]),
     "estimate": ("pra.estimate:estimate_job", "training FLOPs and GPU-hours of an experiment's scales (estimate)",
-                 [CONFIG, EXPERIMENT, NUM_CLASSES, arg("--peak-tflops", type=float, default=312.0),
-                  arg("--mfu", type=float, default=0.4)]),
+                 [CONFIG, EXPERIMENT, NUM_CLASSES,
+                  arg("--peak-tflops", type=float, default=312.0, help="peak of the assumed card (A100 bf16 dense)"),
+                  arg("--mfu", type=float, help="assumed MFU; default: the GPU benchmark's measured MFU of each "
+                      "scale it measured, else 0.4"),
+                  arg("--gpu-bench", default="benchmarks/gpu.json", help="GPU benchmark results (if present)")]),
     "scales": ("pra.estimate:scales_job", "the scale registry", []),
     "launch": ("pra.launch:launch_job", "multi-node training inside a Slurm allocation: srun + one torchrun per node",
                [arg("--nodes", type=int, required=True),
@@ -110,12 +122,16 @@ def experiment_config(args):
     from pra import config as C
 
     if getattr(args, "config_json", None):
-        return C.from_dict(json.loads(args.config_json), cross_checks=False)
-    if getattr(args, "config", None):
+        cfg = C.from_dict(json.loads(args.config_json), cross_checks=False)
+    elif getattr(args, "config", None):
         from pra.model.scales import SCALES
 
-        return C.load(*args.config, scales=SCALES)
-    return C.ExperimentConfig()
+        cfg = C.load(*args.config, scales=SCALES)
+    else:
+        cfg = C.ExperimentConfig()
+    if getattr(args, "speed_json", None):
+        cfg = cfg.replace(speed=C.from_dict({"speed": json.loads(args.speed_json)}, cross_checks=False).speed)
+    return cfg
 
 
 def parser() -> argparse.ArgumentParser:

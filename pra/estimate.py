@@ -1,14 +1,17 @@
 """`python -m pra estimate`: training compute of an experiment's scales, and GPU-hours at a stated MFU.
 
 FLOPs of one training step per image are counted by torch.utils.flop_counter on a real forward and
-backward at batch 1 (CPU), for the experiment's method and geometry. GPU-hours assume a peak
-throughput and a model-FLOP utilisation that are stated in the output; they are estimates, not
-measurements.
+backward at batch 1 (CPU), for the experiment's method and geometry. GPU-hours divide them by a peak
+throughput times a model-FLOP utilisation: where the GPU benchmark (benchmarks/gpu.json, written by
+`python -m pra bench` on CUDA) measured the compiled step of a scale, its card's peak and that scale's
+measured MFU are used (at the benchmark's geometry and batch, said in the output); otherwise the stated
+assumption. GPU-hours are estimates either way.
 """
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import torch
 
@@ -33,18 +36,43 @@ def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geomet
     return fc.get_total_flops()
 
 
-def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 312.0, mfu: float = 0.4) -> dict:
+def measured_mfu(bench: dict, scale: str, method: str) -> float | None:
+    """The compiled training step's MFU of `scale` in a GPU benchmark (pra.bench.gpu), for `method` when it was
+    measured (latent_tf and pra are), else the PRA step's."""
+    for t in bench.get("training", []):
+        mfu = t["scale"] == scale and t.get("modes", {}).get("compiled", {}).get("mfu")
+        if mfu:
+            return mfu.get(method, mfu.get("pra"))
+    return None
+
+
+def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 312.0, mfu: float | None = None,
+             bench: dict | None = None) -> dict:
+    """mfu None: the GPU benchmark's measured MFU where `bench` has the scale, else 0.4 (assumed)."""
     geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, num_classes)
-    out = {"assumptions": {"peak_tflops": peak_tflops, "mfu": mfu,
-                           "note": "peak: A100 bf16 dense (312 TFLOP/s); MFU is assumed, not measured"},
+    card = (bench or {}).get("machine", {})
+    use_bench = mfu is None and bench is not None and bool(card.get("nominal_bf16_dense_flops"))
+    out = {"assumptions": {"peak_tflops": peak_tflops, "mfu": 0.4 if mfu is None else mfu,
+                           "note": f"peak: {peak_tflops:g} TFLOP/s (default: A100 bf16 dense); MFU is assumed, "
+                                   "not measured"},
            "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "scales": {}}
+    if use_bench:
+        g = bench.get("geometry", {})
+        out["measured"] = {"device": card["device"], "peak_tflops": card["nominal_bf16_dense_flops"] / 1e12,
+                           "note": f"MFU of the compiled step measured by `python -m pra bench` on {card['device']} "
+                                   f"at {g.get('resolution')}px/{g.get('tokens')} tokens, batch "
+                                   f"{(bench.get('training') or [{}])[0].get('batch')} per GPU; scales it did not "
+                                   "measure use the assumption"}
     for scale in cfg.scales:
         per_method = {}
         for method in cfg.methods:
             f = flops_per_image(cfg, scale, method, geom)
             total = f * cfg.train.batch_size * cfg.train.steps
-            per_method[method] = {"flops_per_image": f, "total_flops": total,
-                                  "gpu_hours": total / (peak_tflops * 1e12 * mfu) / 3600}
+            m_mfu = measured_mfu(bench, scale, method) if use_bench else None
+            peak, u, source = ((out["measured"]["peak_tflops"], m_mfu, "measured") if m_mfu else
+                               (peak_tflops, out["assumptions"]["mfu"], "assumed"))
+            per_method[method] = {"flops_per_image": f, "total_flops": total, "mfu": u, "mfu_source": source,
+                                  "peak_tflops": peak, "gpu_hours": total / (peak * 1e12 * u) / 3600}
         net = build_network(cfg, scale, cfg.methods[0], geom)
         gpus = max(cfg.resource(scale, "train_gpus"), 1) * cfg.resource(scale, "train_nodes")
         for m in per_method.values():
@@ -82,11 +110,15 @@ def scales_job(args):
 def estimate_job(args):
     cfg = args.cfg
     n = args.num_classes or (1000 if cfg.data.source == "imagefolder" else 10)
-    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu)
+    bench = None
+    if args.mfu is None and args.gpu_bench and Path(args.gpu_bench).exists():
+        bench = json.loads(Path(args.gpu_bench).read_text())
+    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu, bench=bench)
     print(json.dumps(r, indent=2))
     for s, v in r["scales"].items():
         for m, e in v["methods"].items():
             where = f"{v['train_nodes']} nodes x {max(1, v['train_gpus'])}" if v["train_nodes"] > 1 else \
                 f"{v['gpus_per_job']}"
             print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
-                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['wall_hours']:7.1f} h on {where} GPUs", file=sys.stderr)
+                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['wall_hours']:7.1f} h on {where} GPUs "
+                  f"({e['mfu_source']} MFU {e['mfu'] * 100:.0f}% of {e['peak_tflops']:.0f} TFLOP/s)", file=sys.stderr)

@@ -14,6 +14,11 @@ from pra.model.head import FlowHead
 from pra.noise import Noise, as_noise
 
 
+def state_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype the head ODE integrates in for a network of `dtype`: fp32 for bf16/fp16/fp32, fp64 for fp64."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def make_flow(model, latent: bool) -> "Flow":
     """The flow of a network's head from the model config (`ModelConfig`): x-prediction for pixel heads
     and v-prediction for latent heads unless `head_prediction` says otherwise."""
@@ -35,7 +40,10 @@ class Flow:
         return torch.sigmoid(noise.randn(*shape, batch_dim=batch_dim) * self.t_std + self.t_mean)
 
     def velocity(self, head: FlowHead, y_t, t, cond):
-        out = head(y_t, t, cond)
+        """The head's velocity at (y_t, t) given cond, in y_t's dtype; the head runs in its weights' dtype
+        (bf16 inference weights under an fp32 ODE state: the casts are the only difference)."""
+        w = head.y_in.weight.dtype
+        out = head(y_t.to(w), t, cond.to(w)).to(y_t.dtype)
         if self.prediction == "x":
             return (out - y_t) / (1 - t).clamp_min(self.x_pred_eps)[:, None]
         return out
@@ -57,19 +65,24 @@ class Flow:
                t_start: torch.Tensor | None = None) -> torch.Tensor:
         """Integrate the ODE from t_start (default 0, y ~ temperature * N(0, I)) to t = 1.
 
-        cfg_scale may be a per-row tensor; guidance v_u + w (v_c - v_u) is applied while t lies in
-        cfg_interval. With y_start/t_start the integration starts mid-way (per row).
-        The last Heun step is an Euler step (its corrector would evaluate at t = 1).
+        cfg_scale may be a tensor (per row, or a 0-d buffer a CUDA graph reads): then guidance is always on;
+        guidance v_u + w (v_c - v_u) is applied while t lies in cfg_interval. With y_start/t_start the
+        integration starts mid-way (per row). The state y is integrated in at least fp32 (bf16 heads too).
+        The last Heun step is an Euler step (its corrector would evaluate at t = 1). No step reads a
+        tensor back to the host, so the whole solve can be captured as one CUDA graph.
         """
         R, device = cond.shape[0], cond.device
         dim = head.out.out_features
+        state = state_dtype(cond.dtype)
         if y_start is None:
-            y = as_noise(noise).randn(R, dim, dtype=cond.dtype) * temperature
-            t0 = torch.zeros(R, device=device, dtype=cond.dtype)
+            y = as_noise(noise).randn(R, dim, dtype=state) * temperature
+            t0 = torch.zeros(R, device=device, dtype=state)
         else:
-            y, t0 = y_start.clone(), t_start.to(cond.dtype)
-        w = torch.as_tensor(cfg_scale, dtype=cond.dtype, device=device).expand(R)
-        guided = uncond is not None and bool((w != 1).any())
+            y, t0 = y_start.clone(), t_start.to(y_start.dtype)
+        guided = uncond is not None and (torch.is_tensor(cfg_scale) or cfg_scale != 1)
+        if guided:  # (a fill, not a host-to-device copy: allowed while a CUDA graph is captured)
+            w = (cfg_scale.to(y.dtype) if torch.is_tensor(cfg_scale)
+                 else torch.full((), float(cfg_scale), dtype=y.dtype, device=device)).expand(R)
         lo, hi = cfg_interval
 
         def vel(y_, t_):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from pra.config import SampleConfig
-from pra.flow import Flow
+from pra.flow import Flow, state_dtype
 from pra.model.network import PRANetwork
 from pra.noise import Noise, as_noise
 
@@ -39,6 +39,21 @@ class SamplerSettings:
         return 1.0 + (self.cfg_scale - 1.0) * i / (n - 1)
 
 
+class HeadODE:
+    """One AR position's head ODE, from given start states to t = 1, with the sampler's settings (eager).
+
+    pra.head_graph.GraphedHeadODE replays the same solve as a CUDA graph; rollout() takes either."""
+
+    def __init__(self, flow: Flow, head, settings: SamplerSettings):
+        self.flow, self.head, self.settings = flow, head, settings
+
+    def __call__(self, cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float, y0: torch.Tensor,
+                 t0: torch.Tensor) -> torch.Tensor:
+        s = self.settings
+        return self.flow.sample(self.head, cond, steps=s.ode_steps, solver=s.solver, uncond=uncond,
+                                cfg_scale=cfg_scale, cfg_interval=s.cfg_interval, y_start=y0, t_start=t0)
+
+
 @dataclass
 class Rollout:
     patches: torch.Tensor   # [B, N, P] pixels fed back to the trunk (the generated image, in [-1, 1])
@@ -49,7 +64,8 @@ class Rollout:
 @torch.no_grad()
 def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: SamplerSettings,
             noise: Noise | torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
-            initial: torch.Tensor | None = None, use_cache: bool = True) -> Rollout:
+            initial: torch.Tensor | None = None, use_cache: bool = True, ode: HeadODE | None = None,
+            positions: int | None = None) -> Rollout:
     """Generate N tokens for `labels` [B].
 
     anchor=(y_true [B, N, D], t [B, N]): position i's ODE starts at t_i from t_i*y_true_i + (1-t_i)*eps
@@ -58,30 +74,37 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
     scaled by the temperature), so that two generators can share it (paired comparisons).
     use_cache=False recomputes the whole prefix at every step (the reference for the KV-cache test
     and benchmark).
+    ode: how each position's head ODE is solved (default: HeadODE, eager); the start noise is drawn here, in
+    the same order either way, so the choice changes no random draw.
+    The network may hold bf16 weights (fast sampling): the ODE state stays fp32 (pra.flow.state_dtype).
+    positions: generate only the first n positions (benchmarks time slow paths on a prefix); default all.
     """
     g = net.geometry
     noise = as_noise(noise)
-    B, N, device = labels.shape[0], g.num_tokens, labels.device
+    B, N, device = labels.shape[0], positions or g.num_tokens, labels.device
     guided = settings.cfg_scale != 1.0
     lab = torch.cat([labels, torch.full_like(labels, net.trunk.null_label)]) if guided else labels
     dtype = next(net.parameters()).dtype
+    sd = state_dtype(dtype)
+    D = net.head.out.out_features
+    ode = ode if ode is not None else HeadODE(flow, net.head, settings)
     patches = torch.zeros(B, N, g.patch_dim, device=device, dtype=dtype)
     states, hidden = [], []
     cache = net.trunk.new_cache(lab.shape[0], device, dtype) if use_cache else None
     h = net.trunk.prefill(lab, cache) if use_cache else net.trunk(patches[:, :0].repeat(lab.shape[0] // B, 1, 1), lab)[:, -1]
+    zeros = torch.zeros(B, device=device, dtype=sd)
     for i in range(N):
         cond, uncond = (h[:B], h[B:]) if guided else (h, None)
-        kw = {}
         if anchor is not None:
-            y_true, t = anchor[0][:, i], anchor[1][:, i]
-            eps = noise.randn(*y_true.shape, dtype=dtype)
-            kw = dict(y_start=t[:, None] * y_true + (1 - t[:, None]) * eps, t_start=t)
+            y_true, t = anchor[0][:, i].to(sd), anchor[1][:, i].to(sd)
+            eps = noise.randn(*y_true.shape, dtype=sd)
+            y0, t0 = t[:, None] * y_true + (1 - t[:, None]) * eps, t
         elif initial is not None:
-            kw = dict(y_start=initial[:, i].to(dtype), t_start=torch.zeros(B, device=device, dtype=dtype))
-        y = flow.sample(net.head, cond, steps=settings.ode_steps, solver=settings.solver, uncond=uncond,
-                        cfg_scale=settings.guidance_at(i, N), cfg_interval=settings.cfg_interval,
-                        temperature=settings.temperature, noise=noise, **kw)
-        x = net.to_pixels(y, cond)
+            y0, t0 = initial[:, i].to(sd), zeros
+        else:
+            y0, t0 = noise.randn(B, D, dtype=sd) * settings.temperature, zeros
+        y = ode(cond, uncond, settings.guidance_at(i, g.num_tokens), y0, t0)
+        x = net.to_pixels(y.to(dtype), cond)
         patches[:, i] = x
         states.append(y)
         hidden.append(cond)

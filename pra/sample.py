@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pra.config import SampleConfig
+from pra.config import SampleConfig, SpeedConfig
 from pra.io import atomic_path, write_json
 from pra.model.patches import to_uint8, unpatchify
 from pra.flow import make_flow
@@ -30,13 +30,16 @@ def batch_seed(seed: int, batch_index: int) -> int:
 
 @torch.no_grad()
 def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed: int, batch_size: int,
-             device, shard: int = 0, num_shards: int = 1, use_cache: bool = True) -> tuple[np.ndarray, np.ndarray]:
+             device, shard: int = 0, num_shards: int = 1, use_cache: bool = True,
+             ode=None) -> tuple[np.ndarray, np.ndarray]:
+    """ode: the head ODE solver shared by every batch (pra.speed.head_ode); default eager."""
     g = net.geometry
     images, out_labels, batches = [], [], []
     n_batches = (len(labels) + batch_size - 1) // batch_size
     for b in range(shard, n_batches, num_shards):
         lab = labels[b * batch_size:(b + 1) * batch_size].to(device)
-        r = rollout(net, flow, lab, settings, generator(batch_seed(seed, b), device), use_cache=use_cache)
+        r = rollout(net, flow, lab, settings, generator(batch_seed(seed, b), device), use_cache=use_cache,
+                    ode=ode)
         images.append(to_uint8(unpatchify(r.patches.float(), g.patch_size, g.channels)).cpu().numpy())
         out_labels.append(lab.cpu().numpy())
         batches.append(np.full(len(lab), b, dtype=np.int64))
@@ -47,22 +50,26 @@ def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed
 
 
 def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig, *, device: str = "auto",
-                  threads: int = 1, shard: int = 0, num_shards: int = 1) -> dict:
+                  threads: int = 1, shard: int = 0, num_shards: int = 1, speed: SpeedConfig = SpeedConfig()) -> dict:
     """One shard of the samples. Under torchrun the shard's batches are split over the ranks (each rank
-    handles every world-th batch of the shard) and rank 0 writes the file."""
+    handles every world-th batch of the shard) and rank 0 writes the file. `speed`: the sampling network's
+    precision and the head ODE's CUDA graphs (pra.speed)."""
     from pra import distributed as D
+    from pra import speed as S
 
     set_threads(threads)
     dev = resolve_device(device)
     dinfo = D.init_from_env(dev.type)
     net, cfg, meta = load_trained(model_path, dev, use_ema=s.use_ema)
+    net = net.to(S.sampling_dtype(speed, dev))
     flow = make_flow(cfg.model, net.latent)
     settings = SamplerSettings.from_config(s)
+    ode = S.head_ode(flow, net, settings, speed, dev)
     labels = balanced_labels(net.geometry.num_classes, s.per_class)
     t0 = time.time()
     images, labs, batches = generate(net, flow, labels, settings, seed=s.seed, batch_size=s.batch_size,
                                      device=dev, shard=shard + num_shards * dinfo.rank,
-                                     num_shards=num_shards * dinfo.world)
+                                     num_shards=num_shards * dinfo.world, ode=ode)
     if dinfo.enabled:
         parts = [None] * dinfo.world
         D.dist.all_gather_object(parts, (images, labs, batches))
@@ -78,6 +85,7 @@ def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig,
             "seconds": seconds,
             "sampling": {**settings.__dict__, "cfg_interval": list(settings.cfg_interval), "use_ema": s.use_ema,
                          "seed": s.seed, "per_class": s.per_class, "batch_size": s.batch_size},
+            "speed": S.describe(speed, dev), "device": str(dev),
             "shard": shard, "num_shards": num_shards, "processes": dinfo.world,
             **{k: meta[k] for k in ("scale", "method", "seed", "step")}}
     write_json(Path(out_path).with_suffix(".json"), info)
@@ -128,7 +136,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def sample_job(args):
     cfg = args.cfg
     info = sample_to_npz(args.model, args.out, cfg.sample, device=cfg.device, threads=args.threads,
-                         shard=args.shard, num_shards=args.num_shards)
+                         shard=args.shard, num_shards=args.num_shards, speed=cfg.speed)
     print(json.dumps({k: info[k] for k in ("count", "seconds")}))
 
 

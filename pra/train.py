@@ -1,8 +1,9 @@
 """Training loop: one (scale, method, seed) of an experiment.
 
 AdamW, linear warm-up then constant or cosine, EMA (inside the model's state_dict), gradient clipping,
-abort on a non-finite loss, bf16 autocast on CUDA. A resumable checkpoint (model + EMA, optimiser,
-scheduler, step, RNG states, MLflow run id) is written atomically every `ckpt_every` steps to
+abort on a non-finite loss, bf16 autocast and torch.compile of the modules on CUDA (the config's speed
+section). A resumable checkpoint (model + EMA, optimiser, scheduler, step, RNG states, MLflow run id) is
+written atomically every `ckpt_every` steps to
 `state.pt`; the final `model.pt` is written only when training completes, so a downstream rule never
 sees a partial model. Re-running after an interruption continues from `state.pt`.
 """
@@ -29,7 +30,7 @@ from pra.objective import Objective
 from pra.optim import make_optimizer, make_scheduler
 from pra.runtime import generator, resolve_device, set_threads
 from pra.stop import Stop, StopSignals
-from pra import tracking
+from pra import speed, tracking
 
 
 class LossModule(nn.Module):
@@ -62,6 +63,7 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
 
     net = build_network(cfg, scale, method, geom, init_seed=seed).to(device)
     model = TrainedModel(net)
+    compiled = speed.compile_modules(net) if speed.compiles(cfg.speed, device) else []  # after the EMA copy
     objective = Objective(method, cfg.model, cfg.method, net.latent)
     opt = make_optimizer(net, cfg)
     sched = make_scheduler(opt, cfg)
@@ -177,7 +179,7 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     checkpoint(out_dir / "model.pt", final=True)
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
                "final": last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device),
-               "world_size": dinfo.world}
+               "world_size": dinfo.world, "compiled": compiled, "autocast_bf16": autocast}
     if dinfo.is_main:
         log_path.touch()
         log_path.replace(final_log)

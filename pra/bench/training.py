@@ -1,4 +1,5 @@
-"""`python -m pra bench`: speed and memory ratios measured side by side in one run.
+"""`python -m pra bench`: speed and memory ratios measured side by side in one run (on a CUDA machine: the
+GPU benchmark of pra.bench.gpu instead).
 
 Writes benchmarks/results.json and benchmarks/results.md with
   * PRA training step / teacher-forced (latent_tf) step, same model, batch and initial weights;
@@ -27,6 +28,7 @@ from pra.rollout import SamplerSettings, rollout
 from pra.checkpoint import build_network
 from pra.objective import Objective
 from pra.optim import make_optimizer
+from pra.speed import compile_modules
 
 TARGETS = {"pra_over_tf_step": ("<=", 1.35), "pra_over_tf_activation_memory": ("<=", 1.3),
            "kv_speedup_trunk_256": (">=", 8.0), "mfu": (">=", 0.35)}
@@ -48,28 +50,40 @@ def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
 
 
 class StepRunner:
-    """One full training step (forward, backward, clip, AdamW) of one method on a fixed batch."""
+    """One full training step (forward, backward, clip, AdamW) of one method on a fixed batch; on CUDA with
+    bf16 autocast as pra.train runs it, and optionally with the modules compiled (pra.speed)."""
 
-    def __init__(self, cfg: ExperimentConfig, scale: str, method: str, geom: Geometry, batch: int):
-        self.net = build_network(cfg, scale, method, geom, init_seed=0)
+    def __init__(self, cfg: ExperimentConfig, scale: str, method: str, geom: Geometry, batch: int,
+                 device: torch.device | str = "cpu", compile: bool = False):
+        self.device = torch.device(device)
+        self.net = build_network(cfg, scale, method, geom, init_seed=0).to(self.device)
+        self.compiled = compile_modules(self.net) if compile else []
         self.objective = Objective(method, cfg.model, cfg.method, self.net.latent)
         self.opt = make_optimizer(self.net, cfg)
         g = generator(123)
-        self.x = torch.rand(batch, geom.num_tokens, geom.patch_dim, generator=g) * 2 - 1
-        self.y = torch.randint(0, geom.num_classes, (batch,), generator=g)
-        self.noise = Noise(generator(7))
+        self.x = (torch.rand(batch, geom.num_tokens, geom.patch_dim, generator=g) * 2 - 1).to(self.device)
+        self.y = torch.randint(0, geom.num_classes, (batch,), generator=g).to(self.device)
+        self.noise = Noise(generator(7, self.device))
+        self.autocast = self.device.type == "cuda"
 
     def loss(self):
-        return self.objective(self.net, self.x, self.y, self.noise)[0]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+            return self.objective(self.net, self.x, self.y, self.noise)[0]
 
     def step(self) -> float:
+        self.sync()
         t = time.perf_counter()
         loss = self.loss()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
         self.opt.step()
+        self.sync()
         return time.perf_counter() - t
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
 
     def saved_activation_bytes(self) -> int:
         """Bytes of the tensors autograd keeps for backward (parameters excluded, storages deduplicated)."""
@@ -255,6 +269,13 @@ def markdown(r: dict) -> str:
 # ---- the command-line job ----------------------------------------------------------------------
 def bench_job(args):
     cfg = args.cfg
+    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
+        from pra.bench.gpu import run_gpu_bench
+
+        run_gpu_bench(cfg, args.out, scales=tuple(args.gpu_scales), batch=args.gpu_batch, reps=args.reps,
+                      sample_scales=tuple(args.gpu_sample_scales), sample_batches=tuple(args.gpu_sample_batches))
+        print((Path(args.out) / "gpu.md").read_text())
+        return
     run_bench(cfg, args.out, threads=args.threads, reps=args.reps, scales=tuple(args.scales),
               sample_scales=tuple(args.sample_scales), sample_ode_steps=args.sample_ode_steps)
     print((Path(args.out) / "results.md").read_text())

@@ -22,13 +22,14 @@ from pra.config import ablations as _ablations
 from pra.config.ablations import (DEFAULT_SETTLE_ARMS, OVERRIDABLE, AblationConfig, HypothesisConfig,
                                   VariantConfig, settle_default)
 from pra.config.sections import (LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
-                                 MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, TrainConfig)
+                                 MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, SpeedConfig,
+                                 TrainConfig)
 from pra.typed import ConfigError, build, check_value, field_meta, marked, merge, opt, plain
 from pra.typed import json_schema as _schema
 
 __all__ = ["ExperimentConfig", "from_dict", "load", "json_schema", "reconstructions", "ConfigError", "METHODS",
            "LATENT_METHODS", "NOISE_KNOBS", "OVERRIDABLE", "DEFAULT_SETTLE_ARMS", "DataConfig", "ModelConfig",
-           "MethodConfig", "TrainConfig", "SampleConfig", "EvaluateConfig", "ResourcesConfig", "AblationConfig",
+           "MethodConfig", "TrainConfig", "SampleConfig", "EvaluateConfig", "ResourcesConfig", "SpeedConfig", "AblationConfig",
            "VariantConfig", "HypothesisConfig"]
 
 
@@ -47,6 +48,8 @@ class ExperimentConfig:
     sample: SampleConfig = field(default_factory=SampleConfig, metadata={"help": "Sampling."})
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig, metadata={"help": "Evaluation."})
     resources: ResourcesConfig = field(default_factory=ResourcesConfig, metadata={"help": "Scheduler requests."})
+    speed: SpeedConfig = field(default_factory=SpeedConfig, metadata={
+        "help": "Execution speed (compilation, sampling precision, CUDA graphs); not a rerun trigger."})
     ablations: list[AblationConfig] = field(default_factory=settle_default, metadata={
         "help": "Ablations: each trains its variants at one scale with the same budget and compares them; "
                 "the default is the comparison that would settle PRA's premise (five arms, the same model).",

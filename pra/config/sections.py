@@ -176,3 +176,20 @@ class ResourcesConfig:
     eval_mem_mb: int = opt(3000, "Memory of evaluation jobs (MB).", minimum=100)
     eval_runtime: int = opt(30, "Minutes per evaluation attempt.", minimum=1)
     scale_overrides: dict = opt({}, "Per-scale overrides of the fields above, e.g. {PRA-L: {train_gpus: 16}}.")
+
+
+@dataclass(frozen=True)
+class SpeedConfig:
+    """How fast the same computation runs. Execution settings: the rules pass them outside their rerun-triggering
+    params, so changing one does not redo finished jobs (force that with `snakemake -R train` or `-R sample`);
+    each job records the settings it ran with (train.json, the sample shard's json)."""
+    compile: str = opt("auto", "torch.compile of the networks' modules in the training step: 'auto' = on CUDA "
+                       "only, 'on', 'off'. Changes results only by floating-point reassociation.",
+                       choices=["auto", "on", "off"])
+    sample_precision: str = opt("auto", "Weights of the sampling network: 'auto' = bf16 on CUDA and fp32 on CPU, "
+                                "'fp32', 'bf16'. The head ODE integrates in fp32 either way; bf16 samples differ "
+                                "from fp32 ones by the tolerance `python -m pra bench` measures.",
+                                choices=["auto", "fp32", "bf16"])
+    cuda_graphs: str = opt("auto", "Replay each token's whole head ODE (every solver step and the CFG pair) as "
+                           "one CUDA graph: 'auto' = on CUDA, 'off'. Same kernels as the eager loop.",
+                           choices=["auto", "off"])

@@ -24,6 +24,14 @@ class KVCache:
         self.v = [v.repeat(n, 1, 1, 1) for v in self.v]
 
 
+class RMSNorm(nn.RMSNorm):
+    """nn.RMSNorm whose weight follows the input's dtype, so that bf16 activations (autocast, bf16 inference
+    weights) reach the fused kernel instead of the unfused fallback for mixed dtypes. fp32 is unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 def swiglu_hidden(width: int, ratio: float, multiple: int = 32) -> int:
     h = int(width * ratio)
     return max(multiple, (h + multiple - 1) // multiple * multiple)
@@ -75,9 +83,9 @@ class Attention(nn.Module):
 class Block(nn.Module):
     def __init__(self, width: int, heads: int, mlp_ratio: float):
         super().__init__()
-        self.norm1 = nn.RMSNorm(width)
+        self.norm1 = RMSNorm(width)
         self.attn = Attention(width, heads)
-        self.norm2 = nn.RMSNorm(width)
+        self.norm2 = RMSNorm(width)
         self.mlp = SwiGLU(width, swiglu_hidden(width, mlp_ratio))
 
     def forward(self, x, rope, cache=None, layer=0):
@@ -94,7 +102,7 @@ class CausalTransformer(nn.Module):
         self.width, self.depth, self.heads = width, depth, heads
         self.rope = Rope2D(width // heads, grid, num_prefix, rope_theta)
         self.blocks = nn.ModuleList([Block(width, heads, mlp_ratio) for _ in range(depth)])
-        self.norm = nn.RMSNorm(width)
+        self.norm = RMSNorm(width)
         self.max_len = num_prefix + grid * grid
 
     def new_cache(self, batch: int, device, dtype=torch.float32) -> KVCache:

@@ -1,6 +1,7 @@
 import os
 
 import json
+import shlex
 
 from pra import plan
 from pra.plan import variant_id, variant_overrides
@@ -12,6 +13,10 @@ MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder i
 RUN = f"{RESULTS}/{plan.RUN_DIR}"  # wildcards: scale, method, variant, seed
 VARIANTS = variant_overrides(EXP)  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
+# The speed section reaches the train and sample commands through their shell string, not their params: it is
+# an execution setting and must not rerun finished jobs (the profile's rerun-triggers leave out the code).
+# Braces doubled: the string goes through Snakemake's formatting.
+SPEED_ARG = "--speed-json " + shlex.quote(EXP.subset_json("speed")).replace("{", "{{").replace("}", "}}")
 
 
 wildcard_constraints:

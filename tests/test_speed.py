@@ -1,0 +1,202 @@
+"""The fast paths (pra.speed): bf16 sampling weights, the head ODE object and its CUDA graph, compiled training
+modules, the speed section's plumbing; and the GPU benchmark's logic on the CPU."""
+import json
+import uuid
+
+import pytest
+import torch
+
+from conftest import ROOT, run, tiny_config
+from pra import speed as S
+from pra.config import ConfigError, SpeedConfig
+from pra.flow import make_flow
+from pra.model.network import Geometry, PRANetwork
+from pra.model.scales import get_scale
+from pra.rollout import HeadODE, SamplerSettings, rollout
+from pra.runtime import generator
+
+GEOM = Geometry(resolution=16, channels=1, patch_size=4, num_classes=10)
+CUDA = torch.cuda.is_available()
+
+
+def make(method="pra", seed=0):
+    cfg = tiny_config()
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = PRANetwork(get_scale("tiny-XS"), cfg.model, GEOM, method).eval()
+        for p in net.head.parameters():  # a non-trivial head (it starts at zero output)
+            p.data.normal_(0, 0.05)
+    return cfg, net, make_flow(cfg.model, net.latent)
+
+
+SETTINGS = SamplerSettings(ode_steps=4, cfg_scale=2.5, cfg_schedule="linear")
+
+
+def test_explicit_eager_ode_is_the_default_path_bit_for_bit():
+    _, net, flow = make()
+    y = torch.tensor([1, 2, 3, 4])
+    a = rollout(net, flow, y, SETTINGS, generator(3))
+    b = rollout(net, flow, y, SETTINGS, generator(3), ode=HeadODE(flow, net.head, SETTINGS))
+    assert torch.equal(a.patches, b.patches) and torch.equal(a.states, b.states)
+
+
+def test_a_prefix_of_positions_is_the_prefix_of_the_whole_rollout():
+    _, net, flow = make()
+    y = torch.tensor([1, 2, 3])
+    whole = rollout(net, flow, y, SETTINGS, generator(3))
+    part = rollout(net, flow, y, SETTINGS, generator(3), positions=5)
+    assert part.patches.shape[1] == 5
+    assert torch.equal(part.patches, whole.patches[:, :5])
+
+
+@pytest.mark.parametrize("method", ["pra", "pixel_tf"])
+def test_bf16_weights_sample_within_tolerance_of_fp32_and_far_inside_the_seed_spread(method):
+    """The fast path's precision on a tiny model: same noise, bf16 weights and an fp32 ODE state. Tolerance:
+    0.05 max abs in [-1, 1] pixels (1.3% of the range, under 7 of 255 grey levels), and the mean distance under
+    a tenth of the distance between two seeds' samples."""
+    _, net, flow = make(method)
+    y = torch.arange(8) % 10
+    ref = rollout(net, flow, y, SETTINGS, generator(3))
+    net16 = make(method)[1].to(torch.bfloat16)
+    fast = rollout(net16, flow, y, SETTINGS, generator(3))
+    assert fast.patches.dtype == torch.bfloat16 and fast.states.dtype == torch.float32  # fp32 ODE state
+    diff = (fast.patches.float() - ref.patches).abs()
+    other = rollout(net, flow, y, SETTINGS, generator(4))
+    spread = (other.patches - ref.patches).abs().mean()
+    assert diff.max() <= 0.05, diff.max()
+    assert diff.mean() < 0.1 * spread, (diff.mean(), spread)
+
+
+def test_bf16_cached_and_recomputed_samples_agree():
+    _, net, flow = make()
+    net = net.to(torch.bfloat16)
+    y = torch.tensor([1, 2, 3])
+    a = rollout(net, flow, y, SETTINGS, generator(5), use_cache=True)
+    b = rollout(net, flow, y, SETTINGS, generator(5), use_cache=False)
+    assert (a.patches.float() - b.patches.float()).abs().max() <= 0.05
+
+
+def test_graphed_head_ode_needs_cuda_tensors():
+    from pra.head_graph import GraphedHeadODE
+
+    _, net, flow = make()
+    ode = GraphedHeadODE(flow, net.head, SETTINGS)
+    with pytest.raises(RuntimeError, match="CUDA"):
+        rollout(net, flow, torch.tensor([1]), SETTINGS, generator(0), ode=ode)
+
+
+@pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
+def test_graphed_head_ode_replays_the_eager_solve():
+    from pra.head_graph import GraphedHeadODE
+
+    _, net, flow = make()
+    dev = torch.device("cuda")
+    net = net.to(dev)
+    y = torch.arange(6, device=dev)
+    a = rollout(net, flow, y, SETTINGS, generator(3, dev))
+    ode = GraphedHeadODE(flow, net.head, SETTINGS)
+    b = rollout(net, flow, y, SETTINGS, generator(3, dev), ode=ode)
+    assert len(ode.graphs) == 2  # unguided (the ramp's first position, scale 1) and guided
+    torch.testing.assert_close(b.patches, a.patches, atol=1e-5, rtol=0)
+
+
+def test_speed_settings_resolve_per_device():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    auto = SpeedConfig()
+    assert not S.compiles(auto, cpu) and S.compiles(auto, cuda)
+    assert S.compiles(SpeedConfig(compile="on"), cpu) and not S.compiles(SpeedConfig(compile="off"), cuda)
+    assert S.sampling_dtype(auto, cpu) == torch.float32 and S.sampling_dtype(auto, cuda) == torch.bfloat16
+    assert S.sampling_dtype(SpeedConfig(sample_precision="fp32"), cuda) == torch.float32
+    assert S.sampling_dtype(SpeedConfig(sample_precision="bf16"), cpu) == torch.bfloat16
+    assert not S.uses_cuda_graphs(auto, cpu) and S.uses_cuda_graphs(auto, cuda)
+    assert not S.uses_cuda_graphs(SpeedConfig(cuda_graphs="off"), cuda)
+    assert type(S.head_ode(None, make()[1], SETTINGS, auto, cpu)) is HeadODE
+
+
+def test_speed_json_overrides_the_config_and_is_validated():
+    from pra.__main__ import experiment_config, parser
+
+    cfg = tiny_config()
+    args = parser().parse_args(["sample", "--config-json", cfg.subset_json("sample"), "--model", "m.pt", "--out", "o",
+                                "--speed-json", json.dumps({"compile": "off", "sample_precision": "bf16"})])
+    got = experiment_config(args)
+    assert got.speed.sample_precision == "bf16" and got.speed.compile == "off" and got.speed.cuda_graphs == "auto"
+    args.speed_json = json.dumps({"sample_precision": "fp16"})
+    with pytest.raises(ConfigError, match="speed.sample_precision"):
+        experiment_config(args)
+
+
+def test_compiled_modules_keep_the_state_dict_names():
+    _, net, _ = make()
+    keys = list(net.state_dict())
+    assert S.compile_modules(net) == ["trunk", "head", "encoder", "decoder"]
+    assert list(net.state_dict()) == keys
+
+
+@pytest.mark.slow
+def test_compiled_training_step_matches_eager():
+    """torch.compile (inductor, here on the CPU) of the modules: same loss and gradients up to rounding."""
+    from pra.noise import Noise
+    from pra.objective import Objective
+
+    cfg = tiny_config()
+    x = torch.rand(4, GEOM.num_tokens, GEOM.patch_dim, generator=generator(0)) * 2 - 1
+    y = torch.tensor([1, 2, 3, 4])
+    out = {}
+    for compiled in (False, True):
+        _, net, _ = make()
+        net.train()
+        if compiled:
+            S.compile_modules(net)
+        loss, _ = Objective("pra", cfg.model, cfg.method, True)(net, x, y, Noise(generator(3)))
+        loss.backward()
+        out[compiled] = (loss.detach(), torch.cat([p.grad.flatten() for p in net.parameters() if p.grad is not None]))
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
+    """Every section of the GPU benchmark on tiny shapes (CPU: no CUDA graphs, no memory, no peak): it completes
+    without errors, writes both files, and its eager-vs-'graph' pair (both eager here) is identical."""
+    from pra.bench.gpu import run_gpu_bench
+
+    r = run_gpu_bench(tiny_config(), tmp_path, device="cpu", scales=("tiny-XS",), batch=4, reps=2,
+                      sample_scales=("tiny-XS",), sample_batches=(2, 4), prefix_tokens=4, agreement_batch=2,
+                      eager_tokens=4, geometry=Geometry(16, 3, 4, 10), settings=SamplerSettings(ode_steps=3, cfg_scale=3.0))
+    assert r["errors"] == []
+    on_disk = json.loads((tmp_path / "gpu.json").read_text())
+    assert on_disk["training"][0]["modes"]["compiled"]["step_seconds"]["pra"] > 0
+    a = on_disk["agreement"][0]
+    assert a["graph_vs_eager_fp32"]["max_abs"] == 0.0
+    assert 0 < a["bf16_fast_vs_fp32"]["mean_abs"] < a["fp32_seed_vs_seed"]["mean_abs"]
+    assert [f["batch"] for f in on_disk["sampling"][0]["fast"]] == [2, 4]
+    md = (tmp_path / "gpu.md").read_text()
+    assert "PRA/TF" in md and "Agreement" in md
+
+
+def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
+    from pra.estimate import estimate
+
+    cfg = tiny_config(scales=["tiny-XS", "tiny-S"])
+    bench = {"machine": {"device": "NVIDIA H100", "nominal_bf16_dense_flops": 989.4e12},
+             "geometry": {"resolution": 256, "tokens": 256},
+             "training": [{"scale": "tiny-XS", "batch": 64, "modes": {"compiled": {"mfu": {"pra": 0.5, "latent_tf": 0.6}}}}]}
+    r = estimate(cfg, 10, bench=bench)
+    xs, s = r["scales"]["tiny-XS"]["methods"]["pra"], r["scales"]["tiny-S"]["methods"]["pra"]
+    assert (xs["mfu"], xs["mfu_source"], xs["peak_tflops"]) == (0.5, "measured", 989.4)
+    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.4, "assumed", 312.0)
+    assert xs["gpu_hours"] == pytest.approx(xs["total_flops"] / (989.4e12 * 0.5) / 3600)
+    forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
+    assert (forced["mfu"], forced["mfu_source"]) == (0.3, "assumed")
+
+
+@pytest.mark.slow
+def test_rules_pass_the_speed_section_outside_the_rerun_params():
+    name = f"speed-{uuid.uuid4().hex[:8]}"
+    p = run(["snakemake", "-n", "-p", "all", "--config", f"name={name}", f"reports_dir=results/{name}/reports"])
+    out = p.stdout + p.stderr
+    train = [ln for ln in out.splitlines() if "-m pra train " in ln]
+    assert train and all("--speed-json '{\"speed\": {\"compile\": \"auto\"" in ln for ln in train), train[:1]
+    assert any("-m pra sample " in ln and "--speed-json" in ln for ln in out.splitlines())
+    assert not (ROOT / "results" / name).exists()
