@@ -127,7 +127,10 @@ def bench_training_step(cfg: ExperimentConfig, scale: str, device, geom: Geometr
         out["modes"]["compiled" if compiled else "eager"] = mode
         out["params"] = count_parameters(runners["pra"].net)
         if compiled and profile:
-            out["profile"] = profile_steps(runners["pra"], device)
+            try:
+                out["profile"] = profile_steps(runners["pra"], device)
+            except Exception as e:  # a profiler that cannot attach must not cost the timings
+                out["profile"] = f"profiler failed: {type(e).__name__}: {e}"
         del runners, r
         free_memory(device)
     out["flops_per_step"] = flops
@@ -269,8 +272,7 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
            "geometry": {"resolution": geometry.resolution, "channels": geometry.channels,
                         "patch_size": geometry.patch_size, "tokens": geometry.num_tokens},
            "targets": TARGETS, "training": [], "sampling": [], "agreement": [], "errors": []}
-    if device.type == "cuda":
-        torch.backends.cuda.matmul.allow_tf32 = True  # the fp32 reference sampler as a user would run it
+    if device.type == "cuda":  # (fp32 matmuls keep PyTorch's default: full fp32, no TF32)
         res["machine"]["matmul_bf16_flops_measured"] = matmul_peak_bf16(device)
 
     def save():
@@ -292,13 +294,18 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
 
     section("agreement", lambda: bench_agreement(cfg, sample_scales[0], device, geometry, settings,
                                                  batch=agreement_batch, eager_tokens=eager_tokens), res["agreement"])
-    for i, s in enumerate(sample_scales):
-        section(f"sampling {s}", lambda s=s, i=i: bench_sampling_speed(
+    def sampling(i, s):
+        section(f"sampling {s}", lambda: bench_sampling_speed(
             cfg, s, device, geometry, settings, batches=list(sample_batches), prefix_tokens=prefix_tokens,
             full=i == 0), res["sampling"])
+
+    # the first sampling scale, every training scale, then the other sampling scales (extrapolated ones last)
+    sampling(0, sample_scales[0])
     for i, s in enumerate(scales):
         section(f"training {s}", lambda s=s, i=i: bench_training_step(
             cfg, s, device, geometry, batch=batch, reps=reps, peak=peak, profile=i == 0), res["training"])
+    for i, s in enumerate(sample_scales[1:], start=1):
+        sampling(i, s)
     return res
 
 
@@ -313,8 +320,9 @@ def markdown(r: dict) -> str:
     lines = ["# GPU benchmarks (measured by `python -m pra bench` on CUDA)", "",
              f"Card: {m['device']}, torch {m['torch']}; nominal dense bf16 peak "
              f"{'unknown' if not peak else f'{peak / 1e12:.0f} TFLOP/s'}; measured bf16 matmul (8192^3) "
-             f"{'n/a' if not mm else f'{mm / 1e12:.0f} TFLOP/s'}. Random data and weights; ImageNet-256 geometry "
-             "(256 tokens of 16x16x3, z 16). Model-FLOP utilisation (MFU) = FLOPs of the eager step (counted by "
+             f"{'n/a' if not mm else f'{mm / 1e12:.0f} TFLOP/s'}. Random data and weights; geometry "
+             f"{r['geometry']['resolution']}px, {r['geometry']['tokens']} tokens of {r['geometry']['patch_size']}x"
+             f"{r['geometry']['patch_size']}x{r['geometry']['channels']}, z 16. Model-FLOP utilisation (MFU) = FLOPs of the eager step (counted by "
              "torch.utils.flop_counter) / step time / nominal peak.", ""]
     if r["training"]:
         lines += ["## Training step (bf16 autocast; batch x tokens; medians of interleaved steps)", "",
@@ -343,8 +351,11 @@ def markdown(r: dict) -> str:
                          f"{'met' if v['pra_over_tf'] <= TARGETS['pra_over_tf'] else 'NOT met'} "
                          f"(target <= {TARGETS['pra_over_tf']})")
     if r["sampling"]:
-        lines += ["", "## Sampling (50 Heun steps per token, CFG 3.0 linear schedule: the imagenet256 settings)", "",
-                  "Side by side on the first positions of one batch: the eager fp32 sampler (TF32 matmuls) against "
+        st = r["sampling"][0]["settings"]
+        lines += ["", f"## Sampling ({st['ode_steps']} {st['solver']} steps per token, CFG {st['cfg_scale']} "
+                  f"{st['cfg_schedule']} schedule; 50 heun, 3.0 linear are the imagenet256 settings)", "",
+                  "Side by side on the first positions of one batch: the eager fp32 sampler (the path without these "
+                  "settings) against "
                   "the fast path (bf16 weights, fp32 ODE state, each position's head ODE replayed as one CUDA graph). "
                   "images/s from a prefix are extrapolated to 256 tokens (marked).", "",
                   "| scale | batch | tokens | eager fp32 | fast | speed-up | eager images/s (extrap.) | fast images/s (extrap.) |",
