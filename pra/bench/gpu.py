@@ -102,9 +102,9 @@ def bench_training_step(cfg: ExperimentConfig, scale: str, device, geom: Geometr
     flops = {}
     for compiled in (False, True):
         if compiled:
-            import torch._dynamo
+            from torch import _dynamo
 
-            torch._dynamo.reset()  # no shapes carried over from another scale (no dynamic-shape recompiles)
+            _dynamo.reset()  # no shapes carried over from another scale (no dynamic-shape recompiles)
         runners, first, memory = {}, {}, {}
         for m in methods:
             base = memory_allocated(device)
@@ -197,24 +197,32 @@ def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, po
 
 def bench_sampling_speed(cfg: ExperimentConfig, scale: str, device, geom: Geometry, settings: SamplerSettings, *,
                          batches: list[int], prefix_tokens: int, full: bool) -> dict:
-    """Eager fp32 (the sampler without the fast path) vs bf16 + CUDA graphs on the same first positions of one
-    batch, then the fast path alone at each batch size (whole images when `full`)."""
+    """Eager fp32 (the sampler without the fast path) vs bf16 + CUDA graphs on the same first positions, at
+    every batch size when `full` (else the first), then the fast path alone at each batch size (whole images
+    when `full`, else the prefix)."""
     out = {"scale": scale, "settings": {"ode_steps": settings.ode_steps, "solver": settings.solver,
                                         "cfg_scale": settings.cfg_scale, "cfg_schedule": settings.cfg_schedule},
-           "fast": []}
-    b0 = batches[0]
+           "side_by_side": [], "fast": []}
     net32, flow = sampling_net(cfg, scale, device, geom, torch.float32)
+    net16, _ = sampling_net(cfg, scale, device, geom, torch.bfloat16)
     out["params"] = count_parameters(net32)
-    ref = time_rollout(net32, flow, settings, b0, device, positions=prefix_tokens, graphs=False)
+    for b in batches if full else batches[:1]:
+        try:
+            ref = time_rollout(net32, flow, settings, b, device, positions=prefix_tokens, graphs=False)
+            fast = time_rollout(net16, flow, settings, b, device, positions=prefix_tokens, graphs=True)
+        except torch.cuda.OutOfMemoryError:
+            out["side_by_side"].append({"batch": b, "out_of_memory": True})
+            free_memory(device)
+            continue
+        out["side_by_side"].append({"batch": b, "tokens": prefix_tokens,
+                                    "eager_fp32_seconds": ref["seconds"], "fast_seconds": fast["seconds"],
+                                    "speedup": ref["seconds"] / fast["seconds"],
+                                    "eager_fp32_images_per_second_extrapolated": ref["images_per_second"],
+                                    "fast_images_per_second_extrapolated": fast["images_per_second"]})
+        del ref, fast
+        free_memory(device)
     del net32
     free_memory(device)
-    net16, flow = sampling_net(cfg, scale, device, geom, torch.bfloat16)
-    fast = time_rollout(net16, flow, settings, b0, device, positions=prefix_tokens, graphs=True)
-    out["side_by_side"] = {"batch": b0, "tokens": prefix_tokens,
-                           "eager_fp32_seconds": ref["seconds"], "fast_seconds": fast["seconds"],
-                           "speedup": ref["seconds"] / fast["seconds"],
-                           "eager_fp32_images_per_second_extrapolated": ref["images_per_second"],
-                           "fast_images_per_second_extrapolated": fast["images_per_second"]}
     for b in batches:
         try:
             r = time_rollout(net16, flow, settings, b, device, positions=None if full else prefix_tokens, graphs=True)
@@ -361,23 +369,29 @@ def markdown(r: dict) -> str:
                   "| scale | batch | tokens | eager fp32 | fast | speed-up | eager images/s (extrap.) | fast images/s (extrap.) |",
                   "|---|---|---|---|---|---|---|---|"]
         for s in r["sampling"]:
-            v = s["side_by_side"]
-            lines.append(f"| {s['scale']} | {v['batch']} | {v['tokens']} | {v['eager_fp32_seconds']:.2f} s | "
-                         f"{v['fast_seconds']:.2f} s | {v['speedup']:.1f}x | "
-                         f"{v['eager_fp32_images_per_second_extrapolated']:.1f} | "
-                         f"{v['fast_images_per_second_extrapolated']:.1f} |")
+            for v in s["side_by_side"]:
+                if v.get("out_of_memory"):
+                    lines.append(f"| {s['scale']} | {v['batch']} | - | out of memory | - | - | - | - |")
+                    continue
+                lines.append(f"| {s['scale']} | {v['batch']} | {v['tokens']} | {v['eager_fp32_seconds']:.2f} s | "
+                             f"{v['fast_seconds']:.2f} s | {v['speedup']:.1f}x | "
+                             f"{v['eager_fp32_images_per_second_extrapolated']:.1f} | "
+                             f"{v['fast_images_per_second_extrapolated']:.1f} |")
         lines += ["", "Fast path by batch size (whole images unless marked; memory is the peak allocated by the job):",
                   "", "| scale | batch | tokens timed | seconds | images/s | CUDA-graph capture | peak memory |",
                   "|---|---|---|---|---|---|---|"]
         for s in r["sampling"]:
             for f in s["fast"]:
+                if f.get("out_of_memory"):
+                    lines.append(f"| {s['scale']} | {f['batch']} | - | out of memory | - | - | - |")
+                    continue
                 ex = "" if f["extrapolated_from_tokens"] is None else " (extrap.)"
                 lines.append(f"| {s['scale']} | {f['batch']} | {f['tokens']} | {f['seconds']:.2f} s | "
                              f"{f['images_per_second']:.1f}{ex} | {f['capture_seconds']:.1f} s | "
                              f"{f['peak_memory_bytes'] / 2 ** 30:.1f} GiB |")
         for s in r["sampling"]:
             if s["scale"] == "PRA-S":
-                best = max((f for f in s["fast"] if f["extrapolated_from_tokens"] is None),
+                best = max((f for f in s["fast"] if "seconds" in f and f["extrapolated_from_tokens"] is None),
                            key=lambda f: f["images_per_second"], default=None)
                 if best:
                     goal = TARGETS["images_per_s_pra_s"]
@@ -385,7 +399,7 @@ def markdown(r: dict) -> str:
                               f"{'met' if best['images_per_second'] >= goal else 'NOT met'} (target >= {goal:.0f}); "
                               f"an FID-50K sample takes {50000 / best['images_per_second'] / 60:.0f} min on this card"]
             else:
-                f = max(s["fast"], key=lambda f: f["images_per_second"], default=None)
+                f = max((f for f in s["fast"] if "seconds" in f), key=lambda f: f["images_per_second"], default=None)
                 if f:
                     lines.append(f"- {s['scale']}: {f['images_per_second']:.1f} images/s at batch {f['batch']}"
                                  f"{' (extrapolated)' if f['extrapolated_from_tokens'] else ''}: an FID-50K sample "
