@@ -26,8 +26,8 @@ ABLATION = arg("--name", required=True, help="the ablation's name")
 RESULTS = arg("--results", required=True, help="the experiment's results folder")
 NUM_CLASSES = arg("--num-classes", type=int, help="classes of the data (default: 1000 for imagefolder, else 10)")
 EXPERIMENT = arg("--experiment", dest="config", nargs="+", help="alias of --config")
-SPEED = arg("--speed-json", help="the config's speed section as JSON (execution settings, passed by the rules "
-            "outside their rerun-triggering params); overrides the config's")
+SPEED = arg("--speed-json", help="{\"speed\": {...}}: the config's speed section as JSON (execution settings, "
+            "passed by the rules outside their rerun-triggering params); overrides the config's")
 
 
 def diagnostic(*extra):
@@ -130,7 +130,7 @@ def experiment_config(args):
     else:
         cfg = C.ExperimentConfig()
     if getattr(args, "speed_json", None):
-        cfg = cfg.replace(speed=C.from_dict({"speed": json.loads(args.speed_json)}, cross_checks=False).speed)
+        cfg = cfg.replace(speed=C.from_dict(json.loads(args.speed_json), cross_checks=False).speed)
     return cfg
 
 

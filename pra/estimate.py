@@ -2,10 +2,11 @@
 
 FLOPs of one training step per image are counted by torch.utils.flop_counter on a real forward and
 backward at batch 1 (CPU), for the experiment's method and geometry. GPU-hours divide them by a peak
-throughput times a model-FLOP utilisation: where the GPU benchmark (benchmarks/gpu.json, written by
-`python -m pra bench` on CUDA) measured the compiled step of a scale, its card's peak and that scale's
-measured MFU are used (at the benchmark's geometry and batch, said in the output); otherwise the stated
-assumption. GPU-hours are estimates either way.
+throughput times a model-FLOP utilisation. With the GPU benchmark (benchmarks/gpu.json, written by
+`python -m pra bench` on CUDA) every scale is estimated on its card (its nominal peak), at the MFU the
+benchmark measured for the scale's compiled step (at the benchmark's geometry and batch, said in the
+output) or, for a scale it did not measure, at the assumed MFU; without it, on the assumed card at the
+assumed MFU. GPU-hours are estimates either way.
 """
 from __future__ import annotations
 
@@ -61,16 +62,16 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
         out["measured"] = {"device": card["device"], "peak_tflops": card["nominal_bf16_dense_flops"] / 1e12,
                            "note": f"MFU of the compiled step measured by `python -m pra bench` on {card['device']} "
                                    f"at {g.get('resolution')}px/{g.get('tokens')} tokens, batch "
-                                   f"{(bench.get('training') or [{}])[0].get('batch')} per GPU; scales it did not "
-                                   "measure use the assumption"}
+                                   f"{(bench.get('training') or [{}])[0].get('batch')} per GPU; every scale is "
+                                   "estimated on that card, those it did not measure at the assumed MFU"}
     for scale in cfg.scales:
         per_method = {}
         for method in cfg.methods:
             f = flops_per_image(cfg, scale, method, geom)
             total = f * cfg.train.batch_size * cfg.train.steps
             m_mfu = measured_mfu(bench, scale, method) if use_bench else None
-            peak, u, source = ((out["measured"]["peak_tflops"], m_mfu, "measured") if m_mfu else
-                               (peak_tflops, out["assumptions"]["mfu"], "assumed"))
+            peak = out["measured"]["peak_tflops"] if use_bench else peak_tflops
+            u, source = (m_mfu, "measured") if m_mfu else (out["assumptions"]["mfu"], "assumed")
             per_method[method] = {"flops_per_image": f, "total_flops": total, "mfu": u, "mfu_source": source,
                                   "peak_tflops": peak, "gpu_hours": total / (peak * 1e12 * u) / 3600}
         net = build_network(cfg, scale, cfg.methods[0], geom)

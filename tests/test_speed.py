@@ -118,10 +118,11 @@ def test_speed_json_overrides_the_config_and_is_validated():
 
     cfg = tiny_config()
     args = parser().parse_args(["sample", "--config-json", cfg.subset_json("sample"), "--model", "m.pt", "--out", "o",
-                                "--speed-json", json.dumps({"compile": "off", "sample_precision": "bf16"})])
+                                "--speed-json", tiny_config().replace(speed={"compile": "off", "sample_precision": "bf16"})
+                                .subset_json("speed")])  # what the rules pass
     got = experiment_config(args)
     assert got.speed.sample_precision == "bf16" and got.speed.compile == "off" and got.speed.cuda_graphs == "auto"
-    args.speed_json = json.dumps({"sample_precision": "fp16"})
+    args.speed_json = json.dumps({"speed": {"sample_precision": "fp16"}})
     with pytest.raises(ConfigError, match="speed.sample_precision"):
         experiment_config(args)
 
@@ -185,10 +186,12 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     r = estimate(cfg, 10, bench=bench)
     xs, s = r["scales"]["tiny-XS"]["methods"]["pra"], r["scales"]["tiny-S"]["methods"]["pra"]
     assert (xs["mfu"], xs["mfu_source"], xs["peak_tflops"]) == (0.5, "measured", 989.4)
-    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.4, "assumed", 312.0)
+    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.4, "assumed", 989.4)  # the benchmarked card
+    plain = estimate(cfg, 10)["scales"]["tiny-XS"]["methods"]["pra"]
+    assert (plain["mfu"], plain["mfu_source"], plain["peak_tflops"]) == (0.4, "assumed", 312.0)
     assert xs["gpu_hours"] == pytest.approx(xs["total_flops"] / (989.4e12 * 0.5) / 3600)
     forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
-    assert (forced["mfu"], forced["mfu_source"]) == (0.3, "assumed")
+    assert (forced["mfu"], forced["mfu_source"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
 
 
 @pytest.mark.slow
