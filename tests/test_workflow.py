@@ -38,6 +38,7 @@ def tiny_experiment(tmp_path):
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
         "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
         "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1},
+        "speed": {"sample_precision": "bf16"},  # not the CPU default: to see the speed section reach the jobs
         "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True,
                        "variants": [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
                                     {"name": "pra z=3", "method": "pra", "overrides": {"model": {"z_dim": 3}}}]}],
@@ -88,8 +89,13 @@ def test_real_run_end_to_end(tiny_experiment):
     html = res / "report.html"
     run(["snakemake", "--report", str(html), "--configfile", str(path)])
     assert html.stat().st_size > 100_000 and "samples.png" in html.read_text(errors="ignore")
-    # nothing left to do afterwards
+    # the speed section reached the sampling jobs (through PRA_SPEED_JSON, not the params)
+    shard = json.loads((res / "runs/tiny-XS/pra/base/s0/samples/shard-0.json").read_text())
+    assert shard["speed"] == {"precision": "bfloat16", "cuda_graphs": False}, shard["speed"]
+    # nothing left to do afterwards, and changing an execution setting does not redo finished jobs
     p = run(["snakemake", "-n", "all", "--configfile", str(path)])
+    assert "Nothing to be done" in p.stdout + p.stderr
+    p = run(["snakemake", "-n", "all", "--configfile", str(path), "--config", "speed={'sample_precision': 'fp32'}"])
     assert "Nothing to be done" in p.stdout + p.stderr
 
 

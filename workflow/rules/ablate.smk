@@ -64,7 +64,7 @@ checkpoint tune:
     output:
         f"{RESULTS}/tuning/{{ablation}}.json",
     params:
-        cfg=cfg_json(*EXP.to_dict().keys()),
+        cfg=cfg_json(*CONFIG_KEYS),
         results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/tune-{{ablation}}.log",
@@ -83,7 +83,7 @@ rule ablation:
     output:
         f"{RESULTS}/ablations/{{ablation}}.json",
     params:
-        cfg=cfg_json(*EXP.to_dict().keys()),
+        cfg=cfg_json(*CONFIG_KEYS),
         results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/ablation-{{ablation}}.log",

@@ -1,7 +1,6 @@
 import os
 
 import json
-import shlex
 
 from pra import plan
 from pra.plan import variant_id, variant_overrides
@@ -13,10 +12,17 @@ MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder i
 RUN = f"{RESULTS}/{plan.RUN_DIR}"  # wildcards: scale, method, variant, seed
 VARIANTS = variant_overrides(EXP)  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
-# The speed section reaches the train and sample commands through their shell string, not their params: it is
-# an execution setting and must not rerun finished jobs (the profile's rerun-triggers leave out the code).
-# Braces doubled: the string goes through Snakemake's formatting.
-SPEED_ARG = "--speed-json " + shlex.quote(EXP.subset_json("speed")).replace("{", "{{").replace("}", "}}")
+# The speed section reaches the train and sample commands as the environment variable PRA_SPEED_JSON, not
+# through their params: it is an execution setting and must not rerun finished jobs. `envvars` hands it to
+# jobs on other nodes (Slurm) too.
+os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")
+# what the rules that read the whole config pass (tune, ablation, report): every section but the speed section
+CONFIG_KEYS = [k for k in EXP.to_dict() if k != "speed"]
+
+
+envvars:
+    "PRA_SPEED_JSON",
+
 
 
 wildcard_constraints:

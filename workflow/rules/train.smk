@@ -46,7 +46,8 @@ rule train:
         ENV
     shell:
         "{params.launcher} -m pra train --config-json {params.cfg:q} --scale {wildcards.scale} --method {wildcards.method} "
-        "--seed {wildcards.seed} --data {input.data} --tracking {input.tracking} --out {params.out} " + SPEED_ARG + " > {log} 2>&1"
+        "--seed {wildcards.seed} --data {input.data} --tracking {input.tracking} --out {params.out} "
+        "--speed-json \"$PRA_SPEED_JSON\" > {log} 2>&1"
 
 
 rule sample:
@@ -71,7 +72,8 @@ rule sample:
         ENV
     shell:
         "{params.launcher} -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
-        "--shard {wildcards.shard} --num-shards {params.shards} --threads {threads} " + SPEED_ARG + " > {log} 2>&1"
+        "--shard {wildcards.shard} --num-shards {params.shards} --threads {threads} --speed-json \"$PRA_SPEED_JSON\" "
+        "> {log} 2>&1"
 
 
 rule gather_samples:
