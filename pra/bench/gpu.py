@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from pra.bench.training import _check
 from pra.config import ExperimentConfig
 from pra.flow import make_flow
 from pra.io import write_json
@@ -317,6 +318,10 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
     return res
 
 
+def _out_of_memory_row(scale: str, batch: int, columns: int) -> str:
+    return "| " + " | ".join([scale, str(batch), "-", "out of memory"] + ["-"] * (columns - 4)) + " |"
+
+
 def _pct(x) -> str:
     return "n/a" if x is None else f"{x * 100:.1f}%"
 
@@ -337,7 +342,7 @@ def markdown(r: dict) -> str:
                   "| scale | params | batch | mode | TF step | PRA step | PRA/TF | MFU (PRA) | MFU (TF) | "
                   "peak memory TF / PRA | first step (compile) TF / PRA |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in r["training"]:
-            for mode, v in t["modes"].items():
+            for mode, v in sorted(t["modes"].items(), key=lambda kv: kv[0] != "eager"):  # eager first (JSON sorts keys)
                 s, mem, f = v["step_seconds"], v["peak_memory_bytes"], v["first_step_seconds"]
                 mfu = v.get("mfu", {})
                 lines.append(f"| {t['scale']} | {t['params'] / 1e6:.1f}M | {t['batch']} | {mode} | "
@@ -354,10 +359,9 @@ def markdown(r: dict) -> str:
             mfu = v.get("mfu", {}).get("pra")
             if goal is not None and mfu is not None:
                 lines.append(f"- {t['scale']}: MFU of the PRA step {_pct(mfu)}: "
-                             f"{'met' if mfu >= goal else 'NOT met'} (target >= {goal * 100:.0f}%)")
+                             f"{_check(mfu, ('>=', goal), lambda b: f'{b * 100:.0f}%')}")
             lines.append(f"- {t['scale']}: PRA/TF {v['pra_over_tf']:.2f}: "
-                         f"{'met' if v['pra_over_tf'] <= TARGETS['pra_over_tf'] else 'NOT met'} "
-                         f"(target <= {TARGETS['pra_over_tf']})")
+                         f"{_check(v['pra_over_tf'], ('<=', TARGETS['pra_over_tf']))}")
     if r["sampling"]:
         st = r["sampling"][0]["settings"]
         lines += ["", f"## Sampling ({st['ode_steps']} {st['solver']} steps per token, CFG {st['cfg_scale']} "
@@ -371,7 +375,7 @@ def markdown(r: dict) -> str:
         for s in r["sampling"]:
             for v in s["side_by_side"]:
                 if v.get("out_of_memory"):
-                    lines.append(f"| {s['scale']} | {v['batch']} | - | out of memory | - | - | - | - |")
+                    lines.append(_out_of_memory_row(s["scale"], v["batch"], columns=8))
                     continue
                 lines.append(f"| {s['scale']} | {v['batch']} | {v['tokens']} | {v['eager_fp32_seconds']:.2f} s | "
                              f"{v['fast_seconds']:.2f} s | {v['speedup']:.1f}x | "
@@ -383,7 +387,7 @@ def markdown(r: dict) -> str:
         for s in r["sampling"]:
             for f in s["fast"]:
                 if f.get("out_of_memory"):
-                    lines.append(f"| {s['scale']} | {f['batch']} | - | out of memory | - | - | - |")
+                    lines.append(_out_of_memory_row(s["scale"], f["batch"], columns=7))
                     continue
                 ex = "" if f["extrapolated_from_tokens"] is None else " (extrap.)"
                 lines.append(f"| {s['scale']} | {f['batch']} | {f['tokens']} | {f['seconds']:.2f} s | "
@@ -396,7 +400,7 @@ def markdown(r: dict) -> str:
                 if best:
                     goal = TARGETS["images_per_s_pra_s"]
                     lines += ["", f"- PRA-S: {best['images_per_second']:.1f} images/s at batch {best['batch']}: "
-                              f"{'met' if best['images_per_second'] >= goal else 'NOT met'} (target >= {goal:.0f}); "
+                              f"{_check(best['images_per_second'], ('>=', goal), lambda g: f'{g:.0f}')}; "
                               f"an FID-50K sample takes {50000 / best['images_per_second'] / 60:.0f} min on this card"]
             else:
                 f = max((f for f in s["fast"] if "seconds" in f), key=lambda f: f["images_per_second"], default=None)

@@ -211,10 +211,11 @@ def run_bench(cfg: ExperimentConfig, out_dir: str | Path, *, threads: int = 1, r
     return results
 
 
-def _check(value: float, target) -> str:
+def _check(value: float, target, show=str) -> str:
+    """'met' or 'NOT met' against target (op, bound); `show` formats the bound."""
     op, bound = target
     ok = value <= bound if op == "<=" else value >= bound
-    return f"{'met' if ok else 'NOT met'} (target {op} {bound})"
+    return f"{'met' if ok else 'NOT met'} (target {op} {show(bound)})"
 
 
 def markdown(r: dict) -> str:
