@@ -342,7 +342,8 @@ def markdown(r: dict) -> str:
                   "| scale | params | batch | mode | TF step | PRA step | PRA/TF | MFU (PRA) | MFU (TF) | "
                   "peak memory TF / PRA | first step (compile) TF / PRA |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         for t in r["training"]:
-            for mode, v in sorted(t["modes"].items(), key=lambda kv: kv[0] != "eager"):  # eager first (JSON sorts keys)
+            # eager first: the JSON sorts the keys
+            for mode, v in sorted(t["modes"].items(), key=lambda kv: kv[0] != "eager"):
                 s, mem, f = v["step_seconds"], v["peak_memory_bytes"], v["first_step_seconds"]
                 mfu = v.get("mfu", {})
                 lines.append(f"| {t['scale']} | {t['params'] / 1e6:.1f}M | {t['batch']} | {mode} | "
