@@ -1,8 +1,12 @@
 """`python -m pra <command>`: the one entry point every Snakemake rule calls.
 
 A table from command to the job function beside its domain (`module:function`, imported only when
-that command runs) and the command's arguments. A job receives the parsed arguments, with the validated
-experiment config as `args.cfg` when the command takes one.
+that command runs), the command's arguments and the config keys its job reads (`reads`: sections such as
+"train" or single keys such as "data.resolution"; ALL = every section but the execution settings of `speed`).
+The Snakemake rules pass a job exactly its `reads` (workflow/rules/common.smk: job_cfg), so that only they
+make Snakemake rerun it; a job given --config-json without one of its keys stops naming it, rather than
+running on a default. A job receives the parsed arguments, with the validated experiment config as
+`args.cfg` when the command takes one.
 """
 from __future__ import annotations
 
@@ -16,7 +20,16 @@ def arg(*flags, **kw):
     return flags, kw
 
 
-CONFIG = object()  # --config / --config-json: the experiment config
+class Marker:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __repr__(self) -> str:  # stable: part of the commands' code hashes (pra.codehash)
+        return self.name
+
+
+CONFIG = Marker("CONFIG")  # --config / --config-json: the experiment config
+ALL = Marker("ALL")        # reads: every section of the config but `speed`
 OUT = arg("--out", required=True)
 DATA = arg("--data", required=True)
 MODEL = arg("--model", required=True)
@@ -82,7 +95,7 @@ COMMANDS = {  # name: (job, help, arguments)
                [CONFIG, RESULTS, OUT]),
     "params": ("pra.estimate:params_job", "parameter counts of the experiment's scales as JSON",
                [CONFIG, EXPERIMENT, NUM_CLASSES]),
-    "bench": ("pra.bench.training:bench_job", "speed/memory ratios measured side by side -> benchmarks/results.{json,md}",
+    "bench": ("pra.bench.jobs:bench_job", "speed/memory ratios measured side by side -> benchmarks/results.{json,md}",
               [CONFIG, arg("--out", default="benchmarks"), THREADS, arg("--reps", type=int, default=15),
                arg("--scales", nargs="+", default=["tiny-S", "tiny-L"], help="training-step scales"),
                arg("--sample-scales", nargs="+", default=["tiny-S", "PRA-S"], help="sampling scales (256 tokens)"),
@@ -116,13 +129,67 @@ COMMANDS = {  # name: (job, help, arguments)
 }
 
 
+PROBE = tuple(f"evaluate.probe_{k}" for k in ("max_train", "holdout_fraction", "epochs", "warmup_epochs",
+                                                 "batch_size", "base_lr"))
+READS = {  # command: the config keys its job reads (checked against what the jobs do by tests/test_contracts.py)
+    "export": ("data.source", "data.val_fraction", "data.split_seed"),
+    "prepare": tuple(f"data.{k}" for k in ("val_labels", "resolution", "channels", "shard_size", "on_bad_image",
+                                           "workers")),  # the raw folder (data.root) is the rule's input
+    "train-classifier": ("evaluate.classifier_epochs", "evaluate.classifier_seed"),
+    "reference": ("device",) + tuple(f"evaluate.{k}" for k in ("inception_weights", "reference_stats", "fid_reference",
+                                                               "reference_features", "kid_subset_size",
+                                                               "prc_neighborhood")),
+    "train": ("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
+    "sample": ("device", "sample"),
+    "evaluate": ("name", "device", "evaluate.inception_weights", "evaluate.kid_subset_size",
+                 "evaluate.prc_neighborhood"),
+    "probe": ("name", "device") + PROBE,
+    "gap": ("device", "model", "method", "sample"),
+    "accumulate": ("device", "model", "sample"),
+    "tune": ALL,
+    "ablation": ALL,
+    "report": ALL,
+}
+
+
+def reads(command: str) -> tuple[str, ...]:
+    """The config keys the job of `command` reads; ALL expands to the config's sections but `speed`."""
+    import dataclasses
+
+    from pra.config import ExperimentConfig
+
+    r = READS[command]
+    return tuple(f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "speed") if r is ALL else r
+
+
+def missing_keys(passed: dict, keys) -> list[str]:
+    """The keys (dotted) of `keys` absent from the passed JSON."""
+    out = []
+    for key in keys:
+        d = passed
+        for part in key.split("."):
+            if not isinstance(d, dict) or part not in d:
+                out.append(key)
+                break
+            d = d[part]
+    return out
+
+
 def experiment_config(args):
     """The validated config of --config-json (a rule's subset of a config the Snakefile validated whole),
     --config YAML files (later ones override) or the defaults."""
     from pra import config as C
 
     if getattr(args, "config_json", None):
-        cfg = C.from_dict(json.loads(args.config_json), cross_checks=False)
+        passed = json.loads(args.config_json)
+        if not isinstance(passed, dict):
+            raise C.ConfigError("--config-json: the top level must be a mapping")
+        if args.command in READS:
+            missing = missing_keys(passed, reads(args.command))
+            if missing:
+                raise C.ConfigError(f"--config-json of `{args.command}` lacks config key(s) {missing} that its job "
+                                    f"reads; pass them (a Snakemake rule passes READS[{args.command!r}])")
+        cfg = C.from_dict(passed, cross_checks=False)
     elif getattr(args, "config", None):
         from pra.model.scales import SCALES
 
@@ -163,6 +230,9 @@ def main(argv=None) -> int:
 
     try:
         args.cfg = experiment_config(args) if args.takes_config else None
+        from pra.codehash import code_hash
+
+        args.code_hash = code_hash(args.command)  # recorded by the jobs in their outputs
         module, function = args.job.split(":")
         getattr(importlib.import_module(module), function)(args)
     except ConfigError as e:

@@ -12,7 +12,7 @@ import numpy as np
 
 from pra.config import AblationConfig, ExperimentConfig
 from pra.io import read_json
-from pra.plan import HIGHER_IS_BETTER, run_dir, variant_id
+from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
 from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
@@ -36,15 +36,17 @@ def gap_metrics(gap: dict) -> dict[str, float]:
 ACCUMULATION_KEYS = ("own_prefix", "true_prefix", "floor", "accumulated", "excess_own_prefix", "excess_true_prefix")
 
 
-def variant_metrics(d: Path) -> dict[str, float]:
+def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, float]:
+    """The metrics of one run folder: eval.json and train.json always, probe.json when the experiment
+    probes (evaluate.probe), gap.json and accumulation.json when the ablation runs its diagnostics: the
+    files the ablation rule declares under the same settings (workflow/rules/common.smk)."""
     m = {}
     ev = read_json(d / "eval.json")
     m.update({k: ev[k] for k in EVAL_KEYS if k in ev})
-    if (d / "probe.json").exists():
+    if probe:
         m["probe_top1"] = read_json(d / "probe.json")["top1"]
-    if (d / "gap.json").exists():
+    if diagnostics:
         m.update(gap_metrics(read_json(d / "gap.json")))
-    if (d / "accumulation.json").exists():
         a = read_json(d / "accumulation.json")
         m.update({f"acc_{k}": a[f"mean_{k}"] for k in ACCUMULATION_KEYS})
     tr = read_json(d / "train.json")
@@ -54,24 +56,13 @@ def variant_metrics(d: Path) -> dict[str, float]:
 
 def tuning_scores(ablation: AblationConfig, results: Path) -> dict[str, dict[float, float]]:
     """variant name -> {knob value: primary metric of its tuning run}."""
-    from pra.plan import tuning_runs
-
     scores: dict[str, dict[float, float]] = {}
     for name, value, r in tuning_runs(ablation):
-        ev = read_json(run_dir(results, r.scale, r.method, r.variant, r.seed) / "eval.json")
+        ev = read_json(path_of(results, r) / "eval.json")
         if ablation.primary_metric not in ev:
             raise KeyError(f"tuning of {ablation.name!r}: eval.json has no {ablation.primary_metric!r}")
         scores.setdefault(name, {})[value] = ev[ablation.primary_metric]
     return scores
-
-
-def load_choices(ablation: AblationConfig, results: Path) -> dict | None:
-    """The tuning's choices of an ablation (None if it tunes nothing)."""
-    from pra.plan import tuned_variants
-
-    if not tuned_variants(ablation):
-        return None
-    return read_json(Path(results) / "tuning" / f"{ablation.name}.json")
 
 
 def gap_intervals(gap: dict) -> dict:
@@ -82,33 +73,36 @@ def gap_intervals(gap: dict) -> dict:
 
 
 def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) -> dict:
-    from pra.plan import measured_overrides
-
     choices = load_choices(ablation, results)
-    variants = []
+    variants, train_code = [], set()
     for v in ablation.variants:
-        method = v.method or ablation.method
-        vid = variant_id(measured_overrides(ablation, v, choices))
         per_seed, run_ids = [], []
         for seed in ablation.seeds:
-            d = run_dir(results, ablation.scale, method, vid, seed)
-            per_seed.append(variant_metrics(d))
-            run_ids.append(read_json(d / "train.json").get("mlflow_run_id"))
+            run = variant_run(ablation, v, choices, seed)
+            d = path_of(results, run)
+            per_seed.append(variant_metrics(d, probe=cfg.evaluate.probe, diagnostics=ablation.diagnostics))
+            tr = read_json(d / "train.json")
+            run_ids.append(tr.get("mlflow_run_id"))
+            train_code.add(tr.get("code_hash"))
+        method, vid = run.method, run.variant
         keys = sorted(set().union(*per_seed))
         agg = {}
         for k in keys:
             vals = [m[k] for m in per_seed if k in m]
             agg[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
                       "n": len(vals), "values": vals}
-        first = run_dir(results, ablation.scale, method, vid, ablation.seeds[0]) / "gap.json"
+        first = path_of(results, variant_run(ablation, v, choices, ablation.seeds[0])) / "gap.json"
         variants.append({"name": v.name, "method": method, "variant": vid,
                          "overrides": measured_overrides(ablation, v, choices), "metrics": agg,
                          "mlflow_run_ids": run_ids, "tuning": (choices or {}).get(v.name),
-                         "gap_first_seed": gap_intervals(read_json(first)) if first.exists() else None})
+                         "gap_first_seed": gap_intervals(read_json(first)) if ablation.diagnostics else None})
     out = {"name": ablation.name, "scale": ablation.scale, "seeds": list(ablation.seeds),
            "train_steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "variants": variants,
            "primary_metric": ablation.primary_metric, "tune_seed": ablation.tune_seed,
-           "tune_values": ablation.tune_values}
+           "tune_values": ablation.tune_values,
+           # the code of the training jobs pooled here (pra.codehash): more than one means runs trained by
+           # different code were pooled
+           "train_code_hashes": sorted(str(h) for h in train_code)}
     ref = reference_variant(out, ablation.reference)
     out["reference"] = ref["name"] if ref else None
     out["comparisons"], out["hypotheses"] = tests(out, ablation)
@@ -169,24 +163,16 @@ def tests(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dic
     return [c.to_dict() for c in comps], hyps
 
 
-def _lower_is_better(metric: str) -> bool | None:
-    if metric in HIGHER_IS_BETTER:
-        return False
-    if metric.startswith(("gap_", "acc_")) or metric in ("fid", "kid"):
-        return True
-    return None
-
-
 def outcome(summary: dict) -> list[str]:
     """Plain statements of what the measurements say, from the tests, whichever way they go."""
     lines = []
     for h in summary["hypotheses"]:
         c = h["comparison"]
-        detail = f" ({verdict(Comparison(**c), _lower_is_better(h['metric']))})" if c and c["p"] is not None else ""
+        detail = f" ({verdict(Comparison(**c), lower_is_better(h['metric']))})" if c and c["p"] is not None else ""
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
                      f"expected {h['expect']}): {h['outcome']}{detail}.")
     for c in summary["comparisons"]:
-        lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {verdict(Comparison(**c), _lower_is_better(c['metric']))}.")
+        lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {verdict(Comparison(**c), lower_is_better(c['metric']))}.")
     ref = summary["reference"]
     refv = next((v for v in summary["variants"] if v["name"] == ref), None)
     seed0 = summary["seeds"][0]
@@ -268,6 +254,7 @@ def ablation_job(args):
     summary = summarize(cfg, ab, Path(args.results))
     uri = tracking.uri_of(args.tracking)
     summary["mlflow_parent_run_id"] = log_to_mlflow(summary, uri, cfg.name)
+    summary["code_hash"] = args.code_hash
     write_json(args.out, summary)
     print("\n".join(summary["outcome"]))
 

@@ -1,21 +1,27 @@
-"""A trained model on disk: how its network is built, the wrapper that carries the EMA copy, and loading.
+"""The checkpoint format, in one place: how a network is built, the wrapper that carries the EMA copy, the
+final `model.pt` and the resumable `state.pt` of training, and loading both.
 
 Inference (sampling, evaluation, the diagnostics, the benchmark) rebuilds a model from its `model.pt`
-alone: the checkpoint holds the config, scale, method and geometry it was trained with.
+alone. Both files hold the run's config exactly as the training job received it (`config`: the sections
+the train command reads, nothing padded with defaults), its scale, method, seed and data geometry.
+A `state.pt` is resumed only by a job with the same config, scale, method and seed (`load_resumable`).
 """
 from __future__ import annotations
 
 import copy
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from pra.config import ExperimentConfig, from_dict
+from pra.config import ConfigError, ExperimentConfig, from_dict
 from pra.data.dataset import PreparedSplit
 from pra.model.network import Geometry, PRANetwork
+from pra.io import save_torch
 from pra.model.scales import get_scale
 
+FORMAT = 2  # 2: `config` is the job's config as received (format 1 padded it with defaults)
 META_KEYS = ("step", "scale", "method", "seed", "params", "mlflow_run_id")
 
 
@@ -48,10 +54,67 @@ def geometry_of(cfg: ExperimentConfig, data: PreparedSplit) -> Geometry:
     return Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, data.num_classes)
 
 
+def run_record(config: dict, *, scale: str, method: str, seed: int, geometry: Geometry, params: int) -> dict:
+    """What identifies a run in its checkpoints: its config as the job received it, scale, method, seed,
+    data geometry and parameter count."""
+    return {"format": FORMAT, "config": config, "scale": scale, "method": method, "seed": seed,
+            "geometry": asdict(geometry), "params": params}
+
+
+def save_model(path: str | Path, record: dict, model: TrainedModel, *, step: int, mlflow_run_id: str | None) -> None:
+    """The final model.pt (network + EMA), written atomically."""
+    save_torch({**record, "model": model.state_dict(), "step": step, "mlflow_run_id": mlflow_run_id}, path)
+
+
+def save_state(path: str | Path, record: dict, step_state: dict, *, step: int, rng: dict, log_window: dict,
+               mlflow_run_id: str | None) -> None:
+    """A resumable state.pt: the final file's content plus optimiser, schedule, RNG states and the
+    unfinished log window, written atomically."""
+    save_torch({**record, **step_state, "step": step, "rng": rng, "log_window": log_window,
+                "mlflow_run_id": mlflow_run_id}, path)
+
+
+def differences(stored, current, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested mappings (missing on one side included)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        out = []
+        for k in sorted(set(stored) | set(current), key=str):
+            key = f"{prefix}.{k}" if prefix else str(k)
+            if k not in stored or k not in current:
+                out.append(key)
+            else:
+                out += differences(stored[k], current[k], key)
+        return out
+    return [] if stored == current else [prefix or "<root>"]
+
+
+def load_resumable(path: str | Path, record: dict) -> dict:
+    """Load state.pt for a resume; ConfigError naming the keys if it was written by another run or config."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    stored = {k: ck.get(k) for k in ("config", "scale", "method", "seed", "geometry")}
+    keys = differences(stored, {k: record[k] for k in stored})
+    if keys:
+        def show(d, key):
+            for part in key.split("."):
+                d = d.get(part, "<absent>") if isinstance(d, dict) else d
+            return d
+
+        detail = "; ".join(f"{k}: {show(stored, k)!r} in state.pt, {show(record, k)!r} now" for k in keys[:8])
+        raise ConfigError(f"{path} was written by a run with a different configuration ({detail}"
+                          f"{'; ...' if len(keys) > 8 else ''}). Restore the configuration to resume, or delete "
+                          f"{path} to train this run from the start.")
+    return ck
+
+
+def stored_config(ck: dict) -> ExperimentConfig:
+    """The typed config of a checkpoint (sections the job did not read take their defaults)."""
+    return from_dict(ck["config"], cross_checks=False)
+
+
 def load_trained(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True):
     """Load a final model.pt; returns (network in eval mode, config, checkpoint metadata)."""
     ck = torch.load(path, map_location=device, weights_only=False)
-    cfg = from_dict(ck["config"])
+    cfg = stored_config(ck)
     geom = Geometry(**ck["geometry"])
     model = TrainedModel(build_network(cfg, ck["scale"], ck["method"], geom))
     model.load_state_dict(ck["model"])

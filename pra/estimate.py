@@ -21,18 +21,18 @@ from pra.model.network import Geometry, count_parameters
 from pra.noise import Noise
 from pra.runtime import generator
 from pra.checkpoint import build_network
-from pra.objective import Objective
+from pra.step import TrainStep
 
 
 def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geometry) -> int:
     from torch.utils.flop_counter import FlopCounterMode
 
     net = build_network(cfg, scale, method, geom)
-    obj = Objective(method, cfg.model, cfg.method, net.latent)
+    step = TrainStep(cfg.replace(device="cpu"), net, method, torch.device("cpu"))
     x = torch.rand(1, geom.num_tokens, geom.patch_dim) * 2 - 1
     y = torch.zeros(1, dtype=torch.long)
     with FlopCounterMode(display=False) as fc:
-        loss, _ = obj(net, x, y, Noise(generator(0)))
+        loss, _ = step.loss(x, y, Noise(generator(0)))
         loss.backward()
     return fc.get_total_flops()
 

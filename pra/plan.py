@@ -17,8 +17,10 @@ from typing import Mapping
 from pra.config import NOISE_KNOBS, AblationConfig, ExperimentConfig, VariantConfig
 from pra.typed import merge
 
-# metrics where higher is better (tuning and the wording of comparisons); the others are lower-is-better
+# the direction of every metric the pipeline compares (tuning and the wording of comparisons)
 HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
+LOWER_IS_BETTER = ("fid", "kid")
+LOWER_IS_BETTER_PREFIXES = ("gap_", "acc_")  # the diagnostics' distances
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,23 @@ RUN_DIR = "runs/{scale}/{method}/{variant}/s{seed}"
 
 def run_dir(results: Path | str, scale: str, method: str, variant: str, seed: int) -> Path:
     return Path(results) / RUN_DIR.format(scale=scale, method=method, variant=variant, seed=seed)
+
+
+def path_of(results: Path | str, run: Run) -> Path:
+    """The folder of a run inside an experiment's results folder."""
+    return run_dir(results, run.scale, run.method, run.variant, run.seed)
+
+
+def tuning_path(results: Path | str, ablation: AblationConfig) -> Path:
+    """Where `python -m pra tune` writes the choices of an ablation."""
+    return Path(results) / "tuning" / f"{ablation.name}.json"
+
+
+def load_choices(ablation: AblationConfig, results: Path | str) -> dict | None:
+    """The tuning's choices of an ablation (None if it tunes nothing)."""
+    if not tuned_variants(ablation):
+        return None
+    return json.loads(tuning_path(results, ablation).read_text())
 
 
 def variant_id(overrides: Mapping) -> str:
@@ -65,7 +84,7 @@ def runs(cfg: ExperimentConfig) -> list[Run]:
         tuned = {t.variant.name for t in tuned_variants(a)}
         for v in a.variants:
             if v.name not in tuned:
-                out += [Run(a.scale, v.method or a.method, variant_id(v.overrides), r) for r in a.seeds]
+                out += [Run(a.scale, method_of(a, v), variant_id(v.overrides), r) for r in a.seeds]
         out += [r for _, _, r in tuning_runs(a)]
     return list(dict.fromkeys(out))
 
@@ -121,8 +140,14 @@ def candidate_overrides(a: AblationConfig) -> list[dict]:
     return out
 
 
-def lower_is_better(metric: str) -> bool:
-    return metric not in HIGHER_IS_BETTER
+def lower_is_better(metric: str) -> bool | None:
+    """True/False for the metrics the pipeline knows (FID, KID and the diagnostics' distances are lower-is-
+    better; IS, precision, recall, class agreement and probe accuracy higher-is-better), None otherwise."""
+    if metric in HIGHER_IS_BETTER:
+        return False
+    if metric in LOWER_IS_BETTER or metric.startswith(LOWER_IS_BETTER_PREFIXES):
+        return True
+    return None
 
 
 def choose(a: AblationConfig, scores: dict[str, dict[float, float]]) -> dict:
@@ -131,7 +156,7 @@ def choose(a: AblationConfig, scores: dict[str, dict[float, float]]) -> dict:
     out = {}
     for t in tuned_variants(a):
         s = scores[t.variant.name]
-        best = (min if lower_is_better(a.primary_metric) else max)(t.values, key=lambda x: s[x])
+        best = (max if lower_is_better(a.primary_metric) is False else min)(t.values, key=lambda x: s[x])
         ov = with_value(t.variant, t.knob, best)
         out[t.variant.name] = {"knob": t.knob, "value": best, "overrides": ov, "variant_id": variant_id(ov),
                                "metric": a.primary_metric, "tune_seed": a.tune_seed,
@@ -146,10 +171,14 @@ def measured_overrides(a: AblationConfig, v: VariantConfig, choices: dict | None
     return v.overrides
 
 
+def variant_run(a: AblationConfig, v: VariantConfig, choices: dict | None, seed: int) -> Run:
+    """The run of variant v of ablation a on a measurement seed (its tuned value where v is tuned)."""
+    return Run(a.scale, method_of(a, v), variant_id(measured_overrides(a, v, choices)), seed)
+
+
 def ablation_runs(a: AblationConfig, choices: dict | None = None) -> list[tuple[VariantConfig, Run]]:
     """(variant, run) for every variant and measurement seed; tuned variants need `choices`."""
     tuned = {t.variant.name for t in tuned_variants(a)}
     if tuned and not choices:
         raise ValueError(f"ablation {a.name!r} tunes {sorted(tuned)}: pass the choices of `python -m pra tune`")
-    return [(v, Run(a.scale, method_of(a, v), variant_id(measured_overrides(a, v, choices)), s))
-            for v in a.variants for s in a.seeds]
+    return [(v, variant_run(a, v, choices, s)) for v in a.variants for s in a.seeds]

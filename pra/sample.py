@@ -50,7 +50,8 @@ def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed
 
 
 def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig, *, device: str = "auto",
-                  threads: int = 1, shard: int = 0, num_shards: int = 1, speed: SpeedConfig = SpeedConfig()) -> dict:
+                  threads: int = 1, shard: int = 0, num_shards: int = 1, speed: SpeedConfig = SpeedConfig(),
+                  code_hash: str | None = None) -> dict:
     """One shard of the samples. Under torchrun the shard's batches are split over the ranks (each rank
     handles every world-th batch of the shard) and rank 0 writes the file. `speed`: the sampling network's
     precision and the head ODE's CUDA graphs (pra.speed)."""
@@ -86,7 +87,7 @@ def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig,
             "sampling": {**settings.__dict__, "cfg_interval": list(settings.cfg_interval), "use_ema": s.use_ema,
                          "seed": s.seed, "per_class": s.per_class, "batch_size": s.batch_size},
             "speed": S.describe(speed, dev), "device": str(dev),
-            "shard": shard, "num_shards": num_shards, "processes": dinfo.world,
+            "shard": shard, "num_shards": num_shards, "processes": dinfo.world, "code_hash": code_hash,
             **{k: meta[k] for k in ("scale", "method", "seed", "step")}}
     write_json(Path(out_path).with_suffix(".json"), info)
     if dinfo.enabled:
@@ -106,6 +107,11 @@ def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str 
     order = np.argsort(batches, kind="stable")
     images, labels = images[order], labels[order]
     expected = infos[0]["expected_total"]
+    for key in ("model", "step", "sampling", "speed", "code_hash", "num_shards", "expected_total"):
+        seen = {json.dumps(i.get(key), sort_keys=True) for i in infos}
+        if len(seen) > 1:
+            raise RuntimeError(f"gather: the shards disagree on {key!r} ({sorted(seen)}): they were drawn by "
+                               "different models, settings or code; rerun the sample jobs")
     if len(labels) != expected or sorted({i["shard"] for i in infos}) != list(range(infos[0]["num_shards"])):
         raise RuntimeError(f"gather: {len(labels)} samples from shards {[i['shard'] for i in infos]}, "
                            f"expected {expected} from {infos[0]['num_shards']} shards")
@@ -136,7 +142,7 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def sample_job(args):
     cfg = args.cfg
     info = sample_to_npz(args.model, args.out, cfg.sample, device=cfg.device, threads=args.threads,
-                         shard=args.shard, num_shards=args.num_shards, speed=cfg.speed)
+                         shard=args.shard, num_shards=args.num_shards, speed=cfg.speed, code_hash=args.code_hash)
     print(json.dumps({k: info[k] for k in ("count", "seconds")}))
 
 

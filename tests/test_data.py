@@ -2,6 +2,7 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from pra.data.dataset import PreparedSplit
 from pra.data.embedded import export_digits
@@ -83,3 +84,33 @@ def test_mnist_exports_and_prepares_offline(tmp_path, monkeypatch):
     x = tr.all_images()
     assert x.shape == (4000, 28, 28, 1) and set(tr.labels.tolist()) == set(range(10))
     assert x[:, :2].mean() < 5 and x[:, 10:18, 10:18].mean() > 60  # black border, ink in the centre
+
+
+@pytest.mark.parametrize("damage", ["missing", "short", "unreadable", "count"])
+def test_shards_that_do_not_match_the_manifest_are_refused(tmp_path, prepared32, damage):
+    import json
+    import shutil
+
+    from pra.data.dataset import CorruptDataError, PreparedSplit
+
+    d = tmp_path / "data"
+    shutil.copytree(prepared32, d)
+    manifest = json.loads((d / "manifest.json").read_text())
+    stem = manifest["splits"]["train"]["shards"][-1]["stem"]
+    if damage == "missing":
+        (d / f"{stem}.labels.npy").unlink()
+        match = "missing"
+    elif damage == "short":
+        x = np.load(d / f"{stem}.images.npy")
+        np.save(d / f"{stem}.images.npy", x[:-1])
+        match = "manifest.json says"
+    elif damage == "unreadable":
+        (d / f"{stem}.images.npy").write_bytes(b"\x93NUMPY garbage")
+        match = "unreadable"
+    else:
+        manifest["splits"]["train"]["count"] += 1
+        (d / "manifest.json").write_text(json.dumps(manifest))
+        match = "manifest.json says"
+    with pytest.raises(CorruptDataError, match=match):
+        PreparedSplit(d, "train")
+    assert len(PreparedSplit(d, "val")) == manifest["splits"]["val"]["count"]  # the intact split still loads

@@ -117,7 +117,7 @@ def test_speed_json_overrides_the_config_and_is_validated():
     from pra.__main__ import experiment_config, parser
 
     cfg = tiny_config()
-    args = parser().parse_args(["sample", "--config-json", cfg.subset_json("sample"), "--model", "m.pt", "--out", "o",
+    args = parser().parse_args(["sample", "--config-json", cfg.subset_json("device", "sample"), "--model", "m.pt", "--out", "o",
                                 "--speed-json", tiny_config().replace(speed={"compile": "off", "sample_precision": "bf16"})
                                 .subset_json("speed")])  # what the rules pass
     got = experiment_config(args)

@@ -7,6 +7,7 @@ import torch
 from conftest import tiny_config
 from pra.sample import load_npz, sample_to_npz
 from pra.checkpoint import load_trained
+from pra.config import ConfigError
 from pra.train import Stop, train
 
 
@@ -42,6 +43,27 @@ def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared):
     for k in a:
         assert torch.equal(a[k], b[k]), k
     assert _losses(full) == _losses(part)
+
+
+@pytest.mark.parametrize("change, key", [({"train": {"lr": 5e-4}}, "config.train.lr"),
+                                         ({"model": {"z_dim": 3}}, "config.model.z_dim"),
+                                         ({"method": {"t_min": 0.25}}, "config.method.t_min")])
+def test_resume_after_a_config_change_stops_naming_the_key(tmp_path, prepared, change, key):
+    """A changed learning rate would be silently ignored by a resume, a changed z_dim crash with a shape error:
+    both stop before any step, naming the key, and leave state.pt as it was."""
+    cfg = tiny_config()
+    with pytest.raises(Stop):
+        train(cfg, scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=tmp_path, stop_after=10,
+              progress=False)
+    before = (tmp_path / "state.pt").read_bytes()
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")) as e:
+        train(tiny_config(**change), scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=tmp_path,
+              progress=False)
+    assert "delete" in str(e.value) and (tmp_path / "state.pt").read_bytes() == before
+    # the speed section is an execution setting: resuming with another one is allowed
+    train(cfg.replace(speed={"sample_precision": "bf16"}), scale="tiny-XS", method="pra", seed=0, data_dir=prepared,
+          out_dir=tmp_path, progress=False)
+    assert (tmp_path / "model.pt").exists() and not (tmp_path / "state.pt").exists()
 
 
 def test_nonfinite_loss_aborts(tmp_path, prepared):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-from pra.bench.training import _check
+from pra.bench.common import StepRunner, check_target, time_interleaved
 from pra.config import ExperimentConfig
 from pra.flow import make_flow
 from pra.io import write_json
@@ -96,8 +96,6 @@ def bench_training_step(cfg: ExperimentConfig, scale: str, device, geom: Geometr
                         peak: float | None, profile: bool = False) -> dict:
     """TF and PRA steps, eager then compiled; each method's memory is what its runner adds (weights, AdamW
     state, gradients, activations at the step's peak) over what was allocated before it was built."""
-    from pra.bench.training import StepRunner, time_interleaved
-
     methods = ("latent_tf", "pra")
     out = {"scale": scale, "batch": batch, "tokens": geom.num_tokens, "modes": {}}
     flops = {}
@@ -360,9 +358,9 @@ def markdown(r: dict) -> str:
             mfu = v.get("mfu", {}).get("pra")
             if goal is not None and mfu is not None:
                 lines.append(f"- {t['scale']}: MFU of the PRA step {_pct(mfu)}: "
-                             f"{_check(mfu, ('>=', goal), lambda b: f'{b * 100:.0f}%')}")
+                             f"{check_target(mfu, ('>=', goal), lambda b: f'{b * 100:.0f}%')}")
             lines.append(f"- {t['scale']}: PRA/TF {v['pra_over_tf']:.2f}: "
-                         f"{_check(v['pra_over_tf'], ('<=', TARGETS['pra_over_tf']))}")
+                         f"{check_target(v['pra_over_tf'], ('<=', TARGETS['pra_over_tf']))}")
     if r["sampling"]:
         st = r["sampling"][0]["settings"]
         lines += ["", f"## Sampling ({st['ode_steps']} {st['solver']} steps per token, CFG {st['cfg_scale']} "
@@ -401,7 +399,7 @@ def markdown(r: dict) -> str:
                 if best:
                     goal = TARGETS["images_per_s_pra_s"]
                     lines += ["", f"- PRA-S: {best['images_per_second']:.1f} images/s at batch {best['batch']}: "
-                              f"{_check(best['images_per_second'], ('>=', goal), lambda g: f'{g:.0f}')}; "
+                              f"{check_target(best['images_per_second'], ('>=', goal), lambda g: f'{g:.0f}')}; "
                               f"an FID-50K sample takes {50000 / best['images_per_second'] / 60:.0f} min on this card"]
             else:
                 f = max((f for f in s["fast"] if "seconds" in f), key=lambda f: f["images_per_second"], default=None)

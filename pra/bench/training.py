@@ -1,5 +1,4 @@
-"""`python -m pra bench`: speed and memory ratios measured side by side in one run (on a CUDA machine: the
-GPU benchmark of pra.bench.gpu instead).
+"""The CPU benchmark of `python -m pra bench`: speed and memory ratios measured side by side in one run.
 
 Writes benchmarks/results.json and benchmarks/results.md with
   * PRA training step / teacher-forced (latent_tf) step, same model, batch and initial weights;
@@ -18,107 +17,17 @@ from pathlib import Path
 
 import torch
 
+from pra.bench.common import StepRunner, check_target, matmul_peak, time_interleaved
+from pra.checkpoint import build_network
 from pra.config import ExperimentConfig
+from pra.flow import make_flow
 from pra.io import write_json
 from pra.model.network import Geometry, count_parameters
-from pra.noise import Noise
-from pra.flow import make_flow
-from pra.runtime import generator, set_threads
 from pra.rollout import SamplerSettings, rollout
-from pra.checkpoint import build_network
-from pra.objective import Objective
-from pra.optim import make_optimizer
-from pra.speed import compile_modules
+from pra.runtime import generator, set_threads
 
 TARGETS = {"pra_over_tf_step": ("<=", 1.35), "pra_over_tf_activation_memory": ("<=", 1.3),
            "kv_speedup_trunk_256": (">=", 8.0), "mfu": (">=", 0.35)}
-
-
-def matmul_peak(threads: int, n: int = 2048, reps: int = 10) -> float:
-    """Measured fp32 matmul throughput (FLOP/s) of this machine with `threads` threads."""
-    set_threads(threads)
-    g = generator(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    for _ in range(3):
-        a @ b
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - t)
-    return 2 * n ** 3 / best
-
-
-class StepRunner:
-    """One full training step (forward, backward, clip, AdamW) of one method on a fixed batch; on CUDA with
-    bf16 autocast as pra.train runs it, and optionally with the modules compiled (pra.speed)."""
-
-    def __init__(self, cfg: ExperimentConfig, scale: str, method: str, geom: Geometry, batch: int,
-                 device: torch.device | str = "cpu", compile: bool = False):
-        self.device = torch.device(device)
-        self.net = build_network(cfg, scale, method, geom, init_seed=0).to(self.device)
-        self.compiled = compile_modules(self.net) if compile else []
-        self.objective = Objective(method, cfg.model, cfg.method, self.net.latent)
-        self.opt = make_optimizer(self.net, cfg)
-        g = generator(123)
-        self.x = (torch.rand(batch, geom.num_tokens, geom.patch_dim, generator=g) * 2 - 1).to(self.device)
-        self.y = torch.randint(0, geom.num_classes, (batch,), generator=g).to(self.device)
-        self.noise = Noise(generator(7, self.device))
-        self.autocast = self.device.type == "cuda"
-
-    def loss(self):
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.autocast):
-            return self.objective(self.net, self.x, self.y, self.noise)[0]
-
-    def step(self) -> float:
-        self.sync()
-        t = time.perf_counter()
-        loss = self.loss()
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
-        self.opt.step()
-        self.sync()
-        return time.perf_counter() - t
-
-    def sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def saved_activation_bytes(self) -> int:
-        """Bytes of the tensors autograd keeps for backward (parameters excluded, storages deduplicated)."""
-        params = {p.data_ptr() for p in self.net.parameters()}
-        seen: dict[tuple, int] = {}
-
-        def pack(t):
-            if t.data_ptr() not in params:
-                seen[(t.untyped_storage().data_ptr(),)] = t.untyped_storage().nbytes()
-            return t
-
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = self.loss()
-        del loss
-        return sum(seen.values())
-
-    def flops(self) -> int:
-        from torch.utils.flop_counter import FlopCounterMode
-
-        with FlopCounterMode(display=False) as fc:
-            loss = self.loss()
-            loss.backward()
-        self.opt.zero_grad(set_to_none=True)
-        return fc.get_total_flops()
-
-
-def time_interleaved(runners: dict[str, StepRunner], warmup: int, reps: int) -> dict[str, float]:
-    for _ in range(warmup):
-        for r in runners.values():
-            r.step()
-    times = {k: [] for k in runners}
-    for _ in range(reps):
-        for k, r in runners.items():
-            times[k].append(r.step())
-    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def bench_training(cfg: ExperimentConfig, scale: str, reps: int) -> dict:
@@ -211,13 +120,6 @@ def run_bench(cfg: ExperimentConfig, out_dir: str | Path, *, threads: int = 1, r
     return results
 
 
-def _check(value: float, target, show=str) -> str:
-    """'met' or 'NOT met' against target (op, bound); `show` formats the bound."""
-    op, bound = target
-    ok = value <= bound if op == "<=" else value >= bound
-    return f"{'met' if ok else 'NOT met'} (target {op} {show(bound)})"
-
-
 def markdown(r: dict) -> str:
     m = r["machine"]
     lines = ["# Benchmarks (measured by `python -m pra bench`)", "",
@@ -237,12 +139,12 @@ def markdown(r: dict) -> str:
     lines += ["", "Targets:"]
     for t in r["training"]:
         lines += [f"- {t['scale']}: PRA/TF step {t['pra_over_tf_step']:.2f}: "
-                  f"{_check(t['pra_over_tf_step'], TARGETS['pra_over_tf_step'])}",
+                  f"{check_target(t['pra_over_tf_step'], TARGETS['pra_over_tf_step'])}",
                   f"- {t['scale']}: PRA/TF saved-activation memory {t['pra_over_tf_activation_memory']:.2f}: "
-                  f"{_check(t['pra_over_tf_activation_memory'], TARGETS['pra_over_tf_activation_memory'])}",
+                  f"{check_target(t['pra_over_tf_activation_memory'], TARGETS['pra_over_tf_activation_memory'])}",
                   f"- {t['scale']}: model-FLOP utilisation of the PRA step {t['mfu']['pra'] * 100:.1f}% "
                   f"(FLOPs counted by torch.utils.flop_counter): "
-                  f"{_check(t['mfu']['pra'], TARGETS['mfu'])}"]
+                  f"{check_target(t['mfu']['pra'], TARGETS['mfu'])}"]
     lines += ["", "## Sampling at 256 tokens (ImageNet-256 geometry: patch 16, RGB, z 16; batch 1)", "",
               "Trunk decode: the 256 trunk steps alone (prefill + 255 cached steps vs 256 forwards of the growing "
               "prefix), the work the KV cache changes; the target is checked here. End to end: the whole sampler "
@@ -259,24 +161,9 @@ def markdown(r: dict) -> str:
                      f"{s['seconds']['cached']:.2f} s / {s['seconds']['recompute']:.2f} s | "
                      f"{s['kv_speedup_256']:.1f}x | {s['max_abs_diff']:.1e} |")
     lines += [""] + [f"- {s['scale']}: KV-cache speed-up of the trunk decode {s['kv_speedup_trunk_256']:.1f}x: "
-                     f"{_check(s['kv_speedup_trunk_256'], TARGETS['kv_speedup_trunk_256'])}; cached and recomputed "
+                     f"{check_target(s['kv_speedup_trunk_256'], TARGETS['kv_speedup_trunk_256'])}; cached and recomputed "
                      f"samples equal within {s['tolerance']} (pixels in [-1, 1]): "
                      f"{s['outputs_equal_within_tolerance']}; KV cache at full length "
                      f"{s['kv_cache_bytes_full_length'] / 2 ** 20:.1f} MiB, linear in the sequence length"
                      for s in r["sampling"]]
     return "\n".join(lines) + "\n"
-
-
-# ---- the command-line job ----------------------------------------------------------------------
-def bench_job(args):
-    cfg = args.cfg
-    if args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
-        from pra.bench.gpu import run_gpu_bench
-
-        run_gpu_bench(cfg, args.out, scales=tuple(args.gpu_scales), batch=args.gpu_batch, reps=args.reps,
-                      sample_scales=tuple(args.gpu_sample_scales), sample_batches=tuple(args.gpu_sample_batches))
-        print((Path(args.out) / "gpu.md").read_text())
-        return
-    run_bench(cfg, args.out, threads=args.threads, reps=args.reps, scales=tuple(args.scales),
-              sample_scales=tuple(args.sample_scales), sample_ode_steps=args.sample_ode_steps)
-    print((Path(args.out) / "results.md").read_text())

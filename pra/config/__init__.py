@@ -72,14 +72,18 @@ class ExperimentConfig:
     def subset_json(self, *keys: str) -> str:
         """JSON of some keys ("train" or "data.resolution"): what a rule passes to its command, and
         therefore what makes Snakemake rerun it. Keys not passed take their defaults in the command."""
-        d, out = self.to_dict(), {}
+        return json.dumps(self.subset(*keys), sort_keys=True)
+
+    def subset(self, *keys: str) -> dict:
+        """The values of some keys ("train" or "data.resolution") as plain data; reads nothing else."""
+        out: dict = {}
         for key in keys:
             head, _, tail = key.partition(".")
             if tail:
-                out.setdefault(head, {})[tail] = d[head][tail]
+                out.setdefault(head, {})[tail] = _data(getattr(getattr(self, head), tail))
             else:
-                out[head] = d[head]
-        return json.dumps(out, sort_keys=True)
+                out[head] = _data(getattr(self, head))
+        return out
 
     def replace(self, **sections) -> "ExperimentConfig":
         """Copy with some fields replaced; nested sections accept dicts of overrides."""
@@ -90,6 +94,15 @@ class ExperimentConfig:
                 value = dataclasses.replace(current, **value)
             new[key] = value
         return from_dict({**self.to_dict(), **{k: plain(v) for k, v in new.items()}})
+
+
+def _data(v):
+    """A config value as plain data (dataclasses, also inside lists, as dicts), as to_dict() has it."""
+    if dataclasses.is_dataclass(v):
+        return dataclasses.asdict(v)
+    if isinstance(v, list):
+        return [_data(x) for x in v]
+    return v
 
 
 def from_dict(raw: Mapping, *, cross_checks: bool = True, scales: Collection[str] | None = None) -> ExperimentConfig:

@@ -8,6 +8,10 @@ import numpy as np
 from pra.io import read_json
 
 
+class CorruptDataError(RuntimeError):
+    """Prepared shards that do not match their manifest."""
+
+
 class PreparedSplit:
     """Images (uint8 [H, W, C]) and labels of one split; `take(idx)` gathers across shards."""
 
@@ -22,11 +26,37 @@ class PreparedSplit:
         self.manifest = read_json(data_dir / "manifest.json")
         if split not in self.manifest["splits"]:
             raise KeyError(f"{data_dir}: no split {split!r}")
-        shards = self.manifest["splits"][split]["shards"]
-        self._images = [np.load(data_dir / f"{s['stem']}.images.npy", mmap_mode="r") for s in shards]
-        self.labels = np.concatenate([np.load(data_dir / f"{s['stem']}.labels.npy") for s in shards]) \
-            if shards else np.zeros(0, dtype=np.int64)
+        info = self.manifest["splits"][split]
+        shards = info["shards"]
+        self._images, labels = [], []
+        for s in shards:
+            images, labs = (self._load(data_dir / f"{s['stem']}.{kind}.npy", kind == "images")
+                            for kind in ("images", "labels"))
+            if not (len(images) == len(labs) == s["count"]):
+                raise CorruptDataError(f"{data_dir}: shard {s['stem']} holds {len(images)} images and {len(labs)} "
+                                       f"labels but manifest.json says {s['count']}: the prepared data is "
+                                       "corrupt or mixed with another run's; delete the folder and run `prepare` "
+                                       "again")
+            self._images.append(images)
+            labels.append(labs)
+        self.labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
+        if len(self.labels) != info["count"]:
+            raise CorruptDataError(f"{data_dir}: split {split!r} has {len(self.labels)} images in its shards but "
+                                   f"manifest.json says {info['count']}; run `prepare` again")
+        if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
+            raise CorruptDataError(f"{data_dir}: split {split!r} has labels outside [0, {self.num_classes}); "
+                                   "run `prepare` again")
         self._offsets = np.cumsum([0] + [len(x) for x in self._images])
+
+    @staticmethod
+    def _load(path: Path, mmap: bool) -> np.ndarray:
+        if not path.exists():
+            raise CorruptDataError(f"{path}: a shard listed in manifest.json is missing; run `prepare` again (it "
+                                   "reuses the shards that are intact)")
+        try:
+            return np.load(path, mmap_mode="r" if mmap else None)
+        except (ValueError, OSError, EOFError) as e:
+            raise CorruptDataError(f"{path}: unreadable shard ({e}); delete it and run `prepare` again") from e
 
     @property
     def num_classes(self) -> int:
@@ -54,3 +84,10 @@ class PreparedSplit:
 
     def all_images(self) -> np.ndarray:
         return self.take(np.arange(len(self)))
+
+
+def subsample(n: int, k: int, seed: int = 0) -> np.ndarray:
+    """k sorted indices out of n (all when k >= n), fixed by seed."""
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))

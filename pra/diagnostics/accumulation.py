@@ -21,7 +21,7 @@ import torch
 
 from pra.config import ExperimentConfig
 from pra.diagnostics import estimators as est
-from pra.diagnostics.gap import _patches, on_8bit_grid
+from pra.model.patches import image_patches, on_8bit_grid
 from pra.flow import make_flow
 from pra.noise import Noise
 from pra.runtime import generator
@@ -60,7 +60,7 @@ def generate(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarr
     D = net.head.out.out_features
     roll, step = [], []
     for i in range(0, len(images_u8), batch_size):
-        x = _patches(images_u8[i:i + batch_size], g.patch_size, device)
+        x = image_patches(images_u8[i:i + batch_size], g.patch_size, device)
         y = torch.as_tensor(labels[i:i + batch_size]).to(device)
         init = noise.randn(x.shape[0], g.num_tokens, D) * s.temperature
         roll.append(on_8bit_grid(rollout(net, flow, y, s, noise, initial=init).patches))
@@ -111,8 +111,8 @@ def error_accumulation(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_label
     g = net.geometry
     ia, ib = halves(len(val_u8), seed)
     own, true_prefix = generate(net, cfg, val_u8[ia], val_labels[ia], seed=seed)
-    real = _patches(val_u8, g.patch_size, "cpu").float().numpy()
-    train = _patches(train_u8, g.patch_size, "cpu").float().numpy()
+    real = image_patches(val_u8, g.patch_size, "cpu").float().numpy()
+    train = image_patches(train_u8, g.patch_size, "cpu").float().numpy()
     basis = est.PCABasis(train.reshape(-1, train.shape[-1]), pca_dim)
     res = curves(real[ia], real[ib], own, true_prefix, basis, subsamples=subsamples, seed=seed)
     res["settings"] = {"pca_dim": pca_dim, "pca_explained_variance": basis.explained,

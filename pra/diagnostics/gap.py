@@ -25,7 +25,7 @@ import torch
 from pra.config import ExperimentConfig
 from pra.diagnostics import estimators as est
 from pra.flow import make_flow
-from pra.model.patches import patchify, to_unit
+from pra.model.patches import image_patches, on_8bit_grid
 from pra.noise import Noise
 from pra.inputs import TrunkInputs
 from pra.runtime import generator
@@ -34,15 +34,6 @@ from pra.rollout import SamplerSettings, rollout
 LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential")
 PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")
 REFERENCE, NULL, TF = "rollout", "rollout_null", "teacher_forcing"
-
-
-def _patches(images_u8: np.ndarray, patch_size: int, device) -> torch.Tensor:
-    return patchify(to_unit(torch.from_numpy(np.ascontiguousarray(images_u8)).to(device)), patch_size)
-
-
-def on_8bit_grid(x: torch.Tensor) -> torch.Tensor:
-    """Clip to [-1, 1] and round to the 255 steps of an 8-bit image (what saving a sample does)."""
-    return torch.round((x.clamp(-1, 1) + 1) * 127.5) / 127.5 - 1
 
 
 @torch.no_grad()
@@ -59,7 +50,7 @@ def collect(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarra
     names = (LATENT_CONSTRUCTIONS if net.latent else PIXEL_CONSTRUCTIONS) + (REFERENCE, NULL)
     out: dict[str, dict[str, list]] = {"inputs": {k: [] for k in names}, "hidden": {k: [] for k in names}}
     for i in range(0, len(images_u8), batch_size):
-        x = _patches(images_u8[i:i + batch_size], g.patch_size, device)
+        x = image_patches(images_u8[i:i + batch_size], g.patch_size, device)
         y = torch.as_tensor(labels[i:i + batch_size]).to(device)
         sets = {"teacher_forcing": x, "pixel_noise": obj.pixel_noised(x, noise)}
         if net.latent:
@@ -93,7 +84,7 @@ def fit_bases(net, images_u8: np.ndarray, labels: np.ndarray, pca_dim: int, batc
     device = next(net.parameters()).device
     xs, hs = [], []
     for i in range(0, len(images_u8), batch_size):
-        x = _patches(images_u8[i:i + batch_size], g.patch_size, device)
+        x = image_patches(images_u8[i:i + batch_size], g.patch_size, device)
         y = torch.as_tensor(labels[i:i + batch_size]).to(device)
         xs.append(x[:, :-1].reshape(-1, x.shape[-1]).float().cpu().numpy())
         h = net.trunk(x[:, :-1], y)[:, 1:]

@@ -8,7 +8,7 @@ def _setup(args):
     """Config, EMA model, held-out (val) images and a fixed subset of train images (PCA bases) for the
     gap/accumulation diagnostics."""
     from pra.data.dataset import PreparedSplit
-    from pra.evaluate.metrics import subsample
+    from pra.data.dataset import subsample
     from pra.runtime import resolve_device, set_threads
     from pra.checkpoint import load_trained
 
@@ -27,7 +27,8 @@ def gap(args):
     from pra.io import write_json
 
     cfg, net, model, (vx, vy), (tx, ty) = _setup(args)
-    res = input_gap(net, cfg, vx, vy, tx, ty, permutations=args.permutations, subsamples=args.subsamples) | {"model": model}
+    res = input_gap(net, cfg, vx, vy, tx, ty, permutations=args.permutations, subsamples=args.subsamples) | {"model": model,
+                                                                                          "code_hash": args.code_hash}
     write_json(args.out, res)
     print(json.dumps({f"{space}/{k}": round(v.get("excess_mmd2", v["mean_mmd2"]), 5)
                       for space, r in res["spaces"].items() for k, v in r["sets"].items()}))
@@ -38,6 +39,7 @@ def accumulate(args):
     from pra.io import write_json
 
     cfg, net, model, (vx, vy), (tx, _) = _setup(args)
-    res = error_accumulation(net, cfg, vx, vy, tx, subsamples=args.subsamples) | {"model": model}
+    res = error_accumulation(net, cfg, vx, vy, tx, subsamples=args.subsamples) | {"model": model,
+                                                                                  "code_hash": args.code_hash}
     write_json(args.out, res)
     print(json.dumps({k: round(res[f"mean_{k}"], 4) for k in ("own_prefix", "true_prefix", "floor", "accumulated")}))

@@ -50,6 +50,7 @@ def reference(args):
     info["floor"] = floor_metrics(args.data, args.out, space, kid_subset_size=e.kid_subset_size,
                                   prc_neighborhood=e.prc_neighborhood, device=device)
     info["extractor"] = space.describe()
+    info["code_hash"] = args.code_hash
     write_json(Path(args.out).with_suffix(".json"), info)
     print(json.dumps({"fid_val_floor": info["floor"]["fid"]}))
 
@@ -76,7 +77,7 @@ def evaluate(args):
     meta = read_json(Path(args.samples).with_suffix(".json"))
     train_info = read_json(args.train_json)
     out.update(scale=meta["scale"], method=meta["method"], seed=meta["seed"], steps=meta["step"],
-               params=train_info["params"], sampling=meta["sampling"])
+               params=train_info["params"], sampling=meta["sampling"], code_hash=args.code_hash)
     write_json(args.out, out)
     run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "",
                        run_id=train_info.get("mlflow_run_id"))
@@ -89,7 +90,7 @@ def evaluate(args):
 def probe(args):
     from pra import tracking
     from pra.data.dataset import PreparedSplit
-    from pra.evaluate.metrics import subsample
+    from pra.data.dataset import subsample
     from pra.evaluate.probe import probe_model
     from pra.io import write_json
     from pra.runtime import resolve_device, set_threads
@@ -106,7 +107,7 @@ def probe(args):
                       holdout_fraction=e.probe_holdout_fraction, epochs=e.probe_epochs,
                       warmup_epochs=e.probe_warmup_epochs, batch_size=e.probe_batch_size, base_lr=e.probe_base_lr,
                       device=device)
-    res.update({k: meta[k] for k in ("scale", "method", "seed", "step")})
+    res.update({k: meta[k] for k in ("scale", "method", "seed", "step")}, code_hash=args.code_hash)
     write_json(args.out, res)
     run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "",
                        run_id=meta.get("mlflow_run_id"))

@@ -160,8 +160,4 @@ def load_reference(path: str | Path, space: FeatureSpace | None = None) -> dict:
     return ref
 
 
-def subsample(n: int, k: int, seed: int = 0) -> np.ndarray:
-    """k sorted indices out of n (all when k >= n), fixed by seed."""
-    if k >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pra.data.dataset import PreparedSplit
-from pra.evaluate.metrics import FeatureSpace, extract, load_reference, sample_metrics, save_reference, subsample
+from pra.data.dataset import PreparedSplit, subsample
+from pra.evaluate.metrics import FeatureSpace, extract, load_reference, sample_metrics, save_reference
 
 
 class StreamingStats:

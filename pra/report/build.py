@@ -8,8 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pra.ablation import load_choices
-from pra.plan import measured_overrides, run_dir, runs, variant_id
+from pra.plan import load_choices, path_of, runs, variant_run
 from pra.config import ExperimentConfig
 from pra.io import read_json, write_json
 from pra.report import figures, published, tables
@@ -31,7 +30,7 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     paths = []
     for r in runs(cfg):
-        rows = training_log(run_dir(results, r.scale, r.method, r.variant, r.seed))
+        rows = training_log(path_of(results, r))
         p = out / curve_name(r.scale, r.method, r.variant, r.seed)
         pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6g")
         paths.append(p)
@@ -62,7 +61,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     ref = read_json(results / "reference" / "reference.json")
     floor = dict(ref["floor"])
     clf_path = results / "classifier" / "classifier.json"
-    clf = read_json(clf_path) if clf_path.exists() else {}
+    clf = read_json(clf_path) if not cfg.evaluate.inception_weights else {}  # the classifier's feature space
     if clf:
         floor["class_accuracy"] = clf["val_accuracy"]
     val = PreparedSplit(results / "data", "val")
@@ -72,7 +71,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     rows, probes, logs, panels = [], {}, {}, [("real (val split)", val.all_images(), val.labels)]
     seen = set()
     for r in runs(cfg):
-        d = run_dir(results, r.scale, r.method, r.variant, r.seed)
+        d = path_of(results, r)
         ev = {**read_json(d / "eval.json"), "variant": r.variant}
         rows.append(ev)
         key = (r.scale, r.method, r.variant, r.seed)
@@ -107,10 +106,10 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         gaps, accs = {}, {}
         choices = load_choices(a, results)
         for v in a.variants:
-            method = v.method or a.method
-            d = run_dir(results, a.scale, method, variant_id(measured_overrides(a, v, choices)), a.seeds[0])
+            run = variant_run(a, v, choices, a.seeds[0])
+            d = path_of(results, run)
             gaps[v.name] = read_json(d / "gap.json")
-            accs[v.name] = (method, read_json(d / "accumulation.json"))
+            accs[v.name] = (run.method, read_json(d / "accumulation.json"))
         diagnostics[a.name] = (gaps, accs)
         built += [tables.gap_table(a.name, gaps), tables.accumulation_table(a.name, {k: v for k, (_, v) in accs.items()})]
     for t in built:

@@ -11,7 +11,8 @@ rule gap:
     output:
         f"{RUN}/gap.json",
     params:
-        cfg=run_cfg_json("model", "method", "sample"),
+        cfg=run_job_cfg("gap"),
+        code=code("gap"),
         n=EXP.evaluate.diagnostic_images,
         perms=EXP.evaluate.diagnostic_permutations,
         subs=EXP.evaluate.diagnostic_subsamples,
@@ -39,7 +40,8 @@ rule accumulate:
     output:
         f"{RUN}/accumulation.json",
     params:
-        cfg=run_cfg_json("model", "method", "sample"),
+        cfg=run_job_cfg("accumulate"),
+        code=code("accumulate"),
         n=EXP.evaluate.diagnostic_images,
         subs=EXP.evaluate.diagnostic_subsamples,
     threads: 1
@@ -64,7 +66,8 @@ checkpoint tune:
     output:
         f"{RESULTS}/tuning/{{ablation}}.json",
     params:
-        cfg=cfg_json(*CONFIG_KEYS),
+        cfg=job_cfg("tune"),
+        code=code("tune"),
         results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/tune-{{ablation}}.log",
@@ -83,7 +86,8 @@ rule ablation:
     output:
         f"{RESULTS}/ablations/{{ablation}}.json",
     params:
-        cfg=cfg_json(*CONFIG_KEYS),
+        cfg=job_cfg("ablation"),
+        code=code("ablation"),
         results=lambda w, output: os.path.dirname(os.path.dirname(output[0])),
     log:
         f"{RESULTS}/logs/ablation-{{ablation}}.log",

@@ -3,6 +3,8 @@ import os
 import json
 
 from pra import plan
+from pra.__main__ import reads
+from pra.codehash import code_hash
 from pra.plan import variant_id, variant_overrides
 
 # Paths of every artifact are functions of (experiment, scale, method, seed).
@@ -16,8 +18,6 @@ REPORTS = EXP.reports_dir
 # through their params: it is an execution setting and must not rerun finished jobs. `envvars` hands it to
 # jobs on other nodes (Slurm) too.
 os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")
-# what the rules that read the whole config pass (tune, ablation, report): every section but the speed section
-CONFIG_KEYS = [k for k in EXP.to_dict() if k != "speed"]
 
 
 envvars:
@@ -100,9 +100,16 @@ def out_dir(output_file):
     return lambda wildcards, output: os.path.dirname(output[output_file])
 
 
-def cfg_json(*keys):
-    """The config keys a rule's command reads; passed as params so that only they trigger reruns."""
-    return EXP.subset_json(*keys)
+def job_cfg(command):
+    """The config keys the job of `command` reads (pra.__main__.READS), as JSON: a rule passes exactly these,
+    as a param, so that only they make Snakemake rerun it."""
+    return EXP.subset_json(*reads(command))
+
+
+def code(command):
+    """The hash of the code the job of `command` runs (pra.codehash): a param, so that editing a module reruns
+    exactly the jobs that run it."""
+    return code_hash(command)
 
 
 _RUN_CFG = {}
@@ -116,8 +123,9 @@ def run_cfg(wildcards):
     return _RUN_CFG[v]
 
 
-def run_cfg_json(*keys):
-    return lambda wildcards: run_cfg(wildcards).subset_json(*keys)
+def run_job_cfg(command):
+    """job_cfg of one run's config (its variant's overrides applied)."""
+    return lambda wildcards: run_cfg(wildcards).subset_json(*reads(command))
 
 
 def runs():
@@ -134,7 +142,7 @@ ABLATIONS = {a.name: a for a in EXP.ablations}
 
 def tuning_file(a):
     """The tuning's choices of ablation a (a checkpoint: the runs that follow depend on it); [] if untuned."""
-    return [f"{RESULTS}/tuning/{a.name}.json"] if plan.tuned_variants(a) else []
+    return [str(plan.tuning_path(RESULTS, a))] if plan.tuned_variants(a) else []
 
 
 def choices_of(a):

@@ -6,7 +6,8 @@ if EXP.data.source in ("digits", "mnist"):
         output:
             directory(EXP.data.root),
         params:
-            cfg=cfg_json("data.source", "data.val_fraction", "data.split_seed"),
+            cfg=job_cfg("export"),
+            code=code("export"),
         log:
             f"{RESULTS}/logs/export_embedded.log",
         conda:
@@ -24,8 +25,8 @@ rule prepare:
     output:
         MANIFEST,
     params:
-        cfg=cfg_json(*(f"data.{k}" for k in ("root", "val_labels", "resolution", "channels", "shard_size",
-                                             "on_bad_image", "workers"))),
+        cfg=job_cfg("prepare"),
+        code=code("prepare"),
         out=out_dir(0),
     threads: 2
     resources:

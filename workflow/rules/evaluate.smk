@@ -6,7 +6,8 @@ rule train_classifier:
         weights=CLASSIFIER,
         info=f"{RESULTS}/classifier/classifier.json",
     params:
-        cfg=cfg_json("evaluate.classifier_epochs", "evaluate.classifier_seed"),
+        cfg=job_cfg("train-classifier"),
+        code=code("train-classifier"),
         out=out_dir("weights"),
     threads: 1
     resources:
@@ -31,7 +32,8 @@ rule reference:
         npz=REFERENCE,
         info=f"{RESULTS}/reference/reference.json",
     params:
-        cfg=cfg_json("device", "evaluate"),
+        cfg=job_cfg("reference"),
+        code=code("reference"),
         clf=classifier_flag,
     threads: 1
     resources:
@@ -59,7 +61,8 @@ rule evaluate:
     output:
         f"{RUN}/eval.json",
     params:
-        cfg=cfg_json("name", "device", "evaluate"),
+        cfg=job_cfg("evaluate"),
+        code=code("evaluate"),
         clf=classifier_flag,
     threads: 1
     resources:
@@ -85,7 +88,8 @@ rule probe:
     output:
         f"{RUN}/probe.json",
     params:
-        cfg=cfg_json("name", "device", "evaluate"),
+        cfg=job_cfg("probe"),
+        code=code("probe"),
     threads: 1
     resources:
         **job_resources("eval"),

@@ -19,7 +19,8 @@ rule build_report:
         _reported("figures", "Figures", "../report/figure.rst"),
         [f"{REPORTS}/{p}" for p in _FILES["curves"] + _FILES["other"]],
     params:
-        cfg=cfg_json(*CONFIG_KEYS),
+        cfg=job_cfg("report"),
+        code=code("report"),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.reference)),
         reports=lambda w, output: os.path.dirname(output[-1]),
     log:

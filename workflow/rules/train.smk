@@ -8,6 +8,7 @@ rule init_tracking:
     output:
         f"{RESULTS}/tracking.json",
     params:
+        code=code("init-tracking"),
         name=EXP.name,
         results=lambda w, output: os.path.dirname(output[0]),
     log:
@@ -28,7 +29,8 @@ rule train:
         summary=f"{RUN}/train.json",
         log=f"{RUN}/train_log.jsonl",
     params:
-        cfg=run_cfg_json("name", "device", "data.resolution", "data.channels", "model", "method", "train"),
+        cfg=run_job_cfg("train"),
+        code=code("train"),
         out=out_dir("model"),
         launcher=train_launcher,
     # training jobs first: they are the long ones, and evaluation of finished runs fills the gaps
@@ -58,7 +60,8 @@ rule sample:
         samples=f"{RUN}/samples/shard-{{shard}}.npz",
         info=f"{RUN}/samples/shard-{{shard}}.json",
     params:
-        cfg=run_cfg_json("device", "sample"),
+        cfg=run_job_cfg("sample"),
+        code=code("sample"),
         shards=EXP.sample.shards,
         launcher=launcher,
     threads: 1
@@ -85,6 +88,7 @@ rule gather_samples:
         samples=f"{RUN}/samples.npz",
         info=f"{RUN}/samples.json",
     params:
+        code=code("gather"),
         png=lambda w, output: f"--png-dir {os.path.dirname(output.samples)}/png" if EXP.sample.png else "",
     log:
         f"{RUN}/gather.log",

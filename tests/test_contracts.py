@@ -1,0 +1,168 @@
+"""The contracts between rules, jobs and results: a job reads exactly the config keys its rule passes
+(pra.__main__.READS), refuses to run on defaults for a key it was not given, and results carry the hash of
+the code that made them (pra.codehash)."""
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+import pra.__main__ as M
+from pra.config import ConfigError, ExperimentConfig
+
+from conftest import tiny_config
+
+CFG = ExperimentConfig()
+SECTIONS = {f.name: type(getattr(CFG, f.name)) for f in dataclasses.fields(ExperimentConfig)
+            if dataclasses.is_dataclass(getattr(CFG, f.name))}
+FIELDS = {cls: {f.name for f in dataclasses.fields(cls)} for cls in [ExperimentConfig, *SECTIONS.values()]}
+
+
+class Reads:
+    """Records every field read on one job's config object and its sections (by identity: the config a
+    checkpoint carries, also an ExperimentConfig, is another object and is not recorded)."""
+
+    def __init__(self):
+        self.keys: set[str] = set()
+        self.tree: dict[int, str] = {}
+        self.keep = []
+
+    def register(self, cfg):
+        self.keep.append(cfg)
+        self.tree[id(cfg)] = ""
+        for name in SECTIONS:
+            sec = object.__getattribute__(cfg, name)
+            self.keep.append(sec)
+            self.tree[id(sec)] = name
+
+    def hook(self):
+        rec = self
+
+        def __getattribute__(obj, name):
+            value = object.__getattribute__(obj, name)
+            where = rec.tree.get(id(obj))
+            if where is not None and name in FIELDS[type(obj)]:
+                rec.keys.add(f"{where}.{name}" if where else name)
+            return value
+
+        return __getattribute__
+
+
+def covered(read: str, declared) -> bool:
+    head = read.split(".")[0]
+    if "." not in read and head in SECTIONS:  # the section object itself: fine if anything in it is declared
+        return any(d == head or d.startswith(head + ".") for d in declared)
+    return read in declared or head in declared
+
+
+def used(key: str, reads: set[str]) -> bool:
+    if key in SECTIONS:
+        return any(r.startswith(key + ".") for r in reads)
+    return key in reads
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """Run every command a rule runs with a config subset, in order, on a tiny config, recording each job's
+    reads. Returns {command: recorded keys} and the folder."""
+    root = tmp_path_factory.mktemp("contracts")
+    cfg = tiny_config(evaluate={"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1,
+                                "probe_max_train": 200, "reference_features": 100, "kid_subset_size": 20},
+                      train={"steps": 6, "log_every": 3, "ckpt_every": 3}, device="cpu")
+    raw, data, run = root / "raw", root / "data", root / "run"
+    recorded: dict[str, set[str]] = {}
+    original = M.experiment_config
+
+    def job_json(command):
+        return cfg.subset_json(*M.reads(command))
+
+    steps = [
+        ("export", ["--out", str(raw)]),
+        ("prepare", ["--root", str(raw), "--out", str(data)]),
+        ("train-classifier", ["--data", str(data), "--out", str(root / "clf")]),
+        ("reference", ["--data", str(data), "--classifier", str(root / "clf" / "classifier.pt"),
+                       "--out", str(root / "ref.npz")]),
+        ("train", ["--scale", "tiny-XS", "--method", "pra", "--data", str(data), "--out", str(run), "--quiet"]),
+        ("sample", ["--model", str(run / "model.pt"), "--out", str(run / "shard-0.npz")]),
+        ("evaluate", ["--samples", str(run / "shard-0.npz"), "--reference", str(root / "ref.npz"),
+                      "--classifier", str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
+                      "--out", str(run / "eval.json")]),
+        ("probe", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "probe.json")]),
+        ("gap", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "gap.json"),
+                 "--images", "20", "--basis-images", "40", "--subsamples", "20", "--permutations", "19"]),
+        ("accumulate", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "acc.json"),
+                        "--images", "20", "--basis-images", "40", "--subsamples", "20"]),
+    ]
+    for command, argv in steps:
+        rec = Reads()
+        mp = pytest.MonkeyPatch()
+        try:
+            for cls in FIELDS:
+                mp.setattr(cls, "__getattribute__", rec.hook())
+            mp.setattr(M, "experiment_config", lambda args, rec=rec: rec.register(original(args)) or rec.keep[0])
+            assert M.main([command, "--config-json", job_json(command), *argv]) == 0, command
+        finally:
+            mp.undo()
+        recorded[command] = rec.keys
+    return recorded, root
+
+
+PARTIAL = [c for c, r in M.READS.items() if r is not M.ALL]
+
+
+def test_every_partial_command_is_exercised(pipeline):
+    recorded, _ = pipeline
+    assert sorted(recorded) == sorted(PARTIAL)
+
+
+@pytest.mark.parametrize("command", PARTIAL)
+def test_a_job_reads_exactly_the_keys_its_rule_passes(pipeline, command):
+    recorded, _ = pipeline
+    reads = {r for r in recorded[command] if r.split(".")[0] != "speed"}  # execution settings: PRA_SPEED_JSON
+    declared = M.READS[command]
+    unpassed = sorted(r for r in reads if not covered(r, declared))
+    unread = sorted(k for k in declared if not used(k, reads))
+    assert not unpassed, f"{command} reads {unpassed}, which its rule does not pass (READS)"
+    assert not unread, f"{command}'s rule passes {unread}, which its job never reads: needless reruns"
+
+
+def test_the_rules_pass_what_the_commands_declare():
+    """Every rule's cfg param comes from job_cfg/run_job_cfg of its own command (no hand-written key lists)."""
+    import re
+
+    text = "\n".join(p.read_text() for p in (Path(M.__file__).parents[1] / "workflow" / "rules").glob("*.smk"))
+    shells = re.findall(r"python -m pra ([a-z-]+) --config-json", text) + \
+        re.findall(r"\{params\.launcher\} -m pra ([a-z-]+) --config-json", text)
+    passes = re.findall(r"cfg=(?:run_)?job_cfg\(\"([a-z-]+)\"\)", text)
+    assert sorted(set(shells)) == sorted(set(passes)) == sorted(M.READS), (shells, passes)
+    hand_made = [ln for ln in text.splitlines() if "subset_json(" in ln and "reads(command)" not in ln]
+    assert hand_made == ['os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")'], hand_made
+
+
+def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):
+    passed = json.loads(CFG.subset_json(*M.READS["gap"]))
+    del passed["device"]
+    with pytest.raises(ConfigError, match=r"'device'"):
+        args = M.parser().parse_args(["gap", "--config-json", json.dumps(passed), "--model", "m", "--data", "d",
+                                      "--out", "o"])
+        M.experiment_config(args)
+    assert M.main(["gap", "--config-json", json.dumps(passed), "--model", "m", "--data", "d", "--out",
+                   str(tmp_path / "o")]) == 2
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_non_mapping_config_is_rejected():
+    args = M.parser().parse_args(["sample", "--config-json", "[1, 2]", "--model", "m", "--out", "o"])
+    with pytest.raises(ConfigError, match="mapping"):
+        M.experiment_config(args)
+
+
+def test_results_carry_the_code_hash_of_their_job(pipeline):
+    from pra.codehash import code_hash
+
+    _, root = pipeline
+    run = root / "run"
+    for name, command in (("train.json", "train"), ("shard-0.json", "sample"), ("eval.json", "evaluate"),
+                          ("probe.json", "probe"), ("gap.json", "gap"), ("acc.json", "accumulate")):
+        assert json.loads((run / name).read_text())["code_hash"] == code_hash(command), name
+    assert len({code_hash(c) for c in PARTIAL}) == len(PARTIAL)
