@@ -1,6 +1,7 @@
 """DVC on a real repository: data.dvc as a reproducibility check, push/pull, and `dvc repro`."""
 import json
 import shutil
+import sys
 
 import pytest
 import yaml
@@ -25,6 +26,23 @@ def _smoke_as_default(repo):
         base[k] = {**base[k], **v} if isinstance(v, dict) else v
     base["name"], base["reports_dir"] = "default", "reports"
     (repo / "config/config.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
+
+
+def test_the_committed_lock_matches_the_code(tmp_path):
+    """dvc.lock records the code of the committed results: in a fresh clone, with the package imported (its
+    __pycache__ written), `dvc status` finds the code and the workflow unchanged (only the results, which a
+    clone lacks, and the raw data, are missing)."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("needs the project's git repository")
+    repo = tmp_path / "clone"
+    run(["git", "clone", "-q", str(ROOT), str(repo)])
+    run([sys.executable, "-c", "import pra.train, pra.report.build, pra.sample"], cwd=repo,
+        env={"PYTHONPATH": str(repo), "PYTHONDONTWRITEBYTECODE": ""})
+    assert list((repo / "pra").rglob("__pycache__"))
+    status = json.loads(run(["dvc", "status", "--json"], cwd=repo).stdout)
+    changed = [d for entry in status.get("pipeline", []) for d, why in entry.get("changed deps", {}).items()
+               if (d, why) != ("data", "deleted")]  # the raw data is exported by the pipeline (or pulled)
+    assert not changed, status
 
 
 def test_dvc_reproduces_the_pipeline(tmp_path):
@@ -52,14 +70,45 @@ def test_dvc_reproduces_the_pipeline(tmp_path):
     plots = json.loads(run(["dvc", "plots", "show", "--json"], cwd=repo).stdout)
     assert any("tiny-XS_pra_base_s0.csv" in k for k in plots.get("data", plots))
 
-    # 3. a changed parameter marks the stage changed
+    # 3. results follow code (pra.codehash): a result-changing edit reruns exactly the jobs that run the edited
+    # module (here the metrics: evaluate and reference, then ablation and report), never training; an
+    # analysis-only edit reruns the report alone; `dvc repro` then records the new code beside new results
+    def mtimes(pattern):
+        return {p: p.stat().st_mtime_ns for p in (repo / "results/default").glob(pattern)}
+
+    fid = json.loads((repo / "reports/metrics.json").read_text())
+    trained, evaluated = mtimes("runs/*/*/*/*/model.pt"), mtimes("runs/*/*/*/*/eval.json")
+    metrics_py = repo / "pra/evaluate/metrics.py"
+    text = metrics_py.read_text()
+    edited = text.replace('out = {"fid": frechet_distance(statistics(sample_feats[L["fid"]]), reference["stats"]),',
+                          'out = {"fid": 100 + frechet_distance(statistics(sample_feats[L["fid"]]), reference["stats"]),')
+    assert edited != text
+    metrics_py.write_text(edited)
+    assert "pra" in run(["dvc", "status"], cwd=repo).stdout
+    run(["dvc", "repro"], cwd=repo, timeout=1200)
+    assert "up to date" in run(["dvc", "status"], cwd=repo).stdout
+    new = json.loads((repo / "reports/metrics.json").read_text())
+    key = "tiny-XS/pra/base/s0"
+    assert abs(new[key]["fid"] - fid[key]["fid"] - 100) < 1e-6, (fid[key], new[key])
+    assert mtimes("runs/*/*/*/*/model.pt") == trained  # no retraining
+    assert all(mtimes("runs/*/*/*/*/eval.json")[p] > t for p, t in evaluated.items())
+    evaluated = mtimes("runs/*/*/*/*/eval.json")
+    tables_py = repo / "pra/report/tables.py"
+    tables_py.write_text(tables_py.read_text() + "\n# an analysis-only edit\n")
+    report = (repo / "reports/metrics.json").stat().st_mtime_ns
+    run(["dvc", "repro"], cwd=repo, timeout=1200)
+    assert mtimes("runs/*/*/*/*/model.pt") == trained and mtimes("runs/*/*/*/*/eval.json") == evaluated
+    assert (repo / "reports/metrics.json").stat().st_mtime_ns > report
+    assert "up to date" in run(["dvc", "status"], cwd=repo).stdout
+
+    # 4. a changed parameter marks the stage changed
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
     cfg["sample"]["cfg_scale"] = 2.0
     (repo / "config/config.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
     status = run(["dvc", "status"], cwd=repo).stdout
     assert "pipeline" in status and "modified" in status and "sample" in status, status
 
-    # 4. push/pull round trip of data.dvc
+    # 5. push/pull round trip of data.dvc
     shutil.rmtree(repo / "data")
     shutil.rmtree(repo / ".dvc" / "cache")
     run(["dvc", "pull", "data.dvc"], cwd=repo)
