@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 # the default experiment (embedded digits, CPU): tables and figures land in reports/
+# (a lock left by a killed run is released first, if no Snakemake runs here: pra/locks.py)
 run: $(STAMP)
-	. $(VENV)/bin/activate && snakemake --cores $(CORES) all
+	. $(VENV)/bin/activate && python -m pra release-lock && snakemake --cores $(CORES) all
 
 # the whole pipeline on a tiny configuration (about a minute)
 smoke: $(STAMP)

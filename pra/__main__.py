@@ -122,6 +122,8 @@ COMMANDS = {  # name: (job, help, arguments)
                 arg("--procs-per-node", type=int, default=1, help="processes per node (its GPUs; 1 on CPU nodes)"),
                 arg("args", nargs=argparse.REMAINDER,
                     help="-- <what torchrun runs on every process, e.g. -m pra train ...>")]),
+    "release-lock": ("pra.locks:release_job", "unlock the Snakemake working directory if no Snakemake runs in it "
+                     "(after a hard kill)", [arg("--directory", default=".")]),
     "schema": ("pra.config:schema_job", "print the config JSON schema", [arg("--out")]),
     "config": ("pra.config:config_job", "print the resolved config",
                [CONFIG, arg("--reconstructions", action="store_true",

@@ -56,6 +56,12 @@ def tiny_config(**over):
     return ExperimentConfig().replace(**base)
 
 
+def snakemake(workdir, *args):
+    """A snakemake command line for this checkout's workflow with its working directory (results/, data/,
+    .snakemake/) in `workdir`, a temporary folder: tests never write into the repository."""
+    return ["snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir), *map(str, args)]
+
+
 def run(cmd, cwd=ROOT, env=None, timeout=900, check=True):
     e = {**os.environ, **(env or {})}
     p = subprocess.run(cmd, cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)

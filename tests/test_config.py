@@ -6,7 +6,7 @@ import yaml
 
 from pra.config import ConfigError, ExperimentConfig, from_dict, json_schema, load, reconstructions
 from pra.model.scales import SCALES
-from conftest import ROOT, run
+from conftest import ROOT, run, snakemake
 
 
 def test_defaults_equal_config_yaml():
@@ -65,14 +65,15 @@ def test_experiment_files_are_valid():
 def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump({"name": "bad", "train": {"stpes": 10}}))
-    p = run(["snakemake", "-n", "all", "--configfile", str(bad)], check=False)
+    work = tmp_path / "work"
+    p = run(snakemake(work, "all", "--cores", "1", "--configfile", bad), check=False)  # a real run, not -n
     assert p.returncode != 0
     out = p.stdout + p.stderr
-    assert "stpes" in out
-    assert not (ROOT / "results" / "bad").exists()
+    assert "stpes" in out and "train" in out
+    assert not (work / "results").exists() and not (work / "data").exists()  # no job started
 
     bad.write_text(yaml.safe_dump({"name": "bad", "train": {"steps": -1}}))
-    p = run(["snakemake", "-n", "all", "--configfile", str(bad)], check=False)
+    p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
     assert p.returncode != 0 and "steps" in p.stdout + p.stderr
 
 

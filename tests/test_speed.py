@@ -1,12 +1,11 @@
 """The fast paths (pra.speed): bf16 sampling weights, the head ODE object and its CUDA graph, compiled training
 modules, the speed section's plumbing; and the GPU benchmark's logic on the CPU."""
 import json
-import uuid
 
 import pytest
 import torch
 
-from conftest import ROOT, run, tiny_config
+from conftest import ROOT, run, snakemake, tiny_config
 from pra import speed as S
 from pra.config import ConfigError, SpeedConfig
 from pra.flow import make_flow
@@ -195,11 +194,10 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
 
 
 @pytest.mark.slow
-def test_rules_pass_the_speed_section_outside_the_rerun_params():
-    name = f"speed-{uuid.uuid4().hex[:8]}"
-    p = run(["snakemake", "-n", "-p", "all", "--config", f"name={name}", f"reports_dir=results/{name}/reports"])
+def test_rules_pass_the_speed_section_outside_the_rerun_params(tmp_path):
+    p = run(snakemake(tmp_path, "-n", "-p", "all", "--configfile", ROOT / "config/config.yaml"))
     out = p.stdout + p.stderr
     train = [ln for ln in out.splitlines() if "-m pra train " in ln]
     assert train and all('--speed-json "$PRA_SPEED_JSON"' in ln for ln in train), train[:1]
     assert any("-m pra sample " in ln and '--speed-json "$PRA_SPEED_JSON"' in ln for ln in out.splitlines())
-    assert not (ROOT / "results" / name).exists()
+    assert not (tmp_path / "results").exists()

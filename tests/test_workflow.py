@@ -1,30 +1,39 @@
 """The Snakemake workflow itself: lint, dry run, and a real tiny run end to end."""
 import json
+import sys
 import re
-import shutil
 import uuid
 
 import pytest
 import yaml
 
-from conftest import ROOT, run
+from conftest import ROOT, run, snakemake
 
 pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
 
 
-def test_lint_is_clean():
-    p = run(["snakemake", "--lint"], check=False)
+def test_lint_is_clean(tmp_path):
+    p = run(snakemake(tmp_path, "--lint", "--configfile", ROOT / "config/config.yaml"), check=False)
     assert p.returncode == 0, p.stdout + p.stderr
 
 
-def test_dry_run_of_default_plans_the_whole_pipeline():
-    name = f"dryrun-{uuid.uuid4().hex[:8]}"
-    p = run(["snakemake", "-n", "all", "--quiet", "rules", "--config", f"name={name}",
-             f"reports_dir=results/{name}/reports"])
-    assert not (ROOT / "results" / name).exists()
-    out = p.stdout + p.stderr
-    for rule in ("prepare", "train", "sample", "evaluate", "build_report", "train_classifier"):
-        assert rule in out, out
+def test_dry_run_of_default_plans_the_whole_pipeline(tmp_path):
+    """The default experiment's plan, rule by rule: one train/sample/evaluate/probe job per run of the plan
+    (pra.plan.runs), one gap and accumulation job per diagnosed run, one job for everything shared."""
+    from pra.config import load
+    from pra.model.scales import SCALES
+    from pra.plan import runs
+
+    cfg = load(ROOT / "config/config.yaml", scales=SCALES)
+    n = len(runs(cfg))
+    p = run(snakemake(tmp_path, "-n", "all", "--quiet", "rules", "--configfile", ROOT / "config/config.yaml"))
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", p.stdout + p.stderr, flags=re.M))
+    want = {"train": n, "sample": n * cfg.sample.shards, "gather_samples": n, "evaluate": n, "prepare": 1,
+            "train_classifier": 1, "reference": 1, "build_report": 1, "ablation": len(cfg.ablations)}
+    if cfg.evaluate.probe:
+        want["probe"] = n
+    assert {k: int(counts.get(k, 0)) for k in want} == want, counts
+    assert not (tmp_path / "results").exists()  # a dry run writes nothing
 
 
 @pytest.fixture()
@@ -33,7 +42,7 @@ def tiny_experiment(tmp_path):
     cfg = {
         "name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"],
         "methods": ["latent_tf", "pra"],
-        "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+        "data": {"root": "data/digits", "resolution": 16},
         "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
         "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
@@ -45,14 +54,13 @@ def tiny_experiment(tmp_path):
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    yield name, path
-    shutil.rmtree(ROOT / "results" / name, ignore_errors=True)
+    return name, path, tmp_path / "work"
 
 
 def test_real_run_end_to_end(tiny_experiment):
-    name, path = tiny_experiment
-    run(["snakemake", "--cores", "2", "all", "--configfile", str(path)])
-    res = ROOT / "results" / name
+    name, path, work = tiny_experiment
+    run(snakemake(work, "--cores", "2", "all", "--configfile", path))
+    res = work / "results" / name
     table = (res / "reports/tables/runs.md").read_text()
     assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
     assert "| tiny-XS | pra | model.z_dim=3 | 0 |" in table
@@ -87,21 +95,21 @@ def test_real_run_end_to_end(tiny_experiment):
         assert by_name[v["name"]].data.metrics["fid"] == pytest.approx(v["metrics"]["fid"]["mean"])
     # the HTML report bundles the figures with their rules
     html = res / "report.html"
-    run(["snakemake", "--report", str(html), "--configfile", str(path)])
+    run(snakemake(work, "--report", html, "--configfile", path))
     assert html.stat().st_size > 100_000 and "samples.png" in html.read_text(errors="ignore")
     # the speed section reached the sampling jobs (through PRA_SPEED_JSON, not the params)
     shard = json.loads((res / "runs/tiny-XS/pra/base/s0/samples/shard-0.json").read_text())
     assert shard["speed"] == {"precision": "bfloat16", "cuda_graphs": False}, shard["speed"]
     # nothing left to do afterwards, and changing an execution setting does not redo finished jobs
-    p = run(["snakemake", "-n", "all", "--configfile", str(path)])
+    p = run(snakemake(work, "-n", "all", "--configfile", path))
     assert "Nothing to be done" in p.stdout + p.stderr
-    p = run(["snakemake", "-n", "all", "--configfile", str(path), "--config", "speed={'sample_precision': 'fp32'}"])
+    p = run(snakemake(work, "-n", "all", "--configfile", path, "--config", "speed={'sample_precision': 'fp32'}"))
     assert "Nothing to be done" in p.stdout + p.stderr
 
 
 def _recovery_config(tmp_path, name):
     cfg = {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
-           "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+           "data": {"root": "data/digits", "resolution": 16},
            "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
            "train": {"steps": 400, "batch_size": 8, "warmup_steps": 2, "log_every": 20, "ckpt_every": 10},
            "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
@@ -111,8 +119,8 @@ def _recovery_config(tmp_path, name):
     return path
 
 
-def _run_metrics(name):
-    metrics = json.loads((ROOT / "results" / name / "reports/metrics.json").read_text())
+def _run_metrics(work, name):
+    metrics = json.loads((work / "results" / name / "reports/metrics.json").read_text())
     keys = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
     return {run: {k: v[k] for k in keys if k in v} for run, v in metrics.items() if isinstance(v, dict)}
 
@@ -126,33 +134,33 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     import time
 
     names = [f"pytest-crash-{uuid.uuid4().hex[:8]}", f"pytest-whole-{uuid.uuid4().hex[:8]}"]
-    try:
-        crash, whole = (_recovery_config(tmp_path, n) for n in names)
-        cmd = ["snakemake", "--cores", "2", "all", "--configfile"]
-        p = subprocess.Popen(cmd + [str(crash)], cwd=ROOT, start_new_session=True, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
-        state = ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/state.pt"
-        deadline = time.time() + 600
-        while not state.exists() and p.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert state.exists(), "training never wrote a checkpoint before the kill"
-        os.killpg(p.pid, signal.SIGKILL)
-        p.wait()
-        assert not (ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/model.pt").exists()
-        again = run(cmd + [str(crash)], check=False)
-        out = again.stdout + again.stderr
-        if again.returncode != 0:  # the killed run's lock: the README's --unlock, then the same command
-            assert "LockException" in out or "cannot be locked" in out, out[-3000:]
-            assert "IncompleteFilesException" not in out
-            run(["snakemake", "--unlock", "--configfile", str(crash)])
-            run(cmd + [str(crash)])
-        log = (ROOT / "results" / names[0] / "runs/tiny-XS/pra/base/s0/train.log").read_text()
-        assert "resumed from" in log, log[-2000:]
-        run(cmd + [str(whole)])
-        assert _run_metrics(names[0]) == _run_metrics(names[1]) != {}
-    finally:
-        for n in names:
-            shutil.rmtree(ROOT / "results" / n, ignore_errors=True)
+    work = tmp_path / "work"
+    crash, whole = (_recovery_config(tmp_path, n) for n in names)
+    cmd = snakemake(work, "--cores", "2", "all", "--configfile")
+    p = subprocess.Popen(cmd + [str(crash)], start_new_session=True, stdout=subprocess.DEVNULL,
+                         stderr=subprocess.DEVNULL)
+    state = work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/state.pt"
+    deadline = time.time() + 600
+    while not state.exists() and p.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    assert state.exists(), "training never wrote a checkpoint before the kill"
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait()
+    assert not (work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/model.pt").exists()
+    again = run(cmd + [str(crash)], check=False)
+    out = again.stdout + again.stderr
+    if again.returncode != 0:  # the killed run's lock: released by `make run`'s release-lock, then the same command
+        assert "LockException" in out or "cannot be locked" in out, out[-3000:]
+        assert "IncompleteFilesException" not in out
+        released = run([sys.executable, "-m", "pra", "release-lock", "--directory", str(work)])
+        assert "released a stale lock" in released.stderr, released.stderr
+        run(cmd + [str(crash)])
+    log = (work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/train.log").read_text()
+    assert "resumed from" in log, log[-2000:]
+    run(cmd + [str(whole)])
+    assert _run_metrics(work, names[0]) == _run_metrics(work, names[1]) != {}
+
+
 
 
 def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
@@ -167,7 +175,8 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     over.write_text(yaml.safe_dump({"name": f"dry-{uuid.uuid4().hex[:6]}",
                                     "data": {"root": str(root)}, "evaluate": {"inception_weights": str(weights),
                                                                               "reference_stats": ""}}))
-    p = run(["snakemake", "-n", "-p", "all", "--configfile", "experiments/imagenet256.yaml", str(over)])
+    p = run(snakemake(tmp_path / "work", "-n", "-p", "all", "--configfile", ROOT / "experiments/imagenet256.yaml",
+                      over))
     out = p.stdout + p.stderr
     train_cmds = [ln for ln in out.splitlines() if " -m pra train " in ln]
     for scale in ("PRA-S", "PRA-B"):
