@@ -213,20 +213,7 @@ def log_to_mlflow(summary: dict, uri: str | None, experiment: str) -> str | None
         return None
     from pra import tracking
 
-    try:
-        import mlflow
-
-        client = mlflow.MlflowClient(uri)
-        exp = client.get_experiment_by_name(experiment)
-        if exp is not None:
-            old = client.search_runs([exp.experiment_id],
-                                     filter_string=f"tags.`pra.ablation` = '{summary['name']}'")
-            for r in old:
-                client.delete_run(r.info.run_id)
-    except Exception as e:  # pragma: no cover - tracking never breaks the pipeline
-        import warnings
-
-        warnings.warn(f"MLflow cleanup failed ({e})")
+    tracking.delete_runs(uri, experiment, "pra.ablation", summary["name"])
     parent = tracking.Run(uri, experiment, f"ablation/{summary['name']}",
                           params={"ablation": summary["name"], "scale": summary["scale"],
                                   "seeds": summary["seeds"], "train_steps": summary["train_steps"]},

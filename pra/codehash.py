@@ -40,7 +40,7 @@ def _packages(name: str) -> list[str]:
     return [".".join(parts[:i]) for i in range(1, len(parts))]
 
 
-def _imported(node: ast.AST) -> list[str]:
+def imported_modules(node: ast.AST) -> list[str]:
     """Module names a node's import statements (anywhere below it) may load."""
     out = []
     for n in ast.walk(node):
@@ -67,7 +67,7 @@ def closure(roots: list[str]) -> list[Path]:
         if f is None or f in seen:
             continue
         seen.add(f)
-        for m in _imported(_tree(f)):
+        for m in imported_modules(_tree(f)):
             todo += [*_packages(m), m]
     seen.discard(PACKAGE / "__main__.py")
     return sorted(seen)
@@ -90,11 +90,11 @@ def job_modules(command: str) -> list[Path]:
         if name in used or name not in defs:
             continue
         used.add(name)
-        roots += _imported(defs[name])
+        roots += imported_modules(defs[name])
         todo += [n.id for n in ast.walk(defs[name]) if isinstance(n, ast.Name)]
     for node in tree.body:
         if isinstance(node, (ast.Import, ast.ImportFrom)):
-            roots += _imported(node)
+            roots += imported_modules(node)
     return sorted(set(closure(roots)) | {module_file(module)})
 
 

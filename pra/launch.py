@@ -37,7 +37,7 @@ class Allocation:
         return max(self.cpus // len(self.nodes), 1)
 
 
-def _fields(scontrol_line: str) -> dict[str, str]:
+def scontrol_fields(scontrol_line: str) -> dict[str, str]:
     """`scontrol show ... -o` output: space-separated Key=Value pairs (values without spaces)."""
     return dict(m.groups() for m in re.finditer(r"(\S+?)=(\S*)", scontrol_line))
 
@@ -53,7 +53,7 @@ def _scontrol(*args: str) -> str:
 
 
 def allocation(job_id: int) -> Allocation:
-    job = _fields(_scontrol("show", "job", "-o", str(job_id)))
+    job = scontrol_fields(_scontrol("show", "job", "-o", str(job_id)))
     nodelist = job.get("NodeList", "")
     if not nodelist or nodelist == "(null)":
         raise LaunchError(f"Slurm job {job_id} has no nodes (state {job.get('JobState', '?')})")
@@ -63,7 +63,7 @@ def allocation(job_id: int) -> Allocation:
 
 def node_address(node: str) -> str:
     """The address Slurm itself uses to reach a node (NodeAddr; the node name when unset)."""
-    addr = _fields(_scontrol("show", "node", "-o", node)).get("NodeAddr", "")
+    addr = scontrol_fields(_scontrol("show", "node", "-o", node)).get("NodeAddr", "")
     return addr or node
 
 

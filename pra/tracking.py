@@ -121,6 +121,21 @@ class Run:
             warnings.warn(f"MLflow end failed ({type(e).__name__}: {e})")
 
 
+def delete_runs(uri: str, experiment: str, tag: str, value: str) -> None:
+    """Delete the runs of `experiment` whose tag `tag` equals `value` (an ablation's earlier parent and
+    children before it is logged again); a failure is a warning."""
+    try:
+        import mlflow
+
+        client = mlflow.MlflowClient(uri)
+        exp = client.get_experiment_by_name(experiment)
+        if exp is not None:
+            for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`{tag}` = '{value}'"):
+                client.delete_run(r.info.run_id)
+    except Exception as e:  # noqa: BLE001 - tracking never breaks the pipeline
+        warnings.warn(f"MLflow cleanup failed ({e})")
+
+
 def _flatten(d: dict, prefix: str = "") -> dict:
     out = {}
     for k, v in d.items():

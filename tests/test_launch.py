@@ -4,7 +4,7 @@ import sys
 
 import pytest
 
-from pra.launch import Allocation, LaunchError, _fields, command, rendezvous_port
+from pra.launch import Allocation, LaunchError, scontrol_fields, command, rendezvous_port
 
 JOB_LINE = ("JobId=31 JobName=wrap UserId=root(0) GroupId=root(0) JobState=RUNNING Reason=None "
             "NodeList=gpu[003-004] NumNodes=2 NumCPUs=64 NumTasks=2 CPUs/Task=32 "
@@ -12,7 +12,7 @@ JOB_LINE = ("JobId=31 JobName=wrap UserId=root(0) GroupId=root(0) JobState=RUNNI
 
 
 def test_scontrol_fields_are_parsed():
-    f = _fields(JOB_LINE)
+    f = scontrol_fields(JOB_LINE)
     assert f["NodeList"] == "gpu[003-004]" and f["NumCPUs"] == "64" and f["JobState"] == "RUNNING"
     assert f["TRES"] == "cpu=64,mem=500G,node=2,billing=64,gres/gpu=16"
 

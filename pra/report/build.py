@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pra.plan import load_choices, path_of, runs, variant_run
 from pra.config import ExperimentConfig
-from pra.io import read_json, write_json
+from pra.io import read_json, write_json, write_text
 from pra.report import figures, published, tables
 
 
@@ -32,7 +32,7 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     for r in runs(cfg):
         rows = training_log(path_of(results, r))
         p = out / curve_name(r.scale, r.method, r.variant, r.seed)
-        pd.DataFrame(rows).to_csv(p, index=False, float_format="%.6g")
+        write_text(p, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
         paths.append(p)
     return paths
 
@@ -139,7 +139,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     written.append(out / "metrics.json")
     written += write_curves(cfg, results, out / "curves")
     readme = out / "README.md"
-    readme.write_text(readme_text(cfg, built, summaries, ref, dataset))
+    write_text(readme, readme_text(cfg, built, summaries, ref, dataset))
     written.append(readme)
     return written
 

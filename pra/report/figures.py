@@ -5,6 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
+from pra.io import atomic_path
+
 
 def _plt():
     import matplotlib
@@ -20,8 +22,10 @@ def save(fig, out_path: str | Path) -> list[Path]:
     """PNG (150 dpi) and PDF next to each other; PDF metadata without a creation date (reproducible)."""
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out_path.with_suffix(".png"), dpi=150, metadata={"Software": None})
-    fig.savefig(out_path.with_suffix(".pdf"), metadata={"CreationDate": None, "Creator": None, "Producer": None})
+    with atomic_path(out_path.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=150, metadata={"Software": None})
+    with atomic_path(out_path.with_suffix(".pdf")) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None, "Creator": None, "Producer": None})
     return [out_path.with_suffix(".png"), out_path.with_suffix(".pdf")]
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from pra.io import write_text
 from pra.report import published
 
 MISSING = "—"
@@ -67,8 +68,8 @@ class Table:
     def write(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         md, tex = folder / f"{self.name}.md", folder / f"{self.name}.tex"
-        md.write_text(self.markdown())
-        tex.write_text(self.latex())
+        write_text(md, self.markdown())
+        write_text(tex, self.latex())
         return [md, tex]
 
 
