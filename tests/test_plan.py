@@ -51,3 +51,47 @@ def test_the_choice_follows_the_primary_metric_and_fixes_the_measured_runs():
 def test_invalid_tuning_is_rejected_naming_the_key(change, key):
     with pytest.raises(ConfigError, match=key):
         _cfg(**change)
+
+
+V = [{"name": "a", "method": "pra"}, {"name": "b", "method": "latent_tf"}]
+
+
+@pytest.mark.parametrize("ablations, key, message", [
+    ([{"name": "x", "scale": "tiny-XS", "variants": V}, {"name": "x", "scale": "tiny-XS", "variants": V}],
+     "ablations", "duplicate ablation names"),
+    ([{"name": "x", "scale": "huge", "variants": V}], "ablations[0].scale", "unknown scale"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": []}], "ablations[0].variants", "must not be empty"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": [V[0], V[0]]}], "ablations[0].variants", "duplicate variant"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": [{"name": "a"}]}], "ablations[0].variants[0].method",
+     "no method"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": [{"name": "a", "method": "pra", "overrides": {"seeds": [1]}}]}],
+     "ablations[0].variants[0].overrides.seeds", "can be overridden"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": [{"name": "a", "method": "pra",
+                                                    "overrides": {"model": {"z_dim": -1}}}]}],
+     "ablations[0].variants[0].overrides", "model.z_dim"),
+    ([{"name": "x", "scale": "tiny-XS", "tune_seed": 9, "variants": V}], "ablations[0].tune_values", "required"),
+    ([{"name": "x", "scale": "tiny-XS", "tune_seed": 9, "tune_values": {"t_min": [0.5, 0.5]}, "variants": V}],
+     "ablations[0].tune_values.t_min", "duplicate values"),
+    ([{"name": "x", "scale": "tiny-XS", "reference": "c", "variants": V}], "ablations[0].reference",
+     "is not a variant"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": V,
+       "hypotheses": [{"id": "H1", "metric": "fid", "variant": "a", "reference": "zz", "expect": "lower"}]}],
+     "ablations[0].hypotheses[0].reference", "is not a variant"),
+])
+def test_ablation_cross_checks_name_the_key(ablations, key, message):
+    from pra.config import from_dict
+    from pra.model.scales import SCALES
+
+    with pytest.raises(ConfigError, match=message) as e:
+        from_dict({"ablations": ablations}, scales=SCALES)
+    assert key in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "3\n"])
+def test_a_yaml_whose_top_level_is_not_a_mapping_is_rejected(tmp_path, text):
+    from pra.config import load
+
+    p = tmp_path / "bad.yaml"
+    p.write_text(text)
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load(p)
