@@ -8,7 +8,7 @@ import torch.multiprocessing as mp
 
 from conftest import tiny_config
 
-pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+pytestmark = pytest.mark.slow  # several training/sampling processes
 
 
 def _free_port():

@@ -8,7 +8,6 @@ import yaml
 
 from conftest import ROOT, run
 
-pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
 
 
 def _clone(tmp_path, name, remote):
@@ -45,6 +44,7 @@ def test_the_committed_lock_matches_the_code(tmp_path):
     assert not changed, status
 
 
+@pytest.mark.slow  # real DVC runs of the pipeline
 def test_dvc_reproduces_the_pipeline(tmp_path):
     if not (ROOT / ".git").exists():
         pytest.skip("needs the project's git repository")

@@ -14,7 +14,7 @@ import pytest
 from pra import tracking
 from pra.ablation import log_to_mlflow
 
-pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+pytestmark = pytest.mark.slow  # an MLflow server and a browser
 
 SUMMARY = {"name": "settle", "scale": "tiny-S", "seeds": [0], "train_steps": 1000,
            "variants": [{"name": n, "method": n, "variant": "base", "overrides": {}, "mlflow_run_ids": [None],

@@ -15,6 +15,7 @@ def _cmd(cfg, data, out):
             "--method", "pra", "--seed", "3", "--data", str(data), "--out", str(out), "--quiet"]
 
 
+@pytest.mark.slow  # training processes signalled and restarted
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
 def test_signal_checkpoints_and_rerun_resumes(tmp_path, prepared, sig):
     cfg = tiny_config(train={"steps": 400, "log_every": 7, "ckpt_every": 1000})

@@ -13,7 +13,7 @@ import torch
 import yaml
 from conftest import ROOT
 
-pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
+pytestmark = pytest.mark.slow  # a real Slurm cluster
 
 START = ROOT / "tests" / "slurm" / "start_cluster.sh"
 

@@ -133,7 +133,7 @@ def test_compiled_modules_keep_the_state_dict_names():
     assert list(net.state_dict()) == keys
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # inductor's compile workers, about a minute
 def test_compiled_training_step_matches_eager():
     """torch.compile (inductor, here on the CPU) of the modules: same loss and gradients up to rounding."""
     from pra.noise import Noise
@@ -155,7 +155,7 @@ def test_compiled_training_step_matches_eager():
     torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the whole GPU benchmark's logic, tens of seconds
 def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
     """Every section of the GPU benchmark on tiny shapes (CPU: no CUDA graphs, no memory, no peak): it completes
     without errors, writes both files, and its eager-vs-'graph' pair (both eager here) is identical."""
@@ -193,7 +193,6 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     assert (forced["mfu"], forced["mfu_source"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
 
 
-@pytest.mark.slow
 def test_rules_pass_the_speed_section_outside_the_rerun_params(tmp_path):
     p = run(snakemake(tmp_path, "-n", "-p", "all", "--configfile", ROOT / "config/config.yaml"))
     out = p.stdout + p.stderr

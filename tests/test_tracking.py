@@ -16,6 +16,7 @@ def _writer(uri, i, n_metrics):
     run.end("FINISHED")
 
 
+@pytest.mark.slow  # sixteen processes
 def test_sixteen_concurrent_writers_lose_nothing(tmp_path):
     import mlflow
 

@@ -9,7 +9,6 @@ import yaml
 
 from conftest import ROOT, run, snakemake
 
-pytestmark = pytest.mark.slow  # real Snakemake/DVC/Slurm/browser/multi-process runs: `make test-fast` skips them
 
 
 def test_lint_is_clean(tmp_path):
@@ -57,6 +56,7 @@ def tiny_experiment(tmp_path):
     return name, path, tmp_path / "work"
 
 
+@pytest.mark.slow  # a real pipeline run
 def test_real_run_end_to_end(tiny_experiment):
     name, path, work = tiny_experiment
     run(snakemake(work, "--cores", "2", "all", "--configfile", path))
@@ -125,6 +125,7 @@ def _run_metrics(work, name):
     return {run: {k: v[k] for k in keys if k in v} for run, v in metrics.items() if isinstance(v, dict)}
 
 
+@pytest.mark.slow  # a real pipeline run, killed and resumed
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     """SIGKILL to Snakemake and every job while a model trains; the README's recovery (the same command,
     `snakemake --unlock` when the lock was left behind) finishes the run with an uninterrupted run's metrics."""

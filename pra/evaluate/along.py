@@ -1,0 +1,79 @@
+"""Evaluation along training: a proxy FID/KID (and class agreement) of every snapshot of one run.
+
+Training with `train.snapshot_every: N` keeps the network every N steps (EMA and raw weights, in the
+model.pt format: pra.checkpoint). This job samples a small class-balanced proxy set from each snapshot and
+from the final model, once with the EMA weights and once with the raw ones, with the run's sampling
+settings (`sample`) but its own size (`evaluate.snapshot_per_class`) and seed (`evaluate.snapshot_seed`,
+disjoint from the final sample's `sample.seed`), and scores it against the reference as `evaluate` does.
+A proxy set is smaller than the final sample, so its FID is biased upward and noisier: the curve shows the
+trend along training and the EMA-vs-raw choice, not numbers comparable with eval.json. Each row records
+its wall time (the cost of one snapshot evaluation).
+"""
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+SNAPSHOT = re.compile(r"step-(\d+)\.pt$")
+
+
+def snapshot_files(folder: str | Path) -> list[tuple[int, Path]]:
+    """(step, path) of the snapshots in a run's snapshots/ folder, by step."""
+    out = []
+    for p in Path(folder).glob("step-*.pt"):
+        m = SNAPSHOT.search(p.name)
+        if m:
+            out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, classifier, device) -> dict:
+    """Proxy metrics of one checkpoint's samples (EMA or raw weights)."""
+    import torch
+
+    from pra.checkpoint import load_trained
+    from pra.evaluate.classifier import class_agreement
+    from pra.evaluate.metrics import extract, sample_metrics
+    from pra.flow import make_flow
+    from pra.rollout import SamplerSettings, balanced_labels
+    from pra.sample import generate
+
+    t0 = time.time()
+    s = replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed)
+    net, trained_cfg, meta = load_trained(path, device, use_ema=use_ema)
+    flow = make_flow(trained_cfg.model, net.latent)
+    labels = balanced_labels(net.geometry.num_classes, s.per_class)
+    images, labs, _ = generate(net, flow, labels, SamplerSettings.from_config(s), seed=s.seed,
+                               batch_size=s.batch_size, device=device)
+    e = cfg.evaluate
+    m = sample_metrics(extract(images, space, device=device), space, reference,
+                       kid_subset_size=min(e.kid_subset_size, len(labs)), prc_neighborhood=e.prc_neighborhood)
+    row = {"step": int(meta["step"]), "weights": "ema" if use_ema else "raw", "fid": m["fid"], "kid": m.get("kid"),
+           "num_samples": int(len(labs))}
+    if classifier:
+        row["class_accuracy"] = class_agreement(images, labs, classifier)["accuracy"]
+    del net
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    row["seconds"] = time.time() - t0
+    return row
+
+
+def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, reference: str | Path,
+                   classifier: str | None, device) -> dict:
+    """Every snapshot and the final model, EMA and raw: the rows of along_training.json."""
+    from pra.evaluate.metrics import feature_space, load_reference
+
+    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    ref = load_reference(reference, space)
+    points = snapshot_files(snapshots) + [(None, Path(final_model))]
+    rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device) for _, p in points for ema in (True, False)]
+    secs = [r["seconds"] for r in rows]
+    return {"rows": rows, "per_class": cfg.evaluate.snapshot_per_class, "seed": cfg.evaluate.snapshot_seed,
+            "seconds_per_evaluation": float(np.mean(secs)) if secs else None,
+            "note": "proxy sample (evaluate.snapshot_per_class per class): FID biased upward and noisier than "
+                    "the final evaluation's; for the trend along training and EMA vs raw weights"}
