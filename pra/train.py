@@ -5,11 +5,14 @@ pra.step.TrainStep, the same one the benchmarks time. Around it this module draw
 checkpoints and stops: a resumable checkpoint (model + EMA, optimiser, scheduler, step, RNG states, MLflow
 run id; pra.checkpoint) is written atomically every `ckpt_every` steps to `state.pt`; the final `model.pt`
 is written only when training completes, so a downstream rule never sees a partial model. Re-running after
-an interruption continues from `state.pt` if, and only if, it was written with the same config.
+an interruption continues from `state.pt` if, and only if, it was written with the same config. With
+`evaluate.snapshot_every: N` the network (EMA and raw weights, the model.pt format) is also kept every N
+steps, in snapshots.partial/ while training runs and renamed to snapshots/ when it completes.
 """
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import time
 from dataclasses import asdict, dataclass, field
@@ -136,6 +139,7 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     # file of the job); the finished curve is renamed to train_log.jsonl, a declared output of the rule
     state_path, final_log = out_dir / "state.pt", out_dir / "train_log.jsonl"
     log = MetricsLog(out_dir / "train_log.partial.jsonl")
+    snapshots = out_dir / "snapshots.partial"  # kept with state.pt across a resume; snapshots/ when complete
     step, run_id = 0, None
     if state_path.exists():
         ck = C.load_resumable(state_path, record)
@@ -148,8 +152,9 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
             final_log.rename(log.path)
         log.truncate(step)
         print(f"resumed from {state_path} at step {step}", flush=True)
-    elif log.path.exists() and dinfo.is_main:
-        log.path.unlink()
+    elif dinfo.is_main:
+        log.path.unlink(missing_ok=True)
+        shutil.rmtree(snapshots, ignore_errors=True)  # an earlier attempt's, not resumed
     run = open_tracking(cfg, out_dir, tracking_uri, run_id, scale=scale, method=method, seed=seed,
                         n_params=n_params, dinfo=dinfo)
 
@@ -174,6 +179,10 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                 log.add(result.logs)
                 if step % tc.log_every == 0 or step == tc.steps:
                     log.flush(step, {"lr": ts.lr, "grad_norm": float(result.grad_norm)}, device, dinfo, run)
+                every = cfg.evaluate.snapshot_every
+                if every and step % every == 0 and step < tc.steps and dinfo.is_main:
+                    C.save_model(snapshots / f"step-{step:07d}.pt", record, ts.model, step=step,
+                                 mlflow_run_id=run.run_id)
                 stop = signals.received is not None or (stop_after is not None and step >= stop_after)
                 stop = D.any_across_ranks(stop, device)
                 if (step % tc.ckpt_every == 0 or stop) and step < tc.steps:
@@ -197,6 +206,10 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                "code_hash": code_hash}
     if dinfo.is_main:
         C.save_model(out_dir / "model.pt", record, ts.model, step=step, mlflow_run_id=run.run_id)
+        if cfg.evaluate.snapshot_every:
+            snapshots.mkdir(exist_ok=True)
+            shutil.rmtree(out_dir / "snapshots", ignore_errors=True)
+            snapshots.replace(out_dir / "snapshots")
         log.path.touch()
         log.path.replace(final_log)
         write_json(out_dir / "train.json", summary)

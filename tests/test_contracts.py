@@ -67,7 +67,8 @@ def pipeline(tmp_path_factory):
     reads. Returns {command: recorded keys} and the folder."""
     root = tmp_path_factory.mktemp("contracts")
     cfg = tiny_config(evaluate={"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1,
-                                "probe_max_train": 200, "reference_features": 100, "kid_subset_size": 20},
+                                "probe_max_train": 200, "reference_features": 100, "kid_subset_size": 20,
+                                "snapshot_every": 3, "snapshot_per_class": 2},
                       train={"steps": 6, "log_every": 3, "ckpt_every": 3}, device="cpu")
     raw, data, run = root / "raw", root / "data", root / "run"
     recorded: dict[str, set[str]] = {}
@@ -87,6 +88,10 @@ def pipeline(tmp_path_factory):
         ("evaluate", ["--samples", str(run / "shard-0.npz"), "--reference", str(root / "ref.npz"),
                       "--classifier", str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
                       "--out", str(run / "eval.json")]),
+        ("evaluate-snapshots", ["--snapshots", str(run / "snapshots"), "--model", str(run / "model.pt"),
+                                "--reference", str(root / "ref.npz"), "--classifier",
+                                str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
+                                "--out", str(run / "along.json")]),
         ("probe", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "probe.json")]),
         ("gap", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "gap.json"),
                  "--images", "20", "--basis-images", "40", "--subsamples", "20", "--permutations", "19"]),
@@ -139,6 +144,25 @@ def test_the_rules_pass_what_the_commands_declare():
     assert hand_made == ['os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")'], hand_made
 
 
+def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
+    """train with evaluate.snapshot_every: 3 over 6 steps keeps step 3 (snapshots/, EMA and raw weights in
+    the model.pt format); the evaluation scores it and the final model, EMA and raw, on the proxy sample."""
+    import torch
+
+    _, root = pipeline
+    run = root / "run"
+    assert sorted(p.name for p in (run / "snapshots").iterdir()) == ["step-0000003.pt"]
+    assert not (run / "snapshots.partial").exists()
+    snap = torch.load(run / "snapshots" / "step-0000003.pt", weights_only=False)
+    final = torch.load(run / "model.pt", weights_only=False)
+    assert snap["step"] == 3 and final["step"] == 6 and snap["config"] == final["config"]
+    assert any(not torch.equal(snap["model"][k], final["model"][k]) for k in final["model"])
+    rows = json.loads((run / "along.json").read_text())["rows"]
+    assert [(r["step"], r["weights"]) for r in rows] == [(3, "ema"), (3, "raw"), (6, "ema"), (6, "raw")]
+    assert all(r["num_samples"] == 20 and r["fid"] > 0 and 0 <= r["class_accuracy"] <= 1 for r in rows)
+    assert rows[0]["fid"] != rows[1]["fid"]  # EMA and raw weights sample differently
+
+
 def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):
     passed = json.loads(CFG.subset_json(*M.READS["gap"]))
     del passed["device"]
@@ -163,6 +187,7 @@ def test_results_carry_the_code_hash_of_their_job(pipeline):
     _, root = pipeline
     run = root / "run"
     for name, command in (("train.json", "train"), ("shard-0.json", "sample"), ("eval.json", "evaluate"),
-                          ("probe.json", "probe"), ("gap.json", "gap"), ("acc.json", "accumulate")):
+                          ("probe.json", "probe"), ("gap.json", "gap"), ("acc.json", "accumulate"),
+                          ("along.json", "evaluate-snapshots")):
         assert json.loads((run / name).read_text())["code_hash"] == code_hash(command), name
     assert len({code_hash(c) for c in PARTIAL}) == len(PARTIAL)

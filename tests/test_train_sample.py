@@ -45,6 +45,24 @@ def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared):
     assert _losses(full) == _losses(part)
 
 
+def test_snapshots_survive_a_resume_and_equal_an_uninterrupted_runs(tmp_path, prepared):
+    cfg = tiny_config(evaluate={"snapshot_every": 5})
+    full, part = tmp_path / "full", tmp_path / "part"
+    train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=full, progress=False)
+    with pytest.raises(Stop):
+        train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=part, stop_after=12,
+              progress=False)
+    assert sorted(p.name for p in (part / "snapshots.partial").iterdir()) == ["step-0000005.pt", "step-0000010.pt"]
+    train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=part, progress=False)
+    names = sorted(p.name for p in (full / "snapshots").iterdir())
+    assert names == ["step-0000005.pt", "step-0000010.pt", "step-0000015.pt"]  # step 20 is model.pt
+    assert sorted(p.name for p in (part / "snapshots").iterdir()) == names and not (part / "snapshots.partial").exists()
+    for n in names:
+        a = torch.load(full / "snapshots" / n, weights_only=False)["model"]
+        b = torch.load(part / "snapshots" / n, weights_only=False)["model"]
+        assert all(torch.equal(a[k], b[k]) for k in a), n
+
+
 @pytest.mark.parametrize("change, key", [({"train": {"lr": 5e-4}}, "config.train.lr"),
                                          ({"model": {"z_dim": 3}}, "config.model.z_dim"),
                                          ({"method": {"t_min": 0.25}}, "config.method.t_min")])

@@ -45,7 +45,8 @@ def tiny_experiment(tmp_path):
         "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
         "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
-        "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1},
+        "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1, "snapshot_every": 6,
+                     "snapshot_per_class": 2},
         "speed": {"sample_precision": "bf16"},  # not the CPU default: to see the speed section reach the jobs
         "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True,
                        "variants": [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
@@ -85,6 +86,12 @@ def test_real_run_end_to_end(tiny_experiment):
     assert sorted(r.data.tags["method"] for r in training) == ["latent_tf", "pra", "pra"]
     assert all("loss" in r.data.metrics and "fid" in r.data.metrics for r in training)
     assert all(r.info.status == "FINISHED" for r in training)
+    # evaluation along training: the snapshot (step 6) and the final model (12), logged into each training run
+    for r in training:
+        history = client.get_metric_history(r.info.run_id, "along_fid_ema")
+        assert sorted(m.step for m in history) == [6, 12], history
+    assert "along_training" in (res / "reports/README.md").read_text()
+    assert (res / "reports/figures/along_training.png").stat().st_size > 1000
     # the ablation: one parent, one child per variant, carrying the numbers of the JSON summary
     parent = client.get_run(ablation["mlflow_parent_run_id"])
     children = client.search_runs([exp.experiment_id],

@@ -131,6 +131,9 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
         raise ConfigError(f"config key 'sample.cfg_interval': need 0 <= lo <= hi <= 1, got {[lo, hi]}")
     if len(set(cfg.methods)) != len(cfg.methods) or len(set(cfg.scales)) != len(cfg.scales):
         raise ConfigError("config keys 'methods'/'scales': duplicates are not allowed")
+    if cfg.evaluate.snapshot_every and cfg.evaluate.snapshot_seed == cfg.sample.seed:
+        raise ConfigError("config key 'evaluate.snapshot_seed': must differ from sample.seed (the proxy samples "
+                          "along training are drawn apart from the final sample)")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
     for sc, over in cfg.resources.scale_overrides.items():

@@ -144,6 +144,11 @@ class EvaluateConfig:
     diagnostic_permutations: int = opt(200, "Permutations of the MMD tests of the input gap.", minimum=19)
     diagnostic_subsamples: int = opt(100, "Half-size subsets (without replacement) per diagnostic interval.",
                                      minimum=20)
+    snapshot_every: int = opt(0, "Steps between the snapshots (EMA and raw weights) that are evaluated along "
+                              "training on a proxy sample (rule evaluate_snapshots); 0 = no snapshots.", minimum=0)
+    snapshot_per_class: int = opt(20, "Proxy sample per class for each snapshot (smaller than the final sample: "
+                                  "its FID is biased upward; it shows the trend).", minimum=1)
+    snapshot_seed: int = opt(1, "Sampling seed of the snapshot evaluation (must differ from sample.seed).", minimum=0)
     probe: bool = opt(True, "Run linear probing of every trained model.")
     probe_epochs: int = opt(90, "Linear-probe epochs (MAE: 90).", minimum=1)
     probe_warmup_epochs: int = opt(10, "Linear-probe warm-up epochs (MAE: 10).", minimum=0)

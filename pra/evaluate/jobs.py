@@ -87,6 +87,28 @@ def evaluate(args):
     print(json.dumps({k: out[k] for k in ("fid", "is", "precision", "recall") if k in out}))
 
 
+def evaluate_snapshots(args):
+    """Evaluation along training: every snapshot of one run and its final model, EMA and raw weights."""
+    from pra import tracking
+    from pra.evaluate.along import along_training
+    from pra.io import write_json
+    from pra.runtime import resolve_device, set_threads
+
+    cfg = args.cfg
+    set_threads(args.threads)
+    out = along_training(args.snapshots, args.model, cfg, reference=args.reference, classifier=args.classifier,
+                         device=resolve_device(cfg.device)) | {"code_hash": args.code_hash}
+    write_json(args.out, out)
+    run_id = json.loads(Path(args.train_json).read_text()).get("mlflow_run_id")
+    run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "", run_id=run_id)
+    for r in out["rows"]:
+        w = r["weights"]
+        run.log_metrics({f"along_{k}_{w}": r[k] for k in ("fid", "kid", "class_accuracy") if r.get(k) is not None},
+                        r["step"])
+    run.end("FINISHED")
+    print(json.dumps([(r["step"], r["weights"], round(r["fid"], 3)) for r in out["rows"]]))
+
+
 def probe(args):
     from pra import tracking
     from pra.data.dataset import PreparedSplit

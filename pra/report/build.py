@@ -40,9 +40,11 @@ def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
     """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
     t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
+        (["along_training"] if cfg.evaluate.snapshot_every else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "seeds", "tests")] + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
+        (["along_training"] if cfg.evaluate.snapshot_every else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
     grid = list(dict.fromkeys((r.scale, r.method, r.variant) for r in runs(cfg)))
     return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
@@ -68,7 +70,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     dataset = (f"embedded {cfg.data.source} {val.resolution}x{val.resolution}" if cfg.data.source in ("digits", "mnist")
                else f"{Path(cfg.data.root).name} {val.resolution}x{val.resolution}")
 
-    rows, probes, logs, panels = [], {}, {}, [("real (val split)", val.all_images(), val.labels)]
+    rows, probes, logs, along, panels = [], {}, {}, {}, [("real (val split)", val.all_images(), val.labels)]
     seen = set()
     for r in runs(cfg):
         d = path_of(results, r)
@@ -78,6 +80,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         if cfg.evaluate.probe:
             probes[key] = read_json(d / "probe.json")
         logs[key] = training_log(d)
+        if cfg.evaluate.snapshot_every:
+            along[key] = read_json(d / "along_training.json")
         if (r.scale, r.method, r.variant) not in seen:  # first seed of each run: the sample grids
             seen.add((r.scale, r.method, r.variant))
             images, labels = load_npz(d / "samples.npz")
@@ -96,6 +100,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
              tables.scaling_table(rows, dataset=dataset)]
     if cfg.evaluate.probe:
         built.append(tables.probe_table(probes, dataset=dataset))
+    if along:
+        built.append(tables.along_training_table(along))
     summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
     for s in summaries.values():
         built += [tables.ablation_table(s), tables.seeds_table(s), tables.tests_table(s)]
@@ -119,6 +125,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
                                 per_class=4, title=f"class-conditional samples, EMA weights, sampling seed "
                                                    f"{cfg.sample.seed} (columns: classes 0-{val.num_classes - 1})")
     written += figures.save_all(figures.training_curves, logs, out / "figures" / "training_curves.png")
+    if along:
+        written += figures.save_all(figures.along_training, along, out / "figures" / "along_training.png")
     written += figures.save_all(figures.fid_vs_params, published.IMAGENET256, rows, out / "figures" / "fid_vs_params.png",
                                 dataset=dataset)
     for a in cfg.ablations:
@@ -193,7 +201,9 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                        "real-vs-real floor, with intervals" for a in summaries},
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
                "scaling": "FID against model size, paper and measured",
-               "probe": "linear probing (MAE protocol), layer chosen on held-out train"}
+               "probe": "linear probing (MAE protocol), layer chosen on held-out train",
+               "along_training": "proxy FID and class agreement per snapshot, EMA and raw weights, and the cost "
+                                 "of one evaluation"}
     for t in built:
         c = context.get(t.name, "variants with mean ± sd over seeds, and the measured outcome")
         lines.append(f"- [{t.title}](tables/{t.name}.md) ([LaTeX](tables/{t.name}.tex)): {c}.")
@@ -202,6 +212,10 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                         "(one grid per run in [figures/samples/](figures/samples/))"),
             ("training_curves", "head loss and reconstruction loss during training"),
             ("fid_vs_params", "FID against parameters: published ImageNet numbers and this pipeline's runs")]
+    if cfg.evaluate.snapshot_every:
+        figs.append(("along_training", "proxy FID and class agreement of every snapshot along training, EMA "
+                                       "(solid) and raw (dashed) weights; proxy samples are small, so the values "
+                                       "are biased upward: read the trend"))
     if summaries:
         figs.append(("ablations_fid", "FID of every ablation variant: bar = mean, whisker = sd over seeds, dots = "
                                       "single seeds; in a sweep the reference variant is dark red"))

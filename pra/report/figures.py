@@ -110,6 +110,33 @@ def training_curves(logs: dict, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def along_training(along: dict, out_path: str | Path) -> None:
+    """along: (scale, method, variant, seed) -> along_training.json. Proxy FID (left) and class agreement
+    (right) against the training step; solid: EMA weights, dashed: raw weights; one colour per run."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, (key, d) in enumerate(sorted(along.items())):
+        scale, method, variant, seed = key
+        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        for weights, ls in (("ema", "-"), ("raw", "--")):
+            rows = sorted((r for r in d["rows"] if r["weights"] == weights), key=lambda r: r["step"])
+            steps = [r["step"] for r in rows]
+            kw = dict(color=color_of(method, i), lw=1.3, marker="o", ms=3)
+            axes[0].plot(steps, [r["fid"] for r in rows], ls, label=f"{label} ({weights})", **kw)
+            if rows and "class_accuracy" in rows[0]:
+                axes[1].plot(steps, [r["class_accuracy"] for r in rows], ls, **kw)
+    axes[0].set(xlabel="training step", ylabel="proxy FID (classifier features)", yscale="log",
+                title="proxy FID along training (solid EMA, dashed raw)")
+    axes[1].set(xlabel="training step", ylabel="class agreement of the proxy samples", ylim=(0, 1),
+                title="class agreement along training")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    save(fig, out_path)
+    plt.close(fig)
+
+
 def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
     """gaps: variant -> gap.json. Columns: models; rows: pixel inputs, trunk states. Each construction's MMD^2 to
     the model's own rollout per position, the null (a second rollout) in grey with its permutation 95% band."""

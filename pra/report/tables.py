@@ -153,6 +153,31 @@ def scaling_table(rows: list[dict], method: str = "pra", dataset: str = "embedde
                  ["Paper rows and measured rows use different data and features; compare trends, not values."])
 
 
+def along_training_table(along: dict) -> Table:
+    """along: (scale, method, variant, seed) -> along_training.json. Proxy FID per snapshot, EMA and raw."""
+    recs, cost, n = [], [], None
+    for key in sorted(along):
+        scale, method, variant, seed = key
+        d = along[key]
+        cost.append(d["seconds_per_evaluation"])
+        by_step: dict[int, dict] = {}
+        for r in d["rows"]:
+            by_step.setdefault(r["step"], {})[r["weights"]] = r
+            n = r["num_samples"]
+        for step in sorted(by_step):
+            e, w = by_step[step].get("ema", {}), by_step[step].get("raw", {})
+            recs.append({"run": _run_label({"scale": scale, "method": method, "variant": variant, "seed": seed}),
+                         "step": step, "proxy FID ↓ (EMA)": fmt(e.get("fid")), "proxy FID ↓ (raw)": fmt(w.get("fid")),
+                         "class acc. ↑ (EMA)": fmt(e.get("class_accuracy")),
+                         "class acc. ↑ (raw)": fmt(w.get("class_accuracy"))})
+    notes = [f"Proxy samples of {n} images per evaluation (evaluate.snapshot_per_class per class, seed "
+             f"evaluate.snapshot_seed, apart from the final sample): their FID is biased upward and noisier than "
+             f"the final evaluation's; they show the trend along training and EMA vs raw weights. The last step "
+             f"of each run is its final model. Cost: {fmt(sum(cost) / len(cost) if cost else None, 1)} s per "
+             f"evaluation (one checkpoint, one set of weights; mean over the runs)."]
+    return Table("along_training", "Evaluation along training", pd.DataFrame(recs), notes)
+
+
 def probe_table(probes: dict, dataset: str = "embedded digits 32x32") -> Table:
     recs = [{"model": "PRA-L (paper)", "layer": MISSING, "top-1 ↑": fmt(published.PRA_L_LINEAR_PROBE_TOP1 / 100, 4),
              "top-5 ↑": MISSING, "per-layer held-out top-1": MISSING, "fast probe top-1 per layer": MISSING,

@@ -79,6 +79,37 @@ rule evaluate:
         "--out {output} --threads {threads} > {log} 2>&1"
 
 
+rule evaluate_snapshots:
+    """Evaluation along training: proxy FID/KID (and class agreement) of every snapshot and the final model,
+    EMA and raw weights (evaluate.snapshot_every > 0)."""
+    input:
+        snapshots=f"{RUN}/snapshots",
+        model=f"{RUN}/model.pt",
+        train=f"{RUN}/train.json",
+        reference=REFERENCE,
+        classifier=classifier_input,
+        tracking=ancient(f"{RESULTS}/tracking.json"),
+    output:
+        f"{RUN}/along_training.json",
+    params:
+        cfg=run_job_cfg("evaluate-snapshots"),
+        code=code("evaluate-snapshots"),
+        clf=classifier_flag,
+    threads: 1
+    resources:
+        **job_resources("eval"),
+    benchmark:
+        f"{RUN}/along_training.benchmark.tsv"
+    log:
+        f"{RUN}/along_training.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra evaluate-snapshots --config-json {params.cfg:q} --snapshots {input.snapshots} "
+        "--model {input.model} --reference {input.reference} {params.clf} --train-json {input.train} "
+        "--tracking {input.tracking} --out {output} --threads {threads} > {log} 2>&1"
+
+
 rule probe:
     """Linear probing of the frozen generator (MAE recipe; plus the labelled fast probe)."""
     input:

@@ -28,6 +28,8 @@ rule train:
         model=f"{RUN}/model.pt",
         summary=f"{RUN}/train.json",
         log=f"{RUN}/train_log.jsonl",
+        # evaluation along training (evaluate.snapshot_every): the network every N steps
+        **({"snapshots": directory(f"{RUN}/snapshots")} if EXP.evaluate.snapshot_every else {}),
     params:
         cfg=run_job_cfg("train"),
         code=code("train"),
