@@ -89,6 +89,16 @@ def runs(cfg: ExperimentConfig) -> list[Run]:
     return list(dict.fromkeys(out))
 
 
+def run_config(cfg: ExperimentConfig, run: Run) -> ExperimentConfig:
+    """The config one run trains and samples with: the experiment's, with its variant's overrides."""
+    return cfg.with_overrides(variant_overrides(cfg)[run.variant]) if run.variant != "base" else cfg
+
+
+def sweeps_guidance(cfg: ExperimentConfig, run: Run) -> bool:
+    """Whether the run chooses its guidance scale by a sweep (sample.cfg_sweep) before its final sample."""
+    return bool(run_config(cfg, run).sample.cfg_sweep)
+
+
 def variant_overrides(cfg: ExperimentConfig) -> dict[str, dict]:
     """variant id -> overrides, for every variant in use ('base' = none)."""
     out = {"base": {}}

@@ -69,7 +69,8 @@ def pipeline(tmp_path_factory):
     cfg = tiny_config(evaluate={"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1,
                                 "probe_max_train": 200, "reference_features": 100, "kid_subset_size": 20,
                                 "snapshot_every": 3, "snapshot_per_class": 2},
-                      train={"steps": 6, "log_every": 3, "ckpt_every": 3}, device="cpu")
+                      train={"steps": 6, "log_every": 3, "ckpt_every": 3}, device="cpu",
+                      sample={"cfg_sweep": [1.0, 3.0], "sweep_per_class": 2})
     raw, data, run = root / "raw", root / "data", root / "run"
     recorded: dict[str, set[str]] = {}
     original = M.experiment_config
@@ -84,7 +85,11 @@ def pipeline(tmp_path_factory):
         ("reference", ["--data", str(data), "--classifier", str(root / "clf" / "classifier.pt"),
                        "--out", str(root / "ref.npz")]),
         ("train", ["--scale", "tiny-XS", "--method", "pra", "--data", str(data), "--out", str(run), "--quiet"]),
-        ("sample", ["--model", str(run / "model.pt"), "--out", str(run / "shard-0.npz")]),
+        ("sweep-guidance", ["--model", str(run / "model.pt"), "--reference", str(root / "ref.npz"), "--classifier",
+                            str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
+                            "--out", str(run / "guidance.json")]),
+        ("sample", ["--model", str(run / "model.pt"), "--out", str(run / "shard-0.npz"),
+                    "--guidance", str(run / "guidance.json")]),
         ("evaluate", ["--samples", str(run / "shard-0.npz"), "--reference", str(root / "ref.npz"),
                       "--classifier", str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
                       "--out", str(run / "eval.json")]),
@@ -163,6 +168,16 @@ def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
     assert rows[0]["fid"] != rows[1]["fid"]  # EMA and raw weights sample differently
 
 
+def test_the_guidance_sweep_chooses_on_its_own_seed_and_the_sample_uses_the_choice(pipeline):
+    _, root = pipeline
+    run = root / "run"
+    g = json.loads((run / "guidance.json").read_text())
+    assert [r["cfg_scale"] for r in g["rows"]] == [1.0, 3.0] and g["seed"] != 0  # sample.seed is 0
+    assert g["chosen"] == min(g["rows"], key=lambda r: r["fid"])["cfg_scale"]
+    shard = json.loads((run / "shard-0.json").read_text())
+    assert shard["sampling"]["cfg_scale"] == g["chosen"] and shard["sampling"]["seed"] == 0
+
+
 def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):
     passed = json.loads(CFG.subset_json(*M.READS["gap"]))
     del passed["device"]
@@ -188,6 +203,6 @@ def test_results_carry_the_code_hash_of_their_job(pipeline):
     run = root / "run"
     for name, command in (("train.json", "train"), ("shard-0.json", "sample"), ("eval.json", "evaluate"),
                           ("probe.json", "probe"), ("gap.json", "gap"), ("acc.json", "accumulate"),
-                          ("along.json", "evaluate-snapshots")):
+                          ("along.json", "evaluate-snapshots"), ("guidance.json", "sweep-guidance")):
         assert json.loads((run / name).read_text())["code_hash"] == code_hash(command), name
     assert len({code_hash(c) for c in PARTIAL}) == len(PARTIAL)

@@ -44,7 +44,7 @@ def tiny_experiment(tmp_path):
         "data": {"root": "data/digits", "resolution": 16},
         "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
-        "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2},
+        "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2, "cfg_sweep": [1.0, 2.0], "sweep_per_class": 2},
         "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1, "snapshot_every": 6,
                      "snapshot_per_class": 2},
         "speed": {"sample_precision": "bf16"},  # not the CPU default: to see the speed section reach the jobs
@@ -103,7 +103,14 @@ def test_real_run_end_to_end(tiny_experiment):
     # the HTML report bundles the figures with their rules
     html = res / "report.html"
     run(snakemake(work, "--report", html, "--configfile", path))
-    assert html.stat().st_size > 100_000 and "samples.png" in html.read_text(errors="ignore")
+    text = html.read_text(errors="ignore")
+    assert html.stat().st_size > 100_000
+    for figure in ("samples.png", "along_training.png", "guidance.png", "input_gap_mini.png"):
+        assert figure in text, figure
+    # every run chose its guidance on the proxy and sampled at the choice
+    for run_dir in (res / "runs").glob("*/*/*/s0"):
+        chosen = json.loads((run_dir / "guidance.json").read_text())["chosen"]
+        assert json.loads((run_dir / "eval.json").read_text())["sampling"]["cfg_scale"] == chosen
     # the speed section reached the sampling jobs (through PRA_SPEED_JSON, not the params)
     shard = json.loads((res / "runs/tiny-XS/pra/base/s0/samples/shard-0.json").read_text())
     assert shard["speed"] == {"precision": "bfloat16", "cuda_graphs": False}, shard["speed"]
@@ -195,3 +202,8 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     assert "gpu=8" in out and "runtime=2880" in out  # PRA-L's per-scale runtime
     assert re.search(r"gpu=0, gres=gpu:8, nodes=4, tasks=4, tasks_per_gpu=0, mpi=srun", out), out[-3000:]
     assert "train_classifier" not in out  # Inception features: no digits classifier
+    # the guidance is chosen per run on a 5K proxy sample, then the 50K sample is drawn at the choice
+    sweeps = [ln for ln in out.splitlines() if " -m pra sweep-guidance " in ln]
+    samples = [ln for ln in out.splitlines() if " -m pra sample " in ln]
+    assert sweeps and len(samples) == 32 * len(sweeps)
+    assert all("--guidance results/" in ln and ln.count("guidance.json") == 1 for ln in samples), samples[:1]

@@ -134,6 +134,11 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
     if cfg.evaluate.snapshot_every and cfg.evaluate.snapshot_seed == cfg.sample.seed:
         raise ConfigError("config key 'evaluate.snapshot_seed': must differ from sample.seed (the proxy samples "
                           "along training are drawn apart from the final sample)")
+    if cfg.sample.cfg_sweep and cfg.sample.sweep_seed == cfg.sample.seed:
+        raise ConfigError("config key 'sample.sweep_seed': must differ from sample.seed (the guidance is chosen on "
+                          "samples apart from the final one)")
+    if any(x < 0 for x in cfg.sample.cfg_sweep) or len(set(cfg.sample.cfg_sweep)) != len(cfg.sample.cfg_sweep):
+        raise ConfigError("config key 'sample.cfg_sweep': non-negative, distinct guidance scales")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
     for sc, over in cfg.resources.scale_overrides.items():

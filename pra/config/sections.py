@@ -119,6 +119,11 @@ class SampleConfig:
                                     reconstruction=True, length=2)
     temperature: float = opt(1.0, "Std of the head ODE's initial noise (1 = the trained prior).",
                              reconstruction=True, exclusive_minimum=0.0)
+    cfg_sweep: list[float] = opt([], "Guidance scales tried on a proxy sample before the final sample (rule "
+                                 "sweep_guidance: the lowest proxy FID is chosen); empty = cfg_scale as set.",
+                                 reconstruction=True, allow_empty=True)
+    sweep_per_class: int = opt(20, "Proxy sample per class of each guidance scale in the sweep.", minimum=1)
+    sweep_seed: int = opt(2, "Sampling seed of the guidance sweep (must differ from sample.seed).", minimum=0)
     use_ema: bool = opt(True, "Sample with the EMA weights.")
     seed: int = opt(0, "Sampling seed.", minimum=0)
     shards: int = opt(1, "Sampling jobs per run (one Snakemake job, e.g. one GPU, each); gathered into one npz.",

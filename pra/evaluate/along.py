@@ -12,7 +12,6 @@ its wall time (the cost of one snapshot evaluation).
 from __future__ import annotations
 
 import re
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -33,34 +32,15 @@ def snapshot_files(folder: str | Path) -> list[tuple[int, Path]]:
 
 def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, classifier, device) -> dict:
     """Proxy metrics of one checkpoint's samples (EMA or raw weights)."""
-    import torch
-
     from pra.checkpoint import load_trained
-    from pra.evaluate.classifier import class_agreement
-    from pra.evaluate.metrics import extract, sample_metrics
+    from pra.evaluate.proxy import proxy_metrics
     from pra.flow import make_flow
-    from pra.rollout import SamplerSettings, balanced_labels
-    from pra.sample import generate
 
-    t0 = time.time()
     s = replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed)
     net, trained_cfg, meta = load_trained(path, device, use_ema=use_ema)
-    flow = make_flow(trained_cfg.model, net.latent)
-    labels = balanced_labels(net.geometry.num_classes, s.per_class)
-    images, labs, _ = generate(net, flow, labels, SamplerSettings.from_config(s), seed=s.seed,
-                               batch_size=s.batch_size, device=device)
-    e = cfg.evaluate
-    m = sample_metrics(extract(images, space, device=device), space, reference,
-                       kid_subset_size=min(e.kid_subset_size, len(labs)), prc_neighborhood=e.prc_neighborhood)
-    row = {"step": int(meta["step"]), "weights": "ema" if use_ema else "raw", "fid": m["fid"], "kid": m.get("kid"),
-           "num_samples": int(len(labs))}
-    if classifier:
-        row["class_accuracy"] = class_agreement(images, labs, classifier)["accuracy"]
-    del net
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    row["seconds"] = time.time() - t0
-    return row
+    row = proxy_metrics(net, make_flow(trained_cfg.model, net.latent), s, space=space, reference=reference,
+                        classifier=classifier, evaluate=cfg.evaluate, device=device)
+    return {"step": int(meta["step"]), "weights": "ema" if use_ema else "raw", **row}
 
 
 def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, reference: str | Path,

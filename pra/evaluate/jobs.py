@@ -87,6 +87,27 @@ def evaluate(args):
     print(json.dumps({k: out[k] for k in ("fid", "is", "precision", "recall") if k in out}))
 
 
+def sweep_guidance(args):
+    """The guidance scale of one run, chosen on a proxy sample (sample.cfg_sweep)."""
+    from pra import tracking
+    from pra.evaluate.guidance import sweep
+    from pra.io import write_json
+    from pra.runtime import resolve_device, set_threads
+
+    cfg = args.cfg
+    set_threads(args.threads)
+    out = sweep(args.model, cfg, reference=args.reference, classifier=args.classifier,
+                device=resolve_device(cfg.device)) | {"code_hash": args.code_hash}
+    write_json(args.out, out)
+    run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "",
+                       run_id=json.loads(Path(args.train_json).read_text()).get("mlflow_run_id"))
+    run.set_tags({"cfg_scale_chosen": out["chosen"], "cfg_sweep": cfg.sample.cfg_sweep})
+    for i, r in enumerate(out["rows"]):
+        run.log_metrics({"sweep_fid": r["fid"], "sweep_cfg_scale": r["cfg_scale"]}, i)
+    run.end("FINISHED")
+    print(json.dumps({"chosen": out["chosen"], "fid": {r["cfg_scale"]: round(r["fid"], 3) for r in out["rows"]}}))
+
+
 def evaluate_snapshots(args):
     """Evaluation along training: every snapshot of one run and its final model, EMA and raw weights."""
     from pra import tracking

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pra.plan import load_choices, path_of, runs, variant_run
+from pra.plan import load_choices, path_of, runs, sweeps_guidance, variant_run
 from pra.config import ExperimentConfig
 from pra.io import read_json, write_json, write_text
 from pra.report import figures, published, tables
@@ -41,10 +41,12 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
     """Every file the report writes, relative to the reports folder (what the Snakemake rule declares)."""
     t = ["main", "runs", "scaling"] + (["probe"] if cfg.evaluate.probe else []) + \
         (["along_training"] if cfg.evaluate.snapshot_every else []) + \
+        (["guidance"] if any(sweeps_guidance(cfg, r) for r in runs(cfg)) else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "seeds", "tests")] + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         (["along_training"] if cfg.evaluate.snapshot_every else []) + \
+        (["guidance"] if any(sweeps_guidance(cfg, r) for r in runs(cfg)) else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
     grid = list(dict.fromkeys((r.scale, r.method, r.variant) for r in runs(cfg)))
     return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
@@ -70,7 +72,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     dataset = (f"embedded {cfg.data.source} {val.resolution}x{val.resolution}" if cfg.data.source in ("digits", "mnist")
                else f"{Path(cfg.data.root).name} {val.resolution}x{val.resolution}")
 
-    rows, probes, logs, along, panels = [], {}, {}, {}, [("real (val split)", val.all_images(), val.labels)]
+    rows, probes, logs, along, guidance = [], {}, {}, {}, {}
+    panels = [("real (val split)", val.all_images(), val.labels)]
     seen = set()
     for r in runs(cfg):
         d = path_of(results, r)
@@ -82,6 +85,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         logs[key] = training_log(d)
         if cfg.evaluate.snapshot_every:
             along[key] = read_json(d / "along_training.json")
+        if sweeps_guidance(cfg, r):
+            guidance[key] = read_json(d / "guidance.json")
         if (r.scale, r.method, r.variant) not in seen:  # first seed of each run: the sample grids
             seen.add((r.scale, r.method, r.variant))
             images, labels = load_npz(d / "samples.npz")
@@ -102,6 +107,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
         built.append(tables.probe_table(probes, dataset=dataset))
     if along:
         built.append(tables.along_training_table(along))
+    if guidance:
+        built.append(tables.guidance_table(guidance))
     summaries = {a.name: read_json(results / "ablations" / f"{a.name}.json") for a in cfg.ablations}
     for s in summaries.values():
         built += [tables.ablation_table(s), tables.seeds_table(s), tables.tests_table(s)]
@@ -127,6 +134,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     written += figures.save_all(figures.training_curves, logs, out / "figures" / "training_curves.png")
     if along:
         written += figures.save_all(figures.along_training, along, out / "figures" / "along_training.png")
+    if guidance:
+        written += figures.save_all(figures.guidance_sweep, guidance, out / "figures" / "guidance.png")
     written += figures.save_all(figures.fid_vs_params, published.IMAGENET256, rows, out / "figures" / "fid_vs_params.png",
                                 dataset=dataset)
     for a in cfg.ablations:
@@ -203,7 +212,8 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                "scaling": "FID against model size, paper and measured",
                "probe": "linear probing (MAE protocol), layer chosen on held-out train",
                "along_training": "proxy FID and class agreement per snapshot, EMA and raw weights, and the cost "
-                                 "of one evaluation"}
+                                 "of one evaluation",
+               "guidance": "the guidance sweep of every run: proxy FID per scale and the chosen scale"}
     for t in built:
         c = context.get(t.name, "variants with mean ± sd over seeds, and the measured outcome")
         lines.append(f"- [{t.title}](tables/{t.name}.md) ([LaTeX](tables/{t.name}.tex)): {c}.")
@@ -212,6 +222,9 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                         "(one grid per run in [figures/samples/](figures/samples/))"),
             ("training_curves", "head loss and reconstruction loss during training"),
             ("fid_vs_params", "FID against parameters: published ImageNet numbers and this pipeline's runs")]
+    if any(sweeps_guidance(cfg, r) for r in runs(cfg)):
+        figs.append(("guidance", "proxy FID against the guidance scale of every run that sweeps it; the chosen "
+                                 "scale (lowest proxy FID) is circled and the final sample is drawn at it"))
     if cfg.evaluate.snapshot_every:
         figs.append(("along_training", "proxy FID and class agreement of every snapshot along training, EMA "
                                        "(solid) and raw (dashed) weights; proxy samples are small, so the values "

@@ -137,6 +137,28 @@ def along_training(along: dict, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
+    """guidance: (scale, method, variant, seed) -> guidance.json. Proxy FID against the guidance scale per
+    run; the chosen scale circled."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for i, (key, g) in enumerate(sorted(guidance.items())):
+        scale, method, variant, seed = key
+        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        xs = [r["cfg_scale"] for r in g["rows"]]
+        ys = [r["fid"] for r in g["rows"]]
+        ax.plot(xs, ys, "-o", color=color_of(method, i), ms=3, lw=1.3, label=label)
+        best = next(r for r in g["rows"] if r["cfg_scale"] == g["chosen"])
+        ax.plot([best["cfg_scale"]], [best["fid"]], "o", ms=10, mfc="none", color=color_of(method, i))
+    ax.set(xlabel="guidance scale (at the last AR position)", ylabel="proxy FID", yscale="log",
+           title="guidance sweep on a proxy sample (circle: chosen)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6)
+    fig.tight_layout()
+    save(fig, out_path)
+    plt.close(fig)
+
+
 def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
     """gaps: variant -> gap.json. Columns: models; rows: pixel inputs, trunk states. Each construction's MMD^2 to
     the model's own rollout per position, the null (a second rollout) in grey with its permutation 95% band."""

@@ -178,6 +178,24 @@ def along_training_table(along: dict) -> Table:
     return Table("along_training", "Evaluation along training", pd.DataFrame(recs), notes)
 
 
+def guidance_table(guidance: dict) -> Table:
+    """guidance: (scale, method, variant, seed) -> guidance.json. Proxy FID per guidance scale, the choice."""
+    recs, n = [], None
+    for key in sorted(guidance):
+        scale, method, variant, seed = key
+        g = guidance[key]
+        for r in g["rows"]:
+            n = r["num_samples"]
+            recs.append({"run": _run_label({"scale": scale, "method": method, "variant": variant, "seed": seed}),
+                         "guidance scale": fmt(r["cfg_scale"]), "proxy FID ↓": fmt(r["fid"]),
+                         "class acc. ↑": fmt(r.get("class_accuracy")),
+                         "chosen": "yes" if r["cfg_scale"] == g["chosen"] else "", "seconds": fmt(r["seconds"], 1)})
+    notes = [f"Proxy samples of {n} images per guidance scale (sample.sweep_per_class per class, seed "
+             "sample.sweep_seed, apart from the final sample's seed); the lowest proxy FID is chosen and the final "
+             "sample is drawn at it. Proxy FIDs are biased upward: they rank the scales."]
+    return Table("guidance", "Guidance sweep", pd.DataFrame(recs), notes)
+
+
 def probe_table(probes: dict, dataset: str = "embedded digits 32x32") -> Table:
     recs = [{"model": "PRA-L (paper)", "layer": MISSING, "top-1 ↑": fmt(published.PRA_L_LINEAR_PROBE_TOP1 / 100, 4),
              "top-5 ↑": MISSING, "per-layer held-out top-1": MISSING, "fast probe top-1 per layer": MISSING,

@@ -188,6 +188,18 @@ def classifier_input(wildcards):
     return CLASSIFIER if USE_CLASSIFIER else []
 
 
+def guidance_input(wildcards):
+    """The guidance sweep's choice, where the run sweeps (sample.cfg_sweep); [] where cfg_scale is fixed."""
+    if not run_cfg(wildcards).sample.cfg_sweep:
+        return []
+    w = wildcards
+    return os.path.join(RUN, "guidance.json").format(scale=w.scale, method=w.method, variant=w.variant, seed=w.seed)
+
+
+def guidance_flag(wildcards, input):
+    return f"--guidance {input.guidance}" if input.guidance else ""
+
+
 def classifier_flag(wildcards, input):
     return f"--classifier {input.classifier}" if input.classifier else ""
 

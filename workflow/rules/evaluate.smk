@@ -79,6 +79,35 @@ rule evaluate:
         "--out {output} --threads {threads} > {log} 2>&1"
 
 
+rule sweep_guidance:
+    """The guidance scale of one run, chosen on a proxy sample apart from the final one (sample.cfg_sweep)."""
+    input:
+        model=f"{RUN}/model.pt",
+        train=f"{RUN}/train.json",
+        reference=REFERENCE,
+        classifier=classifier_input,
+        tracking=ancient(f"{RESULTS}/tracking.json"),
+    output:
+        f"{RUN}/guidance.json",
+    params:
+        cfg=run_job_cfg("sweep-guidance"),
+        code=code("sweep-guidance"),
+        clf=classifier_flag,
+    threads: 1
+    resources:
+        **job_resources("eval"),
+    benchmark:
+        f"{RUN}/guidance.benchmark.tsv"
+    log:
+        f"{RUN}/guidance.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra sweep-guidance --config-json {params.cfg:q} --model {input.model} "
+        "--reference {input.reference} {params.clf} --train-json {input.train} --tracking {input.tracking} "
+        "--out {output} --threads {threads} > {log} 2>&1"
+
+
 rule evaluate_snapshots:
     """Evaluation along training: proxy FID/KID (and class agreement) of every snapshot and the final model,
     EMA and raw weights (evaluate.snapshot_every > 0)."""

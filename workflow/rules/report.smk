@@ -11,6 +11,7 @@ rule build_report:
         classifier=f"{RESULTS}/classifier/classifier.json" if USE_CLASSIFIER else [],
         probes=for_runs(f"{RUN}/probe.json") if EXP.evaluate.probe else [],
         along=for_runs(f"{RUN}/along_training.json") if EXP.evaluate.snapshot_every else [],
+        guidance=for_runs(f"{RUN}/guidance.json", [r for r in runs() if plan.sweeps_guidance(EXP, plan.Run(**r))]),
         ablations=[f"{RESULTS}/ablations/{a.name}.json" for a in EXP.ablations],
         diagnostics=report_diagnostics,
         reference=f"{RESULTS}/reference/reference.json",

@@ -55,15 +55,18 @@ rule train:
 
 
 rule sample:
-    """One shard of the class-balanced, seeded samples (EMA weights)."""
+    """One shard of the class-balanced, seeded samples (EMA weights), at the swept guidance scale where the
+    run sweeps it."""
     input:
         model=f"{RUN}/model.pt",
+        guidance=guidance_input,
     output:
         samples=f"{RUN}/samples/shard-{{shard}}.npz",
         info=f"{RUN}/samples/shard-{{shard}}.json",
     params:
         cfg=run_job_cfg("sample"),
         code=code("sample"),
+        guidance=guidance_flag,
         shards=EXP.sample.shards,
         launcher=launcher,
     threads: 1
@@ -77,7 +80,8 @@ rule sample:
         ENV
     shell:
         "{params.launcher} -m pra sample --config-json {params.cfg:q} --model {input.model} --out {output.samples} "
-        "--shard {wildcards.shard} --num-shards {params.shards} --threads {threads} --speed-json \"$PRA_SPEED_JSON\" "
+        "--shard {wildcards.shard} --num-shards {params.shards} {params.guidance} --threads {threads} "
+        "--speed-json \"$PRA_SPEED_JSON\" "
         "> {log} 2>&1"
 
 

@@ -1,0 +1,48 @@
+"""The guidance scale chosen as the field chooses it: a sweep on a proxy sample, then the final sample at
+the chosen value.
+
+For every value of `sample.cfg_sweep` the run's final model (EMA weights, the run's other sampling
+settings) draws a proxy sample of `sample.sweep_per_class` per class with seed `sample.sweep_seed`, apart
+from the final sample's `sample.seed`; the value with the lowest proxy FID is chosen (ties: the first
+listed) and the sample job draws the final sample at it. The sweep's scores and the choice are the rule's
+output (guidance.json), read by the sample job, the report and MLflow. An empty `cfg_sweep` keeps
+`sample.cfg_scale` fixed (the settle studies fix it at 1 for every arm).
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+
+def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | None, device) -> dict:
+    from pra.checkpoint import load_trained
+    from pra.evaluate.metrics import feature_space, load_reference
+    from pra.evaluate.proxy import proxy_metrics
+    from pra.flow import make_flow
+
+    s = cfg.sample
+    if not s.cfg_sweep:
+        raise ValueError("sample.cfg_sweep is empty: nothing to sweep (sample.cfg_scale is used as it is)")
+    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    ref = load_reference(reference, space)
+    net, trained_cfg, meta = load_trained(model, device, use_ema=s.use_ema)
+    flow = make_flow(trained_cfg.model, net.latent)
+    rows = []
+    for scale in s.cfg_sweep:
+        proxy = replace(s, cfg_scale=float(scale), per_class=s.sweep_per_class, seed=s.sweep_seed)
+        rows.append({"cfg_scale": float(scale), **proxy_metrics(net, flow, proxy, space=space, reference=ref,
+                                                                classifier=classifier, evaluate=cfg.evaluate,
+                                                                device=device)})
+    best = min(rows, key=lambda r: r["fid"])  # min keeps the first of equal values
+    return {"rows": rows, "chosen": best["cfg_scale"], "metric": "fid", "per_class": s.sweep_per_class,
+            "seed": s.sweep_seed, "step": int(meta["step"]), "cfg_schedule": s.cfg_schedule,
+            "cfg_interval": list(s.cfg_interval),
+            "note": "proxy FID (sample.sweep_per_class per class, seed sample.sweep_seed, apart from the final "
+                    "sample): it ranks the guidance scales; the final sample is drawn at the chosen one"}
+
+
+def chosen_scale(path: str | Path) -> float:
+    """The guidance scale a sweep chose (what the sample job uses)."""
+    import json
+
+    return float(json.loads(Path(path).read_text())["chosen"])
