@@ -33,6 +33,13 @@ except ConfigError as e:
 report: "workflow/report/workflow.rst"
 
 
+# GPU nodes: the same environment as an Apptainer image (workflow/envs/pra.def), used with
+# `--software-deployment-method apptainer` (slurm/profile.yaml shows how)
+if EXP.resources.container:
+
+    container: EXP.resources.container
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"

@@ -145,7 +145,7 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
         if not isinstance(over, Mapping):
             raise ConfigError(f"config key 'resources.scale_overrides.{sc}': expected a mapping")
         for k, v in over.items():
-            if k not in {f.name for f in dataclasses.fields(ResourcesConfig)} or k == "scale_overrides":
+            if k not in {f.name for f in dataclasses.fields(ResourcesConfig)} or k in ("scale_overrides", "container"):
                 raise ConfigError(f"unknown config key 'resources.scale_overrides.{sc}.{k}'")
             check_value(("resources", "scale_overrides", sc, k), v, int, field_meta(ResourcesConfig, k))
     _ablations.check(cfg.ablations, cfg.with_overrides, scales)

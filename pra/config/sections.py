@@ -186,6 +186,9 @@ class ResourcesConfig:
     eval_mem_mb: int = opt(3000, "Memory of evaluation jobs (MB).", minimum=100)
     eval_runtime: int = opt(30, "Minutes per evaluation attempt.", minimum=1)
     scale_overrides: dict = opt({}, "Per-scale overrides of the fields above, e.g. {PRA-L: {train_gpus: 16}}.")
+    container: str = opt("", "Apptainer image every job runs in with `--software-deployment-method apptainer` (a "
+                         "local .sif built from workflow/envs/pra.def, or docker://<registry>/<image> built from "
+                         "workflow/envs/Dockerfile); empty = the jobs run in the calling environment.")
 
 
 @dataclass(frozen=True)
