@@ -107,6 +107,9 @@ def test_real_run_end_to_end(tiny_experiment):
     assert html.stat().st_size > 100_000
     for figure in ("samples.png", "along_training.png", "guidance.png", "input_gap_mini.png"):
         assert figure in text, figure
+    for caption in ("workflow/report/figures/along_training.rst", "workflow/report/figures/guidance.rst"):
+        first = (ROOT / caption).read_text().split()[:4]  # each figure's own caption, not the generic one
+        assert " ".join(first) in text, caption
     # every run chose its guidance on the proxy and sampled at the choice
     for run_dir in (res / "runs").glob("*/*/*/s0"):
         chosen = json.loads((run_dir / "guidance.json").read_text())["chosen"]

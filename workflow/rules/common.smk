@@ -223,9 +223,22 @@ REPORT_OUTPUTS = [f"{REPORTS}/{p}" for group in _FILES.values() for p in group]
 _flag_for_report = report  # snakemake's report() marker (`report` opens a keyword at a line start)
 
 
+def _caption(path, default):
+    """The caption of a report file: workflow/report/figures/<kind>.rst for a figure of that kind (input_gap_settle
+    -> input_gap), sample_grid.rst for a run's own grid; `default` otherwise."""
+    name = os.path.splitext(os.path.basename(path))[0]
+    if path.startswith("figures/samples/"):
+        name = "sample_grid"
+    for kind in sorted(os.listdir(os.path.join(workflow.basedir, "workflow/report/figures")), key=len, reverse=True):
+        stem = kind[:-len(".rst")]
+        if name == stem or name.startswith(f"{stem}_"):
+            return f"../report/figures/{kind}"
+    return default
+
+
 def _reported(group, category, caption):
     return [
-        _flag_for_report(f"{REPORTS}/{p}", category=category, caption=caption)
+        _flag_for_report(f"{REPORTS}/{p}", category=category, caption=_caption(p, caption))
         for p in _FILES[group]
         if p.endswith((".png", ".md"))
     ] + [f"{REPORTS}/{p}" for p in _FILES[group] if not p.endswith((".png", ".md"))]
