@@ -142,12 +142,10 @@ def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
 def sample_job(args):
     cfg = args.cfg
     s = cfg.sample
-    if args.guidance:  # the scale the sweep chose (pra.evaluate.guidance)
+    if args.guidance:  # the scale the sweep chose (guidance.json of pra.evaluate.guidance)
         from dataclasses import replace
 
-        from pra.evaluate.guidance import chosen_scale
-
-        s = replace(s, cfg_scale=chosen_scale(args.guidance))
+        s = replace(s, cfg_scale=float(json.loads(Path(args.guidance).read_text())["chosen"]))
     info = sample_to_npz(args.model, args.out, s, device=cfg.device, threads=args.threads,
                          shard=args.shard, num_shards=args.num_shards, speed=cfg.speed, code_hash=args.code_hash)
     print(json.dumps({k: info[k] for k in ("count", "seconds")}))

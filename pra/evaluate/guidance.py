@@ -39,10 +39,3 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
             "cfg_interval": list(s.cfg_interval),
             "note": "proxy FID (sample.sweep_per_class per class, seed sample.sweep_seed, apart from the final "
                     "sample): it ranks the guidance scales; the final sample is drawn at the chosen one"}
-
-
-def chosen_scale(path: str | Path) -> float:
-    """The guidance scale a sweep chose (what the sample job uses)."""
-    import json
-
-    return float(json.loads(Path(path).read_text())["chosen"])
