@@ -89,6 +89,8 @@ COMMANDS = {  # name: (job, help, arguments)
     "gap": ("pra.diagnostics.jobs:gap", "input-distribution gap of a trained model",
             diagnostic(arg("--permutations", type=int, default=200, help="permutations of the MMD tests"))),
     "accumulate": ("pra.diagnostics.jobs:accumulate", "error accumulation along the sequence", diagnostic()),
+    "approximate": ("pra.diagnostics.jobs:approximate", "distance of PRA's and its twin's inputs to the anchored "
+                    "sequential rollout's, on shared draws (the approximation error)", diagnostic()),
     "ablation": ("pra.ablation:ablation_job", "aggregate one ablation over variants and seeds; MLflow parent + "
                  "children", [CONFIG, ABLATION, RESULTS, TRACKING, OUT]),
     "tune": ("pra.ablation:tune_job", "choose each tuned variant's noise-knob value from its runs on the tuning "
@@ -175,6 +177,7 @@ READS = {  # command: the config keys its job reads (checked against what the jo
                            "evaluate.inception_weights", "evaluate.kid_subset_size", "evaluate.prc_neighborhood"),
     "gap": ("device", "model", "method", "sample"),
     "accumulate": ("device", "model", "sample"),
+    "approximate": ("device", "model", "method"),
     "tune": ALL,
     "ablation": ALL,
     "report": ALL,

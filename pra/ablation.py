@@ -49,6 +49,10 @@ def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, flo
         m.update(gap_metrics(read_json(d / "gap.json")))
         a = read_json(d / "accumulation.json")
         m.update({f"acc_{k}": a[f"mean_{k}"] for k in ACCUMULATION_KEYS})
+        ap = read_json(d / "approximation.json")
+        if ap["applicable"] and "pra_minus_twin_content_ratio" in ap:
+            m.update({f"approx_{k}_content_ratio": ap["constructions"][k]["content_ratio"] for k in ("pra", "twin")})
+            m["approx_pra_minus_twin_content_ratio"] = ap["pra_minus_twin_content_ratio"]
     tr = read_json(d / "train.json")
     m["train_seconds"] = tr["seconds"]
     return m

@@ -20,7 +20,7 @@ from pra.typed import merge
 # the direction of every metric the pipeline compares (tuning and the wording of comparisons)
 HIGHER_IS_BETTER = ("is", "precision", "recall", "class_accuracy", "probe_top1")
 LOWER_IS_BETTER = ("fid", "kid")
-LOWER_IS_BETTER_PREFIXES = ("gap_", "acc_")  # the diagnostics' distances
+LOWER_IS_BETTER_PREFIXES = ("gap_", "acc_", "approx_")  # the diagnostics' distances
 
 
 @dataclass(frozen=True)

@@ -64,12 +64,13 @@ class Rollout:
 @torch.no_grad()
 def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: SamplerSettings,
             noise: Noise | torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
-            initial: torch.Tensor | None = None, use_cache: bool = True, ode: HeadODE | None = None,
+            anchor_noise: torch.Tensor | None = None, initial: torch.Tensor | None = None, use_cache: bool = True, ode: HeadODE | None = None,
             positions: int | None = None) -> Rollout:
     """Generate N tokens for `labels` [B].
 
     anchor=(y_true [B, N, D], t [B, N]): position i's ODE starts at t_i from t_i*y_true_i + (1-t_i)*eps
-    instead of from pure noise (the anchored_rollout training method).
+    instead of from pure noise (the anchored_rollout training method); anchor_noise [B, N, D]: that eps, given
+    instead of drawn (constructions that share their draws, pra.diagnostics.approximation).
     initial [B, N, D]: the head ODE's starting noise at every position (instead of fresh draws, already
     scaled by the temperature), so that two generators can share it (paired comparisons).
     use_cache=False recomputes the whole prefix at every step (the reference for the KV-cache test
@@ -97,7 +98,7 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
         cond, uncond = (h[:B], h[B:]) if guided else (h, None)
         if anchor is not None:
             y_true, t = anchor[0][:, i].to(sd), anchor[1][:, i].to(sd)
-            eps = noise.randn(*y_true.shape, dtype=sd)
+            eps = noise.randn(*y_true.shape, dtype=sd) if anchor_noise is None else anchor_noise[:, i].to(sd)
             y0, t0 = t[:, None] * y_true + (1 - t[:, None]) * eps, t
         elif initial is not None:
             y0, t0 = initial[:, i].to(sd), zeros

@@ -102,6 +102,8 @@ def pipeline(tmp_path_factory):
                  "--images", "20", "--basis-images", "40", "--subsamples", "20", "--permutations", "19"]),
         ("accumulate", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "acc.json"),
                         "--images", "20", "--basis-images", "40", "--subsamples", "20"]),
+        ("approximate", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "approx.json"),
+                         "--images", "20", "--basis-images", "40", "--subsamples", "20"]),
     ]
     for command, argv in steps:
         rec = Reads()
@@ -203,6 +205,7 @@ def test_results_carry_the_code_hash_of_their_job(pipeline):
     run = root / "run"
     for name, command in (("train.json", "train"), ("shard-0.json", "sample"), ("eval.json", "evaluate"),
                           ("probe.json", "probe"), ("gap.json", "gap"), ("acc.json", "accumulate"),
-                          ("along.json", "evaluate-snapshots"), ("guidance.json", "sweep-guidance")):
+                          ("along.json", "evaluate-snapshots"), ("guidance.json", "sweep-guidance"),
+                          ("approx.json", "approximate")):
         assert json.loads((run / name).read_text())["code_hash"] == code_hash(command), name
     assert len({code_hash(c) for c in PARTIAL}) == len(PARTIAL)

@@ -34,6 +34,20 @@ def gap(args):
                       for space, r in res["spaces"].items() for k, v in r["sets"].items()}))
 
 
+def approximate(args):
+    from pra.diagnostics.approximation import approximation_error
+    from pra.io import write_json
+
+    cfg, net, model, (vx, vy), _ = _setup(args)
+    res = approximation_error(net, cfg, vx, vy, subsamples=args.subsamples) | {"model": model,
+                                                                               "code_hash": args.code_hash}
+    write_json(args.out, res)
+    if res["applicable"]:
+        print(json.dumps({k: round(v["content_ratio"], 4) for k, v in res["constructions"].items()}))
+    else:
+        print(res["why"])
+
+
 def accumulate(args):
     from pra.diagnostics.accumulation import error_accumulation
     from pra.io import write_json

@@ -43,11 +43,12 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
         (["along_training"] if cfg.evaluate.snapshot_every else []) + \
         (["guidance"] if any(sweeps_guidance(cfg, r) for r in runs(cfg)) else []) + \
         [f"{k}_{a.name}" for a in cfg.ablations for k in ("ablation", "seeds", "tests")] + \
-        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation")]
+        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("gap", "accumulation", "approximation")]
     f = ["samples", "training_curves", "fid_vs_params"] + (["ablations_fid"] if cfg.ablations else []) + \
         (["along_training"] if cfg.evaluate.snapshot_every else []) + \
         (["guidance"] if any(sweeps_guidance(cfg, r) for r in runs(cfg)) else []) + \
-        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics for k in ("input_gap", "error_accumulation")]
+        [f"{k}_{a.name}" for a in cfg.ablations if a.diagnostics
+         for k in ("input_gap", "error_accumulation", "approximation")]
     grid = list(dict.fromkeys((r.scale, r.method, r.variant) for r in runs(cfg)))
     return {"tables": [f"tables/{n}.{ext}" for n in t for ext in ("md", "tex")],
             "figures": [f"figures/{n}.{ext}" for n in f for ext in ("png", "pdf")]
@@ -116,15 +117,17 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     for a in cfg.ablations:
         if not a.diagnostics:
             continue
-        gaps, accs = {}, {}
+        gaps, accs, approx = {}, {}, {}
         choices = load_choices(a, results)
         for v in a.variants:
             run = variant_run(a, v, choices, a.seeds[0])
             d = path_of(results, run)
             gaps[v.name] = read_json(d / "gap.json")
             accs[v.name] = (run.method, read_json(d / "accumulation.json"))
-        diagnostics[a.name] = (gaps, accs)
-        built += [tables.gap_table(a.name, gaps), tables.accumulation_table(a.name, {k: v for k, (_, v) in accs.items()})]
+            approx[v.name] = read_json(d / "approximation.json")
+        diagnostics[a.name] = (gaps, accs, approx)
+        built += [tables.gap_table(a.name, gaps), tables.accumulation_table(a.name, {k: v for k, (_, v) in accs.items()}),
+                  tables.approximation_table(a.name, approx)]
     for t in built:
         written += t.write(out / "tables")
 
@@ -141,13 +144,16 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     for a in cfg.ablations:
         if not a.diagnostics:
             continue
-        gaps, accs = diagnostics[a.name]
+        gaps, accs, approx = diagnostics[a.name]
         written += figures.save_all(figures.input_gap, gaps, out / "figures" / f"input_gap_{a.name}.png",
                                     title=f"input-distribution gap to each model's own rollout ({a.name}, "
                                           f"{a.scale}, seed {a.seeds[0]})")
         written += figures.save_all(figures.error_accumulation, accs,
                                     out / "figures" / f"error_accumulation_{a.name}.png",
                                     title=f"error accumulation ({a.name}, {a.scale}, seed {a.seeds[0]})")
+        written += figures.save_all(figures.approximation, approx, out / "figures" / f"approximation_{a.name}.png",
+                                    title=f"approximation error per position ({a.name}, {a.scale}, seed "
+                                          f"{a.seeds[0]}; grey: content positions)")
 
     if summaries:
         written += figures.save_all(figures.ablation_fid, summaries, out / "figures" / "ablations_fid.png")
@@ -208,6 +214,8 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                               "and trunk states, beside the rollout-vs-rollout null, with intervals" for a in summaries},
                **{f"accumulation_{a}": "distance to held-out real patches with the own vs the true prefix, the "
                                        "real-vs-real floor, with intervals" for a in summaries},
+               **{f"approximation_{a}": "how far PRA's and its twin's inputs lie from the anchored sequential "
+                                        "rollout's, on shared draws, with intervals" for a in summaries},
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
                "scaling": "FID against model size, paper and measured",
                "probe": "linear probing (MAE protocol), layer chosen on held-out train",
@@ -240,7 +248,10 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                              "permutation distribution"),
                      (f"error_accumulation_{a.name}", "per-position distance to held-out real patches: own prefix "
                                                       "(solid) vs true prefix (dashed), the real-vs-real floor "
-                                                      "(dotted), and their paired difference")]
+                                                      "(dotted), and their paired difference"),
+                     (f"approximation_{a.name}", "per-position distance of PRA's and its twin's inputs to the "
+                                                 "anchored sequential rollout's (shared draws), in units of that "
+                                                 "rollout's distance to the data; grey: content positions")]
     for name, c in figs:
         lines += [f"### {name}", "", f"{c[0].upper() + c[1:]}. ([PDF](figures/{name}.pdf))", "",
                   f"![{name}](figures/{name}.png)", ""]

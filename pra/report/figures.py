@@ -159,6 +159,30 @@ def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
     plt.close(fig)
 
 
+def approximation(approx: dict, out_path: str | Path, title: str = "") -> None:
+    """approx: variant -> approximation.json. Per AR position: PRA's and the twin's distance to the anchored
+    rollout's input over the anchored rollout's distance to the data; content positions shaded."""
+    plt = _plt()
+    models = [k for k, a in approx.items() if a.get("applicable")]
+    fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.2 * max(1, len(models)), 3.4), squeeze=False,
+                             sharey=True)
+    for ax, name in zip(axes[0], models):
+        a = approx[name]
+        for j in a["content_positions"]:
+            ax.axvspan(j - 0.5, j + 0.5, color="0.92", lw=0)
+        for k, color in (("pra", color_of("pra")), ("twin", color_of("pra_sequential"))):
+            r = [np.nan if v is None else v for v in a["constructions"][k]["ratio"]]
+            ax.plot(a["positions"], r, "-o", ms=2.5, lw=1.2, color=color, label=k)
+        ax.set(title=name, xlabel="AR position")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("distance to the anchored rollout's input\n/ its distance to the data")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(title or "approximation error per position (grey: content positions)", fontsize=9)
+    fig.tight_layout()
+    save(fig, out_path)
+    plt.close(fig)
+
+
 def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
     """gaps: variant -> gap.json. Columns: models; rows: pixel inputs, trunk states. Each construction's MMD^2 to
     the model's own rollout per position, the null (a second rollout) in grey with its permutation 95% band."""

@@ -59,6 +59,33 @@ rule accumulate:
         "> {log} 2>&1"
 
 
+rule approximate:
+    """The approximation error on held-out images: PRA's and its twin's inputs against the anchored sequential
+    rollout's, built from the same (t, eps) draws, per position and over the content positions."""
+    input:
+        model=f"{RUN}/model.pt",
+        data=MANIFEST,
+    output:
+        f"{RUN}/approximation.json",
+    params:
+        cfg=run_job_cfg("approximate"),
+        code=code("approximate"),
+        n=EXP.evaluate.diagnostic_images,
+        subs=EXP.evaluate.diagnostic_subsamples,
+    threads: 1
+    resources:
+        **job_resources("eval"),
+    benchmark:
+        f"{RUN}/approximation.benchmark.tsv"
+    log:
+        f"{RUN}/approximation.log",
+    conda:
+        ENV
+    shell:
+        "python -m pra approximate --config-json {params.cfg:q} --model {input.model} --data {input.data} "
+        "--images {params.n} --subsamples {params.subs} --out {output} --threads {threads} > {log} 2>&1"
+
+
 checkpoint tune:
     """The noise-knob value of every tuned variant of an ablation, chosen on its held-out tuning seed."""
     input:

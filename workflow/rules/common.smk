@@ -174,6 +174,7 @@ def report_diagnostics(wildcards):
         if a.diagnostics:
             first = [r for r in ablation_runs(a) if r["seed"] == a.seeds[0]]
             out += for_runs(os.path.join(RUN, "gap.json"), first) + for_runs(os.path.join(RUN, "accumulation.json"), first)
+            out += for_runs(os.path.join(RUN, "approximation.json"), first)
     return out
 
 
@@ -210,7 +211,7 @@ def ablation_inputs(wildcards):
     if EXP.evaluate.probe:
         names.append("probe.json")
     if a.diagnostics:
-        names += ["gap.json", "accumulation.json"]
+        names += ["gap.json", "accumulation.json", "approximation.json"]
     return tuning_file(a) + [f for name in names for f in for_runs(os.path.join(RUN, name), ablation_runs(a))]
 
 
