@@ -139,7 +139,11 @@ COMMANDS = {  # name: (job, help, arguments)
                   arg("--peak-tflops", type=float, default=312.0, help="peak of the assumed card (A100 bf16 dense)"),
                   arg("--mfu", type=float, help="assumed MFU; default: the GPU benchmark's measured MFU of each "
                       "scale it measured, else 0.4"),
-                  arg("--gpu-bench", default="benchmarks/gpu.json", help="GPU benchmark results (if present)")]),
+                  arg("--gpu-bench", default="benchmarks/gpu.json", help="GPU benchmark results (if present)"),
+                  arg("--intra-gbps", type=float, default=150.0, help="all-reduce model: GB/s per GPU within a node "
+                      "(assumed)"),
+                  arg("--inter-gbps", type=float, default=25.0, help="all-reduce model: GB/s per GPU across nodes "
+                      "(assumed)")]),
     "scales": ("pra.estimate:scales_job", "the scale registry", []),
     "launch": ("pra.launch:launch_job", "multi-node training inside a Slurm allocation: srun + one torchrun per node",
                [arg("--nodes", type=int, required=True),

@@ -1,12 +1,18 @@
 """`python -m pra estimate`: training compute of an experiment's scales, and GPU-hours at a stated MFU.
 
 FLOPs of one training step per image are counted by torch.utils.flop_counter on a real forward and
-backward at batch 1 (CPU), for the experiment's method and geometry. GPU-hours divide them by a peak
-throughput times a model-FLOP utilisation. With the GPU benchmark (benchmarks/gpu.json, written by
-`python -m pra bench` on CUDA) every scale is estimated on its card (its nominal peak), at the MFU the
-benchmark measured for the scale's compiled step (at the benchmark's geometry and batch, said in the
-output) or, for a scale it did not measure, at the assumed MFU; without it, on the assumed card at the
-assumed MFU. GPU-hours are estimates either way.
+backward at batch 1 (CPU), attention included (pra.flops), for the experiment's method and geometry.
+GPU-hours divide them by a peak throughput times a model-FLOP utilisation. With the GPU benchmark
+(benchmarks/gpu.json, written by `python -m pra bench` on CUDA) every scale is estimated on its card (its
+nominal peak), at the MFU the benchmark measured for the scale's compiled step or, for a scale it did not
+measure, at the lowest MFU it measured for any scale (never above a measurement); without it, on the
+assumed card at the assumed MFU. Each line says which.
+
+Two things the single-GPU benchmark does not see are stated, not hidden: its per-GPU batch (the experiment's
+jobs run batch_size / GPUs per GPU), and the gradient all-reduce of data-parallel training, added as a model:
+a ring all-reduce moves 2 (G - 1) / G times the fp32 gradients per GPU and step, at an assumed bus bandwidth
+(intra-node for one node, inter-node otherwise), counted without overlap with compute (an upper bound).
+GPU-hours are estimates either way.
 """
 from __future__ import annotations
 
@@ -25,13 +31,14 @@ from pra.step import TrainStep
 
 
 def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geometry) -> int:
-    from torch.utils.flop_counter import FlopCounterMode
+    """Forward and backward FLOPs of the training step per image, attention included (pra.flops)."""
+    from pra.flops import counter
 
     net = build_network(cfg, scale, method, geom)
     step = TrainStep(cfg.replace(device="cpu"), net, method, torch.device("cpu"))
     x = torch.rand(1, geom.num_tokens, geom.patch_dim) * 2 - 1
     y = torch.zeros(1, dtype=torch.long)
-    with FlopCounterMode(display=False) as fc:
+    with counter() as fc:
         loss, _ = step.loss(x, y, Noise(generator(0)))
         loss.backward()
     return fc.get_total_flops()
@@ -47,16 +54,36 @@ def measured_mfu(bench: dict, scale: str, method: str) -> float | None:
     return None
 
 
+def lowest_measured_mfu(bench: dict, method: str) -> tuple[float, str] | None:
+    """The lowest compiled-step MFU the benchmark measured for any scale (and that scale)."""
+    found = [(measured_mfu(bench, t["scale"], method), t["scale"]) for t in bench.get("training", [])]
+    found = [f for f in found if f[0]]
+    return min(found) if found else None
+
+
+def allreduce_seconds(params: int, gpus: int, nodes: int, *, intra_gbps: float, inter_gbps: float) -> float:
+    """Seconds per step of a ring all-reduce of fp32 gradients over `gpus` GPUs (a model, see the module)."""
+    if gpus <= 1:
+        return 0.0
+    volume = 2 * (gpus - 1) / gpus * params * 4
+    return volume / ((inter_gbps if nodes > 1 else intra_gbps) * 1e9)
+
+
 def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 312.0, mfu: float | None = None,
-             bench: dict | None = None) -> dict:
-    """mfu None: the GPU benchmark's measured MFU where `bench` has the scale, else 0.4 (assumed)."""
+             bench: dict | None = None, intra_gbps: float = 150.0, inter_gbps: float = 25.0) -> dict:
+    """mfu None: the GPU benchmark's measured MFU where `bench` has the scale, else its lowest measured MFU, else
+    0.4 (assumed). intra_gbps / inter_gbps: the all-reduce model's bus bandwidth within a node and across
+    nodes (GB/s per GPU, assumed)."""
     geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, num_classes)
     card = (bench or {}).get("machine", {})
     use_bench = mfu is None and bench is not None and bool(card.get("nominal_bf16_dense_flops"))
     out = {"assumptions": {"peak_tflops": peak_tflops, "mfu": 0.4 if mfu is None else mfu,
                            "note": f"peak: {peak_tflops:g} TFLOP/s (default: A100 bf16 dense); MFU is assumed, "
                                    "not measured"},
-           "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "scales": {}}
+           "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "scales": {},
+           "allreduce_model": {"intra_node_GBps": intra_gbps, "inter_node_GBps": inter_gbps,
+                               "note": "ring all-reduce of fp32 gradients, 2(G-1)/G x 4 bytes x params per GPU and "
+                                       "step, not overlapped with compute (an upper bound); bandwidths assumed"}}
     if use_bench:
         g = bench.get("geometry", {})
         out["measured"] = {"device": card["device"], "peak_tflops": card["nominal_bf16_dense_flops"] / 1e12,
@@ -64,23 +91,36 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
                                    f"at {g.get('resolution')}px/{g.get('tokens')} tokens, batch "
                                    f"{(bench.get('training') or [{}])[0].get('batch')} per GPU; every scale is "
                                    "estimated on that card, those it did not measure at the assumed MFU"}
+    bench_batch = (bench or {}).get("training", [{}])[0].get("batch") if use_bench else None
     for scale in cfg.scales:
+        net = build_network(cfg, scale, cfg.methods[0], geom)
+        params = count_parameters(net)
+        nodes = cfg.resource(scale, "train_nodes")
+        gpus = max(cfg.resource(scale, "train_gpus"), 1) * nodes
+        comm = allreduce_seconds(params, gpus, nodes, intra_gbps=intra_gbps, inter_gbps=inter_gbps)
         per_method = {}
         for method in cfg.methods:
             f = flops_per_image(cfg, scale, method, geom)
             total = f * cfg.train.batch_size * cfg.train.steps
-            m_mfu = measured_mfu(bench, scale, method) if use_bench else None
             peak = out["measured"]["peak_tflops"] if use_bench else peak_tflops
-            u, source = (m_mfu, "measured") if m_mfu else (out["assumptions"]["mfu"], "assumed")
+            m_mfu = measured_mfu(bench, scale, method) if use_bench else None
+            low = lowest_measured_mfu(bench, method) if use_bench and not m_mfu else None
+            if m_mfu:
+                u, source = m_mfu, "measured"
+            elif low:
+                u, source = low[0], f"lowest measured (of {low[1]})"
+            else:
+                u, source = out["assumptions"]["mfu"], "assumed"
+            compute = total / (peak * 1e12 * u) / 3600
+            allreduce = comm * cfg.train.steps * gpus / 3600
             per_method[method] = {"flops_per_image": f, "total_flops": total, "mfu": u, "mfu_source": source,
-                                  "peak_tflops": peak, "gpu_hours": total / (peak * 1e12 * u) / 3600}
-        net = build_network(cfg, scale, cfg.methods[0], geom)
-        gpus = max(cfg.resource(scale, "train_gpus"), 1) * cfg.resource(scale, "train_nodes")
-        for m in per_method.values():
-            m["wall_hours"] = m["gpu_hours"] / gpus
-        out["scales"][scale] = {"params": count_parameters(net), "methods": per_method,
-                                "train_gpus": cfg.resource(scale, "train_gpus"),
-                                "train_nodes": cfg.resource(scale, "train_nodes"), "gpus_per_job": gpus}
+                                  "peak_tflops": peak, "gpu_hours_compute": compute,
+                                  "gpu_hours_allreduce": allreduce, "gpu_hours": compute + allreduce,
+                                  "wall_hours": (compute + allreduce) / gpus}
+        out["scales"][scale] = {"params": params, "methods": per_method,
+                                "train_gpus": cfg.resource(scale, "train_gpus"), "train_nodes": nodes,
+                                "gpus_per_job": gpus, "per_gpu_batch": cfg.train.batch_size / gpus,
+                                "benchmark_per_gpu_batch": bench_batch, "allreduce_seconds_per_step": comm}
     return out
 
 
@@ -114,12 +154,16 @@ def estimate_job(args):
     bench = None
     if args.mfu is None and args.gpu_bench and Path(args.gpu_bench).exists():
         bench = json.loads(Path(args.gpu_bench).read_text())
-    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu, bench=bench)
+    r = estimate(cfg, n, peak_tflops=args.peak_tflops, mfu=args.mfu, bench=bench, intra_gbps=args.intra_gbps,
+                 inter_gbps=args.inter_gbps)
     print(json.dumps(r, indent=2))
     for s, v in r["scales"].items():
         for m, e in v["methods"].items():
             where = f"{v['train_nodes']} nodes x {max(1, v['train_gpus'])}" if v["train_nodes"] > 1 else \
                 f"{v['gpus_per_job']}"
+            batch = f"{v['per_gpu_batch']:g} per GPU" + (
+                f" (benchmark: {v['benchmark_per_gpu_batch']})" if v["benchmark_per_gpu_batch"] else "")
             print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
-                  f"{e['gpu_hours']:9.0f} GPU-hours  = {e['wall_hours']:7.1f} h on {where} GPUs "
+                  f"{e['gpu_hours']:9.0f} GPU-hours ({e['gpu_hours_allreduce']:.0f} of them all-reduce, modelled) "
+                  f"= {e['wall_hours']:7.1f} h on {where} GPUs, {batch} "
                   f"({e['mfu_source']} MFU {e['mfu'] * 100:.0f}% of {e['peak_tflops']:.0f} TFLOP/s)", file=sys.stderr)

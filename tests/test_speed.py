@@ -185,12 +185,37 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     r = estimate(cfg, 10, bench=bench)
     xs, s = r["scales"]["tiny-XS"]["methods"]["pra"], r["scales"]["tiny-S"]["methods"]["pra"]
     assert (xs["mfu"], xs["mfu_source"], xs["peak_tflops"]) == (0.5, "measured", 989.4)
-    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.4, "assumed", 989.4)  # the benchmarked card
+    # the benchmarked card, at its lowest measured MFU (never above a measurement)
+    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.5, "lowest measured (of tiny-XS)", 989.4)
     plain = estimate(cfg, 10)["scales"]["tiny-XS"]["methods"]["pra"]
     assert (plain["mfu"], plain["mfu_source"], plain["peak_tflops"]) == (0.4, "assumed", 312.0)
-    assert xs["gpu_hours"] == pytest.approx(xs["total_flops"] / (989.4e12 * 0.5) / 3600)
+    assert xs["gpu_hours_compute"] == pytest.approx(xs["total_flops"] / (989.4e12 * 0.5) / 3600)
+    assert xs["gpu_hours_allreduce"] == 0 and xs["gpu_hours"] == xs["gpu_hours_compute"]  # one CPU/GPU per job
     forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
     assert (forced["mfu"], forced["mfu_source"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
+
+
+def test_the_allreduce_model_and_the_attention_flops():
+    import torch
+
+    from pra.estimate import allreduce_seconds, estimate
+    from pra.flops import counter
+
+    # ring all-reduce: 2 (G - 1) / G x 4 bytes x params per GPU, at the inter-node bandwidth across nodes
+    assert allreduce_seconds(10 ** 9, 8, 1, intra_gbps=100, inter_gbps=10) == pytest.approx(2 * 7 / 8 * 4 * 1e9 / 100e9)
+    assert allreduce_seconds(10 ** 9, 32, 4, intra_gbps=100, inter_gbps=10) == pytest.approx(2 * 31 / 32 * 4 / 10)
+    assert allreduce_seconds(10 ** 9, 1, 1, intra_gbps=100, inter_gbps=10) == 0.0
+    cfg = tiny_config(resources={"train_gpus": 4, "train_nodes": 2})
+    m = estimate(cfg, 10)["scales"]["tiny-XS"]
+    e = m["methods"]["pra"]
+    assert m["per_gpu_batch"] == cfg.train.batch_size / 8
+    assert e["gpu_hours_allreduce"] == pytest.approx(m["allreduce_seconds_per_step"] * cfg.train.steps * 8 / 3600)
+    assert e["wall_hours"] == pytest.approx(e["gpu_hours"] / 8)
+    # attention on the CPU is counted with torch's SDPA formula: 4 B H L S d forward, 2.5x that backward
+    q = torch.randn(2, 4, 16, 8, requires_grad=True)
+    with counter() as fc:
+        torch.nn.functional.scaled_dot_product_attention(q, q, q, is_causal=True).sum().backward()
+    assert fc.get_total_flops() == 4 * 2 * 4 * 16 * 16 * 8 * 3.5
 
 
 def test_rules_pass_the_speed_section_outside_the_rerun_params(tmp_path):

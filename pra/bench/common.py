@@ -77,9 +77,10 @@ class StepRunner:
         return sum(seen.values())
 
     def flops(self) -> int:
-        from torch.utils.flop_counter import FlopCounterMode
+        """FLOPs of the step's forward and backward, attention included (pra.flops)."""
+        from pra.flops import counter
 
-        with FlopCounterMode(display=False) as fc:
+        with counter() as fc:
             loss = self.loss()
             loss.backward()
         self.train_step.opt.zero_grad(set_to_none=True)
