@@ -178,6 +178,10 @@ def test_the_guidance_sweep_chooses_on_its_own_seed_and_the_sample_uses_the_choi
     assert g["chosen"] == min(g["rows"], key=lambda r: r["fid"])["cfg_scale"]
     shard = json.loads((run / "shard-0.json").read_text())
     assert shard["sampling"]["cfg_scale"] == g["chosen"] and shard["sampling"]["seed"] == 0
+    # the evaluation records how the samples were drawn, the precision included
+    ev = json.loads((run / "eval.json").read_text())
+    assert ev["sampling"] == shard["sampling"] and ev["speed"] == shard["speed"] == {"precision": "float32",
+                                                                                    "cuda_graphs": False}
 
 
 def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):

@@ -133,6 +133,14 @@ def test_shards_gather_into_the_adm_npz(tmp_path, trained):
     with pytest.raises(RuntimeError, match="expected 20"):
         gather([tmp_path / "shard-0.npz", tmp_path / "shard-1.npz"], tmp_path / "partial.npz")
     assert not (tmp_path / "partial.npz").exists()
+    # a shard drawn at another precision (or with other settings) is not pooled with the others
+    from pra.config import SpeedConfig
+
+    sample_to_npz(trained, tmp_path / "shard-1.npz", s, shard=1, num_shards=3,
+                  speed=SpeedConfig(sample_precision="bf16"))
+    with pytest.raises(RuntimeError, match="disagree on 'speed'"):
+        gather([tmp_path / f"shard-{k}.npz" for k in range(3)], tmp_path / "mixed.npz")
+    assert not (tmp_path / "mixed.npz").exists()
 
 
 def test_load_trained_uses_ema(trained):

@@ -77,12 +77,15 @@ def evaluate(args):
     meta = read_json(Path(args.samples).with_suffix(".json"))
     train_info = read_json(args.train_json)
     out.update(scale=meta["scale"], method=meta["method"], seed=meta["seed"], steps=meta["step"],
-               params=train_info["params"], sampling=meta["sampling"], code_hash=args.code_hash)
+               params=train_info["params"], sampling=meta["sampling"], code_hash=args.code_hash,
+               speed=meta.get("speed"))  # the sampling precision and CUDA graphs the shards (all equal) used
     write_json(args.out, out)
     run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "",
                        run_id=train_info.get("mlflow_run_id"))
     run.log_metrics({k: out[k] for k in ("fid", "is", "kid", "precision", "recall", "class_accuracy") if k in out},
                     meta["step"])
+    if out["speed"]:
+        run.set_tags({f"sample_{k}": v for k, v in out["speed"].items()})
     run.end("FINISHED")
     print(json.dumps({k: out[k] for k in ("fid", "is", "precision", "recall") if k in out}))
 
