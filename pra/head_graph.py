@@ -5,6 +5,11 @@ guidance, each head a few dozen kernels) on a few thousand rows: launch-bound on
 not change from one position to the next, so the whole solve is captured once per (rows, guided) and
 replayed for every position of every batch: the same kernels as HeadODE, launched by the driver in one
 call. Inputs are copied into static buffers before each replay; the output is copied out after it.
+
+A graph reads the head's parameters by address. Updating their values in place is fine (a replay reads the
+current values), but moving the head to another device or dtype, or replacing its tensors, leaves the graph
+reading freed memory: every replay first compares the parameters' addresses, dtypes and devices with those
+at capture and refuses to run if they changed (build a new GraphedHeadODE then).
 """
 from __future__ import annotations
 
@@ -26,13 +31,30 @@ class _Captured:
     out: torch.Tensor
 
 
+def parameter_fingerprint(module: torch.nn.Module) -> tuple:
+    """What a captured graph depends on: each parameter's address, dtype, device and shape."""
+    return tuple((p.data_ptr(), p.dtype, p.device, tuple(p.shape)) for p in module.parameters())
+
+
+def capture_key(cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: float, y0: torch.Tensor) -> tuple:
+    """One graph per (rows, guided, dtypes): guidance is off when there is no unconditional state or the scale
+    is 1, so the unguided solve (half the head calls) gets its own graph."""
+    return (cond.shape[0], uncond is not None and cfg_scale != 1, cond.dtype, y0.dtype)
+
+
 class GraphedHeadODE(HeadODE):
-    """HeadODE whose solve is a CUDA graph (CUDA tensors only). `captures` counts the graphs made."""
+    """HeadODE whose solve is a CUDA graph (CUDA tensors only)."""
 
     def __init__(self, flow, head, settings, warmup: int = 2):
         super().__init__(flow, head, settings)
         self.warmup = warmup
         self.graphs: dict[tuple, _Captured] = {}
+        self.fingerprint: tuple | None = None  # of the head's parameters when the graphs were captured
+
+    def check_parameters(self) -> None:
+        if self.fingerprint is not None and parameter_fingerprint(self.head) != self.fingerprint:
+            raise RuntimeError("the head's parameters were moved, re-typed or replaced after its CUDA graphs were "
+                               "captured; a replay would read stale memory: build a new GraphedHeadODE")
 
     def _solve(self, c: _Captured) -> torch.Tensor:
         s = self.settings
@@ -57,13 +79,15 @@ class GraphedHeadODE(HeadODE):
         return c
 
     def __call__(self, cond, uncond, cfg_scale, y0, t0):
+        self.check_parameters()
         if cond.device.type != "cuda":
             raise RuntimeError("GraphedHeadODE needs CUDA tensors; use HeadODE on other devices")
-        guided = uncond is not None and cfg_scale != 1
-        key = (cond.shape[0], guided, cond.dtype, y0.dtype)
+        key = capture_key(cond, uncond, cfg_scale, y0)
+        guided = key[1]
         c = self.graphs.get(key)
         if c is None:
             c = self.graphs[key] = self._capture(cond, uncond if guided else None, y0, t0)
+            self.fingerprint = parameter_fingerprint(self.head)
         c.cond.copy_(cond)
         if guided:
             c.uncond.copy_(uncond)

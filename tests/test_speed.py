@@ -84,6 +84,33 @@ def test_graphed_head_ode_needs_cuda_tensors():
         rollout(net, flow, torch.tensor([1]), SETTINGS, generator(0), ode=ode)
 
 
+def test_a_graph_is_never_replayed_after_the_head_moved_or_changed_dtype():
+    """The guard a replay runs first, checked on the CPU with the fingerprint a capture would record: an
+    in-place update of the values keeps the graphs valid; a dtype change or replaced tensors do not."""
+    from pra.head_graph import GraphedHeadODE, capture_key, parameter_fingerprint
+
+    _, net, flow = make()
+    ode = GraphedHeadODE(flow, net.head, SETTINGS)
+    ode.fingerprint = parameter_fingerprint(net.head)  # as after a capture
+    ode.check_parameters()
+    with torch.no_grad():
+        for p in net.head.parameters():
+            p.add_(0.01)  # in place: same addresses
+    ode.check_parameters()
+    net.head.load_state_dict({k: v.clone() for k, v in net.head.state_dict().items()}, assign=True)
+    with pytest.raises(RuntimeError, match="build a new GraphedHeadODE"):
+        ode.check_parameters()
+    ode.fingerprint = parameter_fingerprint(net.head)
+    net.head.to(torch.float64)
+    with pytest.raises(RuntimeError, match="re-typed"):
+        rollout(net, flow, torch.tensor([1]), SETTINGS, generator(0), ode=ode)
+    # the capture plan: one graph per rows, guidance on/off and dtypes
+    c, u, y = torch.zeros(4, 8), torch.zeros(4, 8), torch.zeros(4, 2)
+    assert capture_key(c, u, 3.0, y) != capture_key(c, u, 1.0, y) == capture_key(c, None, 3.0, y)
+    assert capture_key(c, u, 3.0, y) != capture_key(c[:2], u[:2], 3.0, y[:2])
+    assert capture_key(c, u, 3.0, y) != capture_key(c.double(), u.double(), 3.0, y)
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_graphed_head_ode_replays_the_eager_solve():
     from pra.head_graph import GraphedHeadODE
