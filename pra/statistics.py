@@ -93,7 +93,8 @@ def hypothesis_outcome(c: Comparison, expect: str, alpha: float = 0.05) -> str:
     called = p < alpha
     if expect == "equal":
         return ("contradicted: clearly different" if called else
-                "consistent: not clearly different (equality is not shown by this; see the interval)")
+                "not shown: not clearly different, which is not equality (equality needs an equivalence test "
+                "against a declared margin, pra.paired.tost)")
     want_lower = expect == "lower"
     if not called:
         return "not supported: not clearly different"
