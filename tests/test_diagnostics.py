@@ -74,3 +74,41 @@ def test_generation_is_deterministic_given_the_seed(model_and_data):
     a = generate(net, cfg, imgs[:10], labels[:10], seed=3)
     b = generate(net, cfg, imgs[:10], labels[:10], seed=3)
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
+
+
+def test_a_constant_background_does_not_outrank_damaged_content():
+    """The failure mode of a per-position bandwidth: at blank positions the real patches are constant up to
+    the dequantisation noise, a bandwidth fitted there collapses to that scale, and a construction whose
+    background is exactly constant reads a large MMD². With the fixed kernel (fitted on the clean set over
+    the content positions) and means over the content positions, a construction with visibly damaged ink
+    reads the larger gap, and the exact background reads about as much as clean inputs."""
+    from pra.diagnostics import estimators as est
+    from pra.diagnostics.gap import TF, compare
+
+    rng = np.random.default_rng(0)
+    n, npos, k = 120, 6, 4
+    content = np.array([False, True, True, True, True, False])  # the border is blank
+
+    def real_like():
+        x = rng.normal(0, 1, (n, npos, k))
+        x[:, ~content] = rng.uniform(-1 / 255, 1 / 255, (n, int((~content).sum()), k))  # dequantised black
+        return x
+
+    ref, null, tf = real_like(), real_like(), real_like()
+    exact_background = real_like()
+    exact_background[:, ~content] = 0.0            # the background rendered exactly constant
+    damaged = real_like()
+    damaged[:, content] = 0.5 * damaged[:, content] + rng.normal(0, 0.3, (n, int(content.sum()), k))
+    proj = {"rollout": ref, "rollout_null": null, TF: tf, "exact_background": exact_background,
+            "damaged": damaged}
+    res = compare(proj, permutations=19, subsamples=20, content=content)["sets"]
+    assert res["damaged"]["mean_mmd2"] > 5 * max(res["exact_background"]["mean_mmd2"], 1e-4)
+    assert res["damaged"]["minus_tf_mmd2"] > res["exact_background"]["minus_tf_mmd2"]
+    # the artefact itself: a bandwidth fitted at a blank position makes the exact background look far away
+    j = 0
+    bw = est.median_bandwidth(np.concatenate([ref[:, j], null[:, j]]))
+    K = est.gaussian_kernel(np.concatenate([exact_background[:, j], ref[:, j]]), bw)
+    a = est.indicator(2 * n, [np.arange(n)])
+    per_position = est.mmd2_quadratic(K, a, 1 - a)[0]
+    K = est.gaussian_kernel(np.concatenate([damaged[:, 2], ref[:, 2]]), bw)
+    assert per_position > est.mmd2_quadratic(K, a, 1 - a)[0]  # blank beats damaged ink under that kernel

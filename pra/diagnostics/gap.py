@@ -16,6 +16,15 @@ Each space is projected on a fixed PCA basis fitted on train images (teacher-for
 compared set. Statistics: Gaussian KL and unbiased MMD^2 (pra.diagnostics.estimators), the MMD
 tested by permuting images (jointly over positions), intervals by subsampling without replacement,
 and each construction's excess over the null with a paired interval.
+
+The MMD's kernel is fixed once per space: its bandwidth is the median distance of the clean (teacher-forced)
+set pooled over the content positions, the positions where real images have ink (a rule fixed from the real
+images alone, stated in the output). A bandwidth chosen per position would collapse at blank positions to the
+dequantisation scale, where the MMD then records whether background pixels are exactly 0 rather than anything
+about content. Means over positions (and everything derived from them) are taken over the content positions;
+every position is still reported. Each construction's distance to the true patch stands beside its gap, and
+in the trunk-state space (a model's own representation) each gap is also given relative to that of clean
+inputs, the only reading that compares across models.
 """
 from __future__ import annotations
 
@@ -92,8 +101,16 @@ def fit_bases(net, images_u8: np.ndarray, labels: np.ndarray, pca_dim: int, batc
     return {"inputs": est.PCABasis(np.concatenate(xs), pca_dim), "hidden": est.PCABasis(np.concatenate(hs), pca_dim)}
 
 
+def fixed_bandwidth(proj: dict[str, np.ndarray], content: np.ndarray, seed: int = 0) -> float:
+    """The kernel bandwidth of a space: the median distance of the clean set (else the reference) pooled over
+    the content positions."""
+    base = proj[TF] if TF in proj else proj[REFERENCE]
+    cols = np.flatnonzero(content) if content.any() else np.arange(base.shape[1])
+    return est.median_bandwidth(base[:, cols].reshape(-1, base.shape[-1]), seed=seed)
+
+
 def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples: int = 100,
-            shrinkage: float = 0.05, seed: int = 0) -> dict:
+            shrinkage: float = 0.05, seed: int = 0, content: np.ndarray | None = None) -> dict:
     """Every set of `proj` ({name: [n, positions, k]}, all with n rows) against REFERENCE; NULL is one of the
     compared sets, so its row is the calibration. Per position: Gaussian KL, MMD^2 and its permutation
     p-value; over positions (mean): both statistics, the MMD's permutation p-value and subsampling
@@ -109,6 +126,9 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
     rng = np.random.default_rng(seed)
     ref = proj[REFERENCE]
     n, npos, _ = ref.shape
+    content = np.ones(npos, bool) if content is None else np.asarray(content, bool)
+    cols = np.flatnonzero(content) if content.any() else np.arange(npos)
+    bw = fixed_bandwidth(proj, content, seed)
     b = est.subsample_sizes(n)
     names = [k for k in proj if k != REFERENCE]
     rows = np.arange(n)
@@ -129,11 +149,8 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
     mmd = {k: np.zeros(npos) for k in names}
     mmd_perm = {k: np.zeros((permutations, npos)) for k in names}
     mmd_sub = {k: np.zeros((subsamples, npos)) for k in names}
-    bandwidths = []
     for j in range(npos):
         q = ref[:, j]
-        bw = est.median_bandwidth(np.concatenate([q, proj[NULL][:, j]]) if NULL in proj else q, seed=seed)
-        bandwidths.append(bw)
         for k in names:
             p = proj[k][:, j]
             kl[k][j] = est.gaussian_kl(p, q, shrinkage)
@@ -148,28 +165,44 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
         row = {"gaussian_kl": kl[k].tolist(), "mmd2": mmd[k].tolist(),
                "mmd2_p": [est.permutation_pvalue(mmd[k][j], mmd_perm[k][:, j]) for j in range(npos)],
                "mmd2_perm_q95": np.quantile(mmd_perm[k], 0.95, axis=0).tolist(),
-               "mean_gaussian_kl": float(kl[k].mean()), "mean_mmd2": float(mmd[k].mean()),
-               "ci_mmd2": est.subsample_interval(float(mmd[k].mean()), mmd_sub[k].mean(1), n, b),
-               "mmd2_mean_p": est.permutation_pvalue(mmd[k].mean(), mmd_perm[k].mean(1))}
+               "mean_gaussian_kl": float(kl[k][cols].mean()), "mean_mmd2": float(mmd[k][cols].mean()),
+               "ci_mmd2": est.subsample_interval(float(mmd[k][cols].mean()), mmd_sub[k][:, cols].mean(1), n, b),
+               "mmd2_mean_p": est.permutation_pvalue(mmd[k][cols].mean(), mmd_perm[k][:, cols].mean(1))}
         if NULL in proj and k != NULL:
             for stat, full, sub, null_full, null_sub in (
                     ("gaussian_kl", kl[k], kl_sub[k], kl[NULL], kl_sub[NULL]),
                     ("mmd2", mmd[k], mmd_sub[k], mmd[NULL], mmd_sub[NULL])):
-                ex = float(full.mean() - null_full.mean())
+                ex = float(full[cols].mean() - null_full[cols].mean())
                 row[f"excess_{stat}"] = ex
-                row[f"ci_excess_{stat}"] = est.subsample_interval(ex, sub.mean(1) - null_sub.mean(1), n, b)
+                row[f"ci_excess_{stat}"] = est.subsample_interval(
+                    ex, sub[:, cols].mean(1) - null_sub[:, cols].mean(1), n, b)
         if TF in proj and k not in (TF, NULL):  # this construction minus clean inputs, paired by image
-            d = float(mmd[k].mean() - mmd[TF].mean())
+            d = float(mmd[k][cols].mean() - mmd[TF][cols].mean())
             row["minus_tf_mmd2"] = d
-            row["ci_minus_tf_mmd2"] = est.subsample_interval(d, mmd_sub[k].mean(1) - mmd_sub[TF].mean(1), n, b)
+            row["ci_minus_tf_mmd2"] = est.subsample_interval(
+                d, mmd_sub[k][:, cols].mean(1) - mmd_sub[TF][:, cols].mean(1), n, b)
+            tf = float(mmd[TF][cols].mean())
+            if tf > 0:  # relative to clean inputs: comparable across models (their own representations)
+                row["ratio_to_tf_mmd2"] = float(mmd[k][cols].mean()) / tf
         out[k] = row
-    return {"sets": out, "bandwidths": bandwidths, "rows": n, "subsample_rows": b}
+    return {"sets": out, "bandwidth": bw, "kernel": "Gaussian, one bandwidth per space: the median distance of "
+            "the clean set pooled over the content positions", "content_positions": (cols + 1).tolist(),
+            "rows": n, "subsample_rows": b}
+
+
+def content_inputs(clean_inputs: np.ndarray, *, ink_level: float = 0.25, content_share: float = 0.2) -> np.ndarray:
+    """Boolean per input position: at least content_share of the real images have a pixel above
+    -1 + ink_level there (the rule of pra.diagnostics.approximation, on the clean inputs)."""
+    return (clean_inputs.max(-1) > -1 + ink_level).mean(0) >= content_share
 
 
 def input_gap(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labels: np.ndarray, train_u8: np.ndarray,
               train_labels: np.ndarray, *, pca_dim: int = 8, shrinkage: float = 0.05, permutations: int = 200,
               subsamples: int = 100, seed: int = 0) -> dict:
     raw = collect(net, cfg, val_u8, val_labels, seed=seed)
+    content = content_inputs(raw["inputs"][TF])
+    # how far each construction's pixel inputs lie from the true patches (before any preprocessing)
+    to_true = {k: np.linalg.norm(v - raw["inputs"][TF], axis=-1) for k, v in raw["inputs"].items() if k != TF}
     raw["inputs"] = preprocess_inputs(raw["inputs"], seed)
     bases = fit_bases(net, train_u8, train_labels, pca_dim)
     N = net.geometry.num_tokens
@@ -178,16 +211,26 @@ def input_gap(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labels: np.nda
                   "images": int(len(val_u8)), "split": "val (held out)", "pca_dim": pca_dim,
                   "pca_fitted_on": f"teacher-forced inputs / hidden states of {len(train_u8)} train images",
                   "covariance_shrinkage": shrinkage, "permutations": permutations, "subsamples": subsamples,
-                  "subsample_fraction": 0.5, "kernel": "Gaussian, bandwidth = median distance of rollout and null "
-                                                      "rollout at each position",
+                  "subsample_fraction": 0.5,
+                  "kernel": "Gaussian, one bandwidth per space: the median distance of the clean set pooled "
+                            "over the content positions",
+                  "content_rule": "input positions where at least 20% of these real images have a pixel above "
+                                  "-0.75 (background -1); the hidden state after each such input",
                   "preprocessing": "pixel inputs of every set: clipped, rounded to the 8-bit grid, + U(-1/255, 1/255)",
                   "reference": "the model's own sequential rollout (sampler settings of the experiment)",
                   "null": "a second, independent rollout of the same images' labels"}}
     for space, positions in (("inputs", list(range(1, N))), ("hidden", list(range(2, N + 1)))):
         basis = bases[space]
         proj = {k: np.stack([basis(v[:, j]) for j in range(v.shape[1])], 1) for k, v in raw[space].items()}
-        res = compare(proj, permutations=permutations, subsamples=subsamples, shrinkage=shrinkage, seed=seed)
+        res = compare(proj, permutations=permutations, subsamples=subsamples, shrinkage=shrinkage, seed=seed,
+                      content=content)
         res["positions"] = positions
+        if space == "inputs":
+            cols = np.flatnonzero(content) if content.any() else np.arange(len(content))
+            for k, d in to_true.items():
+                if k in res["sets"]:
+                    res["sets"][k]["distance_to_true"] = d.mean(0).tolist()
+                    res["sets"][k]["mean_distance_to_true"] = float(d[:, cols].mean())
         res["pca_explained_variance"] = basis.explained
         result["spaces"][space] = res
     return result

@@ -349,11 +349,15 @@ def gap_table(name: str, gaps: dict) -> Table:
                     "perm. p": fmt(row["mmd2_mean_p"], 3),
                     "MMD² − null [95% CI]": _with_ci(row, "excess_mmd2", "ci_excess_mmd2", 4),
                     "MMD² − clean inputs' [95% CI]": _with_ci(row, "minus_tf_mmd2", "ci_minus_tf_mmd2", 4),
+                    "MMD² / clean inputs'": fmt(row.get("ratio_to_tf_mmd2"), 2),
+                    "distance to true patch": fmt(row.get("mean_distance_to_true"), 3),
                     "Gaussian KL": _with_ci(row, "mean_gaussian_kl", "", 3, sign=""),
                     "KL − null [95% CI]": _with_ci(row, "excess_gaussian_kl", "ci_excess_gaussian_kl", 3)})
     g0 = next(iter(gaps.values()))
     st = g0["settings"]
-    notes = [f"Each model's training-input constructions vs its own sequential rollout, per AR position then averaged; "
+    content = st.get("content_rule", "every position")
+    notes = [f"Each model's training-input constructions vs its own sequential rollout, per AR position then averaged "
+             f"over the content positions ({content}); "
              f"{st['images']} held-out (val) images; {st['pca_dim']}-d PCA bases fitted on {st['pca_fitted_on']}; "
              f"{st['preprocessing']}. The null row compares a second independent rollout with the first: it shows "
              f"where zero and sampling noise lie (the Gaussian KL is a plug-in estimate, biased upwards at this "
@@ -362,7 +366,10 @@ def gap_table(name: str, gaps: dict) -> Table:
              f"Intervals: {st['subsamples']} subsets of half the images without replacement (delete-d jackknife "
              f"scaling); the excess interval pairs the construction and the null on the same images, and so does "
              f"the interval of a construction's MMD² minus that of clean (teacher-forced) inputs, the within-model "
-             f"reading of the premise (negative = closer to the model's own rollout than clean inputs). "
+             f"reading of the premise (negative = closer to the model's own rollout than clean inputs); in trunk "
+             f"states, MMD² / clean inputs' is the only reading to compare across models, each having its own "
+             f"representation. Distance to true patch: mean Euclidean distance of the construction's pixel inputs "
+             f"to the clean patches ([-1, 1] pixels), the anchoring beside each gap. "
              f"Model: seed {g0['model']['seed']}, EMA weights."]
     return Table(f"gap_{name}", f"Input-distribution gap, ablation `{name}`", pd.DataFrame(recs), notes)
 
