@@ -95,3 +95,22 @@ def test_a_yaml_whose_top_level_is_not_a_mapping_is_rejected(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load(p)
+
+
+def test_the_report_lists_the_measurement_runs_of_tuned_variants(tmp_path):
+    """plan.runs knows only what exists before tuning; the report adds the tuned arms' measurement runs
+    (metrics.json, the runs table) once the choice is made."""
+    import json
+
+    from pra.report.build import measurement_runs
+
+    cfg = _cfg()
+    a = cfg.ablations[0]
+    choices = choose(a, {"pixel_noise": {0.1: 9.0, 0.3: 8.0}, "pra": {0.25: 5.0, 0.75: 6.0}})
+    (tmp_path / "tuning").mkdir()
+    (tmp_path / "tuning" / "settle.json").write_text(json.dumps(choices))
+    extra = measurement_runs(cfg, tmp_path)
+    assert {(r.method, r.variant, r.seed) for r in extra} == {
+        ("pixel_noise", "method.pixel_noise_sigma=0.3", 1), ("pixel_noise", "method.pixel_noise_sigma=0.3", 2),
+        ("pra", "method.t_min=0.25", 1), ("pra", "method.t_min=0.25", 2)}
+    assert not set(extra) & set(plan.runs(cfg))

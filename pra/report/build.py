@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from pra.plan import load_choices, path_of, runs, sweeps_guidance, variant_run
+from pra.plan import ablation_runs, load_choices, path_of, runs, sweeps_guidance, tuned_variants, variant_run
 from pra.config import ExperimentConfig
 from pra.io import read_json, write_json, write_text
 from pra.report import figures, published, tables
@@ -54,7 +54,16 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
             "figures": [f"figures/{n}.{ext}" for n in f for ext in ("png", "pdf")]
             + [f"figures/samples/{s}_{m}_{v}.png" for s, m, v in grid],
             "curves": [f"curves/{curve_name(r.scale, r.method, r.variant, r.seed)}" for r in runs(cfg)],
-            "other": ["metrics.json", "README.md"]}
+            "other": ["metrics.json", "README.md"] + [f"data/ablation_{a.name}.json" for a in cfg.ablations]}
+
+
+def measurement_runs(cfg: ExperimentConfig, results: Path) -> list:
+    """The measurement runs of tuned ablation variants (known only after tuning, so not in plan.runs)."""
+    known, out = set(runs(cfg)), []
+    for a in cfg.ablations:
+        if tuned_variants(a):
+            out += [r for _, r in ablation_runs(a, load_choices(a, results)) if r not in known and r not in out]
+    return out
 
 
 def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
@@ -98,6 +107,12 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
                                 title=f"{name}, seed {r.seed}: 8 samples per class (EMA weights, sampling seed "
                                       f"{cfg.sample.seed}) beside real val images")
             written.append(p)
+
+    for r in measurement_runs(cfg, results):  # every run in the tables and metrics.json, tuned arms' included
+        d = path_of(results, r)
+        rows.append({**read_json(d / "eval.json"), "variant": r.variant})
+        if cfg.evaluate.probe:
+            probes[(r.scale, r.method, r.variant, r.seed)] = read_json(d / "probe.json")
 
     built = [tables.main_table(rows, floor, ref["extractor"], ref["description"], dataset),
              tables.runs_table(rows, floor, probes, ref["extractor"], ref["description"],
@@ -160,6 +175,9 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
 
     write_json(out / "metrics.json", headline_metrics(rows, probes, floor, summaries))
     written.append(out / "metrics.json")
+    for name, s in summaries.items():  # every per-seed value of every endpoint and diagnostic, re-analysable
+        write_json(out / "data" / f"ablation_{name}.json", s)
+        written.append(out / "data" / f"ablation_{name}.json")
     written += write_curves(cfg, results, out / "curves")
     readme = out / "README.md"
     write_text(readme, readme_text(cfg, built, summaries, ref, dataset))

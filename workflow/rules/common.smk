@@ -178,6 +178,19 @@ def report_diagnostics(wildcards):
     return out
 
 
+def report_measurement_inputs(wildcards):
+    """eval.json (and probe.json) of the tuned ablation variants' measurement runs, which the report lists with
+    every other run (known after the tuning checkpoint)."""
+    known = {tuple(r.values()) for r in runs()}
+    names = ["eval.json"] + (["probe.json"] if EXP.evaluate.probe else [])
+    out = []
+    for a in EXP.ablations:
+        if plan.tuned_variants(a):
+            extra = [r for r in ablation_runs(a) if tuple(r.values()) not in known]
+            out += [f for name in names for f in for_runs(os.path.join(RUN, name), extra)]
+    return list(dict.fromkeys(out))
+
+
 # Feature space of the sample metrics: Inception (local weights) when evaluate.inception_weights is set,
 # otherwise the classifier trained on this experiment's data.
 USE_CLASSIFIER = not EXP.evaluate.inception_weights

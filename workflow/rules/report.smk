@@ -14,6 +14,7 @@ rule build_report:
         guidance=for_runs(f"{RUN}/guidance.json", [r for r in runs() if plan.sweeps_guidance(EXP, plan.Run(**r))]),
         ablations=[f"{RESULTS}/ablations/{a.name}.json" for a in EXP.ablations],
         diagnostics=report_diagnostics,
+        measured=report_measurement_inputs,
         reference=f"{RESULTS}/reference/reference.json",
         data=MANIFEST,
     output:
