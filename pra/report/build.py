@@ -273,7 +273,10 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
     for name, c in figs:
         lines += [f"### {name}", "", f"{c[0].upper() + c[1:]}. ([PDF](figures/{name}.pdf))", "",
                   f"![{name}](figures/{name}.png)", ""]
-    lines += ["Training curves for `dvc plots`: [curves/](curves/). Headline numbers: [metrics.json](metrics.json).",
+    lines += ["Training curves for `dvc plots`: [curves/](curves/). Headline numbers: [metrics.json](metrics.json)."
+              + (" Every per-seed value of every endpoint and diagnostic of each ablation: "
+                 + ", ".join(f"[data/ablation_{a.name}.json](data/ablation_{a.name}.json)" for a in cfg.ablations) + "."
+                 if cfg.ablations else ""),
               f"Feature space of the sample metrics: {ref['extractor']}; reference: {ref['description']}.", ""]
     return "\n".join(lines)
 
