@@ -25,7 +25,7 @@ rule build_report:
         cfg=job_cfg("report"),
         code=code("report"),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.reference)),
-        reports=lambda w, output: os.path.dirname(output[-1]),
+        reports=REPORTS,
     log:
         f"{RESULTS}/logs/report.log",
     conda:
