@@ -25,7 +25,7 @@ rule build_report:
         cfg=job_cfg("report"),
         code=code("report"),
         results=lambda w, input: os.path.dirname(os.path.dirname(input.reference)),
-        reports=REPORTS,
+        reports=lambda w, output: os.path.dirname(next(p for p in output if os.path.basename(p) == "metrics.json")),
     log:
         f"{RESULTS}/logs/report.log",
     conda:
