@@ -1,12 +1,11 @@
 """`python -m pra <command>`: the one entry point every Snakemake rule calls.
 
 A table from command to the job function beside its domain (`module:function`, imported only when
-that command runs), the command's arguments and the config keys its job reads (`reads`: sections such as
-"train" or single keys such as "data.resolution"; ALL = every section but the execution settings of `speed`).
-The Snakemake rules pass a job exactly its `reads` (workflow/rules/common.smk: job_cfg), so that only they
-make Snakemake rerun it; a job given --config-json without one of its keys stops naming it, rather than
-running on a default. A job receives the parsed arguments, with the validated experiment config as
-`args.cfg` when the command takes one.
+that command runs) and the command's arguments. Which config keys each job reads is pra.jobconfig's table:
+the Snakemake rules pass a job exactly those (workflow/rules/common.smk: job_cfg), so that only they make
+Snakemake rerun it; a job given --config-json without one of its keys stops naming it, rather than running
+on a default. A job receives the parsed arguments, with the validated experiment config as `args.cfg` when
+the command takes one.
 """
 from __future__ import annotations
 
@@ -14,6 +13,8 @@ import argparse
 import importlib
 import json
 import sys
+
+from pra.jobconfig import READS, TRAIN_EXECUTION, missing_keys, reads
 
 
 def arg(*flags, **kw):
@@ -29,7 +30,6 @@ class Marker:
 
 
 CONFIG = Marker("CONFIG")  # --config / --config-json: the experiment config
-ALL = Marker("ALL")        # reads: every section of the config but `speed`
 OUT = arg("--out", required=True)
 DATA = arg("--data", required=True)
 MODEL = arg("--model", required=True)
@@ -39,8 +39,9 @@ ABLATION = arg("--name", required=True, help="the ablation's name")
 RESULTS = arg("--results", required=True, help="the experiment's results folder")
 NUM_CLASSES = arg("--num-classes", type=int, help="classes of the data (default: 1000 for imagefolder, else 10)")
 EXPERIMENT = arg("--experiment", dest="config", nargs="+", help="alias of --config")
-SPEED = arg("--speed-json", help="{\"speed\": {...}}: the config's speed section as JSON (execution settings, "
-            "passed by the rules outside their rerun-triggering params); overrides the config's")
+SPEED = arg("--speed-json", help="{\"speed\": {...}, \"train\": {\"ckpt_every\": .., \"threads\": ..}}: the execution "
+            "settings as JSON (pra.jobconfig.EXECUTION, passed by the rules outside their rerun-triggering params); "
+            "override the config's")
 
 
 def diagnostic(*extra):
@@ -83,7 +84,9 @@ COMMANDS = {  # name: (job, help, arguments)
     "evaluate-snapshots": ("pra.evaluate.jobs:evaluate_snapshots", "proxy FID/KID (+ class agreement) of every "
                            "snapshot of a run, EMA and raw weights (evaluation along training)",
                            [CONFIG, arg("--snapshots", required=True), MODEL, arg("--reference", required=True),
-                            arg("--classifier"), arg("--train-json", required=True), TRACKING, OUT, THREADS]),
+                            arg("--classifier"), arg("--train-json", required=True),
+                            arg("--guidance", help="guidance.json of sweep-guidance: evaluate at its chosen scale"),
+                            TRACKING, OUT, THREADS]),
     "probe": ("pra.evaluate.jobs:probe", "linear probing of a trained model (MAE recipe + fast probe)",
               [CONFIG, MODEL, DATA, TRACKING, OUT, THREADS]),
     "gap": ("pra.diagnostics.jobs:gap", "input-distribution gap of a trained model",
@@ -159,58 +162,6 @@ COMMANDS = {  # name: (job, help, arguments)
 }
 
 
-PROBE = tuple(f"evaluate.probe_{k}" for k in ("max_train", "holdout_fraction", "epochs", "warmup_epochs",
-                                                 "batch_size", "base_lr"))
-READS = {  # command: the config keys its job reads (checked against what the jobs do by tests/test_contracts.py)
-    "export": ("data.source", "data.val_fraction", "data.split_seed"),
-    "prepare": tuple(f"data.{k}" for k in ("val_labels", "resolution", "channels", "shard_size", "on_bad_image",
-                                           "workers")),  # the raw folder (data.root) is the rule's input
-    "train-classifier": ("evaluate.classifier_epochs", "evaluate.classifier_seed"),
-    "reference": ("device",) + tuple(f"evaluate.{k}" for k in ("inception_weights", "reference_stats", "fid_reference",
-                                                               "reference_features", "kid_subset_size",
-                                                               "prc_neighborhood")),
-    "train": ("name", "device", "data.resolution", "data.channels", "model", "method", "train",
-              "evaluate.snapshot_every"),
-    "sample": ("device", "sample"),
-    "evaluate": ("name", "device", "evaluate.inception_weights", "evaluate.kid_subset_size",
-                 "evaluate.prc_neighborhood"),
-    "probe": ("name", "device") + PROBE,
-    "sweep-guidance": ("name", "device", "sample", "evaluate.inception_weights", "evaluate.kid_subset_size",
-                       "evaluate.prc_neighborhood"),
-    "evaluate-snapshots": ("name", "device", "sample", "evaluate.snapshot_per_class", "evaluate.snapshot_seed",
-                           "evaluate.inception_weights", "evaluate.kid_subset_size", "evaluate.prc_neighborhood"),
-    "gap": ("device", "model", "method", "sample"),
-    "accumulate": ("device", "model", "sample"),
-    "approximate": ("device", "model", "method"),
-    "tune": ALL,
-    "ablation": ALL,
-    "report": ALL,
-}
-
-
-def reads(command: str) -> tuple[str, ...]:
-    """The config keys the job of `command` reads; ALL expands to the config's sections but `speed`."""
-    import dataclasses
-
-    from pra.config import ExperimentConfig
-
-    r = READS[command]
-    return tuple(f.name for f in dataclasses.fields(ExperimentConfig) if f.name != "speed") if r is ALL else r
-
-
-def missing_keys(passed: dict, keys) -> list[str]:
-    """The keys (dotted) of `keys` absent from the passed JSON."""
-    out = []
-    for key in keys:
-        d = passed
-        for part in key.split("."):
-            if not isinstance(d, dict) or part not in d:
-                out.append(key)
-                break
-            d = d[part]
-    return out
-
-
 def experiment_config(args):
     """The validated config of --config-json (a rule's subset of a config the Snakefile validated whole),
     --config YAML files (later ones override) or the defaults."""
@@ -232,8 +183,18 @@ def experiment_config(args):
         cfg = C.load(*args.config, scales=SCALES)
     else:
         cfg = C.ExperimentConfig()
-    if getattr(args, "speed_json", None):
-        cfg = cfg.replace(speed=C.from_dict(json.loads(args.speed_json), cross_checks=False).speed)
+    if getattr(args, "speed_json", None):  # the execution settings (pra.jobconfig.EXECUTION)
+        passed = json.loads(args.speed_json)
+        unknown = sorted(set(passed) - {"speed", "train"})
+        if unknown:
+            raise C.ConfigError(f"--speed-json: only the execution settings (speed, {', '.join(TRAIN_EXECUTION)}); "
+                                f"got {unknown}")
+        ex = C.from_dict(passed, cross_checks=False)
+        train = {k: getattr(ex.train, k) for k in passed.get("train", {})}
+        bad = [f"train.{k}" for k in train if f"train.{k}" not in TRAIN_EXECUTION]
+        if bad:
+            raise C.ConfigError(f"--speed-json: {bad} decide results, not only execution: pass them in --config-json")
+        cfg = cfg.replace(speed=ex.speed, **({"train": train} if train else {}))
     return cfg
 
 

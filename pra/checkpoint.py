@@ -54,11 +54,22 @@ def geometry_of(cfg: ExperimentConfig, data: PreparedSplit) -> Geometry:
     return Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, data.num_classes)
 
 
-def run_record(config: dict, *, scale: str, method: str, seed: int, geometry: Geometry, params: int) -> dict:
+def run_record(config: dict, *, scale: str, method: str, seed: int, geometry: Geometry, params: int,
+               code_hash: str | None = None, data: str | None = None) -> dict:
     """What identifies a run in its checkpoints: its config as the job received it, scale, method, seed,
-    data geometry and parameter count."""
+    data geometry, parameter count, the hash of the training code (pra.codehash) and a digest of the prepared
+    data's manifest."""
     return {"format": FORMAT, "config": config, "scale": scale, "method": method, "seed": seed,
-            "geometry": asdict(geometry), "params": params}
+            "geometry": asdict(geometry), "params": params, "code_hash": code_hash, "data": data}
+
+
+def data_digest(data_dir: str | Path) -> str:
+    """sha256 of the prepared data's manifest.json (its shards, counts and settings)."""
+    import hashlib
+
+    d = Path(data_dir)
+    d = d if d.name == "manifest.json" else d / "manifest.json"
+    return hashlib.sha256(d.read_bytes()).hexdigest()[:16]
 
 
 def save_model(path: str | Path, record: dict, model: TrainedModel, *, step: int, mlflow_run_id: str | None) -> None:
@@ -91,7 +102,10 @@ def differences(stored, current, prefix: str = "") -> list[str]:
 def load_resumable(path: str | Path, record: dict) -> dict:
     """Load state.pt for a resume; ConfigError naming the keys if it was written by another run or config."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
-    stored = {k: ck.get(k) for k in ("config", "scale", "method", "seed", "geometry")}
+    if ck.get("format") != FORMAT:
+        raise ConfigError(f"{path} was written in checkpoint format {ck.get('format', 1)} (this code writes "
+                          f"{FORMAT}); delete it to train this run from the start")
+    stored = {k: ck.get(k) for k in ("config", "scale", "method", "seed", "geometry", "code_hash", "data")}
     keys = differences(stored, {k: record[k] for k in stored})
     if keys:
         def show(d, key):
@@ -100,8 +114,8 @@ def load_resumable(path: str | Path, record: dict) -> dict:
             return d
 
         detail = "; ".join(f"{k}: {show(stored, k)!r} in state.pt, {show(record, k)!r} now" for k in keys[:8])
-        raise ConfigError(f"{path} was written by a run with a different configuration ({detail}"
-                          f"{'; ...' if len(keys) > 8 else ''}). Restore the configuration to resume, or delete "
+        raise ConfigError(f"{path} was written by a run with a different configuration, code or data ({detail}"
+                          f"{'; ...' if len(keys) > 8 else ''}). Restore them to resume, or delete "
                           f"{path} to train this run from the start.")
     return ck
 

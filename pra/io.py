@@ -53,6 +53,14 @@ def save_torch(obj, path: str | Path) -> None:
         torch.save(obj, tmp)
 
 
+def load_npz(path: str | Path):
+    """A sample file (ADM's layout): (arr_0 uint8 [N, H, W, C], labels [N])."""
+    import numpy as np
+
+    with np.load(path) as f:
+        return f["arr_0"], f["labels"]
+
+
 def save_npy(path: str | Path, arr) -> None:
     import numpy as np
 

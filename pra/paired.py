@@ -71,7 +71,7 @@ def paired_t(a, b, *, log: bool = True, level: float = 0.95, names=("a", "b"), m
     else:
         q = float(stats.t.ppf((1 + level) / 2, n - 1))
         ci, p = (mean - q * se, mean + q * se), float(2 * stats.t.sf(abs(mean / se), n - 1))
-    out = PairedTest(**base, sd_diff=sd, ci=ci, p=p, p_sign_flip=sign_flip(d))
+    out = PairedTest(**base, sd_diff=sd, ci=ci, p=p, p_sign_flip=sign_flip(d) if n <= 20 else None)
     if log:
         out.ratio, out.ratio_ci = math.exp(mean), (math.exp(ci[0]), math.exp(ci[1]))
     return out
@@ -130,6 +130,8 @@ def power(n: int, effect: float, sd: float, alpha: float) -> float:
 
     if n < 2:
         return 0.0
+    if sd == 0:
+        return 1.0 if effect != 0 else alpha
     df, nc = n - 1, effect / sd * math.sqrt(n)
     q = stats.t.ppf(1 - alpha / 2, df)
     p = float(stats.nct.sf(q, df, nc) + stats.nct.cdf(-q, df, nc))

@@ -133,19 +133,14 @@ def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str 
     return info
 
 
-def load_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as f:
-        return f["arr_0"], f["labels"]
-
-
 # ---- the command-line job ----------------------------------------------------------------------
 def sample_job(args):
     cfg = args.cfg
     s = cfg.sample
     if args.guidance:  # the scale the sweep chose (guidance.json of pra.evaluate.guidance)
-        from dataclasses import replace
+        import dataclasses
 
-        s = replace(s, cfg_scale=float(json.loads(Path(args.guidance).read_text())["chosen"]))
+        s = dataclasses.replace(s, cfg_scale=float(json.loads(Path(args.guidance).read_text())["chosen"]))
     info = sample_to_npz(args.model, args.out, s, device=cfg.device, threads=args.threads,
                          shard=args.shard, num_shards=args.num_shards, speed=cfg.speed, code_hash=args.code_hash)
     print(json.dumps({k: info[k] for k in ("count", "seconds")}))

@@ -104,9 +104,9 @@ def open_tracking(cfg: ExperimentConfig, out_dir: Path, uri: str | None, run_id:
 
 
 def run_config(cfg: ExperimentConfig) -> dict:
-    """The config recorded in a run's checkpoints and compared on resume: the keys the train command reads
-    (pra.__main__.READS), which are what its Snakemake rule passes."""
-    from pra.__main__ import reads
+    """The config recorded in a run's checkpoints and compared on resume: the keys that decide the train job's
+    results (pra.jobconfig.READS), which are what its Snakemake rule passes."""
+    from pra.jobconfig import reads
 
     return cfg.subset(*reads("train"))
 
@@ -133,7 +133,8 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     ts = TrainStep(cfg, net, method, device, ddp=dinfo.enabled, compile=speed.compiles(cfg.speed, device))
     gen_noise = generator(seed * 1000 + 2, device)  # every noise draw of the objective
     noise = Noise(gen_noise, dinfo.rank, dinfo.world)
-    record = C.run_record(run_config(cfg), scale=scale, method=method, seed=seed, geometry=geom, params=n_params)
+    record = C.run_record(run_config(cfg), scale=scale, method=method, seed=seed, geometry=geom, params=n_params,
+                          code_hash=code_hash, data=C.data_digest(data_dir))
 
     # the metrics log grows in train_log.partial.jsonl (kept with state.pt across a resume, like it a working
     # file of the job); the finished curve is renamed to train_log.jsonl, a declared output of the rule

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 import pra.__main__ as M
+import pra.jobconfig as J
 from pra.config import ConfigError, ExperimentConfig
 
 from conftest import tiny_config
@@ -20,12 +21,16 @@ FIELDS = {cls: {f.name for f in dataclasses.fields(cls)} for cls in [ExperimentC
 
 class Reads:
     """Records every field read on one job's config object and its sections (by identity: the config a
-    checkpoint carries, also an ExperimentConfig, is another object and is not recorded)."""
+    checkpoint carries, also an ExperimentConfig, is another object and is not recorded). A section copied
+    with dataclasses.replace is followed into its copy (the copy itself reads nothing); ExperimentConfig.subset,
+    which writes what a job records, reads nothing it does not declare and is not counted."""
 
     def __init__(self):
         self.keys: set[str] = set()
         self.tree: dict[int, str] = {}
+        self.replaced: dict[int, set] = {}  # fields of a copy that were set by replace(), not read from config
         self.keep = []
+        self.paused = 0
 
     def register(self, cfg):
         self.keep.append(cfg)
@@ -41,11 +46,30 @@ class Reads:
         def __getattribute__(obj, name):
             value = object.__getattribute__(obj, name)
             where = rec.tree.get(id(obj))
-            if where is not None and name in FIELDS[type(obj)]:
+            if where is not None and name in FIELDS[type(obj)] and not rec.paused \
+                    and name not in rec.replaced.get(id(obj), ()):
                 rec.keys.add(f"{where}.{name}" if where else name)
             return value
 
         return __getattribute__
+
+    def quiet(self, fn, follow=False):
+        """fn without recording; with follow, its result (a copy of a recorded section) is recorded as that."""
+        rec = self
+
+        def wrapped(obj, *args, **kwargs):
+            rec.paused += 1
+            try:
+                out = fn(obj, *args, **kwargs)
+            finally:
+                rec.paused -= 1
+            if follow and id(obj) in rec.tree:
+                rec.keep.append(out)
+                rec.tree[id(out)] = rec.tree[id(obj)]
+                rec.replaced[id(out)] = set(kwargs) | rec.replaced.get(id(obj), set())
+            return out
+
+        return wrapped
 
 
 def covered(read: str, declared) -> bool:
@@ -76,7 +100,7 @@ def pipeline(tmp_path_factory):
     original = M.experiment_config
 
     def job_json(command):
-        return cfg.subset_json(*M.reads(command))
+        return cfg.subset_json(*J.reads(command))
 
     steps = [
         ("export", ["--out", str(raw)]),
@@ -96,7 +120,7 @@ def pipeline(tmp_path_factory):
         ("evaluate-snapshots", ["--snapshots", str(run / "snapshots"), "--model", str(run / "model.pt"),
                                 "--reference", str(root / "ref.npz"), "--classifier",
                                 str(root / "clf" / "classifier.pt"), "--train-json", str(run / "train.json"),
-                                "--out", str(run / "along.json")]),
+                                "--guidance", str(run / "guidance.json"), "--out", str(run / "along.json")]),
         ("probe", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "probe.json")]),
         ("gap", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "gap.json"),
                  "--images", "20", "--basis-images", "40", "--subsamples", "20", "--permutations", "19"]),
@@ -111,6 +135,8 @@ def pipeline(tmp_path_factory):
         try:
             for cls in FIELDS:
                 mp.setattr(cls, "__getattribute__", rec.hook())
+            mp.setattr(dataclasses, "replace", rec.quiet(dataclasses.replace, follow=True))
+            mp.setattr(ExperimentConfig, "subset", rec.quiet(ExperimentConfig.subset))
             mp.setattr(M, "experiment_config", lambda args, rec=rec: rec.register(original(args)) or rec.keep[0])
             assert M.main([command, "--config-json", job_json(command), *argv]) == 0, command
         finally:
@@ -119,7 +145,7 @@ def pipeline(tmp_path_factory):
     return recorded, root
 
 
-PARTIAL = [c for c, r in M.READS.items() if r is not M.ALL]
+PARTIAL = [c for c, r in J.READS.items() if r is not J.ALL]
 
 
 def test_every_partial_command_is_exercised(pipeline):
@@ -130,10 +156,11 @@ def test_every_partial_command_is_exercised(pipeline):
 @pytest.mark.parametrize("command", PARTIAL)
 def test_a_job_reads_exactly_the_keys_its_rule_passes(pipeline, command):
     recorded, _ = pipeline
-    reads = {r for r in recorded[command] if r.split(".")[0] != "speed"}  # execution settings: PRA_SPEED_JSON
-    declared = M.READS[command]
+    execution = J.EXECUTION.get(command, ())  # reach the job through PRA_SPEED_JSON, outside the params
+    reads = {r for r in recorded[command] if not covered(r, execution) or r in ("train",)}
+    declared = J.READS[command]
     unpassed = sorted(r for r in reads if not covered(r, declared))
-    unread = sorted(k for k in declared if not used(k, reads))
+    unread = sorted(k for k in declared if not used(k, reads) and k not in J.CONDITIONAL.get(command, ()))
     assert not unpassed, f"{command} reads {unpassed}, which its rule does not pass (READS)"
     assert not unread, f"{command}'s rule passes {unread}, which its job never reads: needless reruns"
 
@@ -146,9 +173,9 @@ def test_the_rules_pass_what_the_commands_declare():
     shells = re.findall(r"python -m pra ([a-z-]+) --config-json", text) + \
         re.findall(r"\{params\.launcher\} -m pra ([a-z-]+) --config-json", text)
     passes = re.findall(r"cfg=(?:run_)?job_cfg\(\"([a-z-]+)\"\)", text)
-    assert sorted(set(shells)) == sorted(set(passes)) == sorted(M.READS), (shells, passes)
+    assert sorted(set(shells)) == sorted(set(passes)) == sorted(J.READS), (shells, passes)
     hand_made = [ln for ln in text.splitlines() if "subset_json(" in ln and "reads(command)" not in ln]
-    assert hand_made == ['os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")'], hand_made
+    assert hand_made == ['os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed", *TRAIN_EXECUTION)'], hand_made
 
 
 def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
@@ -168,6 +195,25 @@ def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
     assert [(r["step"], r["weights"]) for r in rows] == [(3, "ema"), (3, "raw"), (6, "ema"), (6, "raw")]
     assert all(r["num_samples"] == 20 and r["fid"] > 0 and 0 <= r["class_accuracy"] <= 1 for r in rows)
     assert rows[0]["fid"] != rows[1]["fid"]  # EMA and raw weights sample differently
+    assert json.loads((run / "along.json").read_text())["cfg_scale"] == \
+        json.loads((run / "guidance.json").read_text())["chosen"]  # at the run's swept guidance
+
+
+def test_a_conditional_key_is_read_where_its_condition_holds(tmp_path, trained_pra):
+    """sample.cfg_scale, passed to every sample job, is read by one that does not sweep the guidance."""
+    rec = Reads()
+    cfg = tiny_config(device="cpu")
+    mp = pytest.MonkeyPatch()
+    original = M.experiment_config
+    try:
+        for cls in FIELDS:
+            mp.setattr(cls, "__getattribute__", rec.hook())
+        mp.setattr(M, "experiment_config", lambda args: rec.register(original(args)) or rec.keep[0])
+        assert M.main(["sample", "--config-json", cfg.subset_json(*J.reads("sample")), "--model", str(trained_pra),
+                       "--out", str(tmp_path / "s.npz")]) == 0
+    finally:
+        mp.undo()
+    assert set(J.CONDITIONAL["sample"]) <= rec.keys
 
 
 def test_the_guidance_sweep_chooses_on_its_own_seed_and_the_sample_uses_the_choice(pipeline):
@@ -185,7 +231,7 @@ def test_the_guidance_sweep_chooses_on_its_own_seed_and_the_sample_uses_the_choi
 
 
 def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):
-    passed = json.loads(CFG.subset_json(*M.READS["gap"]))
+    passed = json.loads(CFG.subset_json(*J.READS["gap"]))
     del passed["device"]
     with pytest.raises(ConfigError, match=r"'device'"):
         args = M.parser().parse_args(["gap", "--config-json", json.dumps(passed), "--model", "m", "--data", "d",
@@ -213,3 +259,47 @@ def test_results_carry_the_code_hash_of_their_job(pipeline):
                           ("approx.json", "approximate")):
         assert json.loads((run / name).read_text())["code_hash"] == code_hash(command), name
     assert len({code_hash(c) for c in PARTIAL}) == len(PARTIAL)
+
+
+def test_the_code_hash_follows_the_code_a_job_runs(tmp_path):
+    """Edits in a copy of the package: a comment or docstring changes no hash; code in a model module changes
+    training's and not the report's; another job of the same entry module leaves a job's hash alone; the
+    report's own module changes only the report's."""
+    import shutil
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    shutil.copytree(ROOT / "pra", tmp_path / "pra", ignore=shutil.ignore_patterns("__pycache__"))
+    commands = ["train", "train-classifier", "sweep-guidance", "report", "sample"]
+
+    def hashes():
+        code = ("import json; from pra.codehash import code_hash; "
+                f"print(json.dumps({{c: code_hash(c) for c in {commands!r}}}))")
+        out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                             env={"PYTHONPATH": str(tmp_path), "PATH": "/usr/bin:/bin"}).stdout
+        return json.loads(out)
+
+    def edit(rel, old, new):
+        p = tmp_path / "pra" / rel
+        text = p.read_text()
+        assert old in text, (rel, old)
+        p.write_text(text.replace(old, new, 1))
+
+    base = hashes()
+    edit("model/trunk.py", '"""', '"""A docstring edit. ')
+    edit("model/trunk.py", "import torch\n", "import torch  # a comment\n")
+    assert hashes() == base
+    edit("model/trunk.py", "import torch  # a comment\n", "import torch\n\nPADDING = 0\n")
+    h = hashes()
+    assert h["train"] != base["train"] and h["sample"] != base["sample"] and h["report"] == base["report"]
+    base = h
+    edit("evaluate/jobs.py", "def sweep_guidance(args):\n", "def sweep_guidance(args):\n    args = args\n")
+    h = hashes()
+    assert h["sweep-guidance"] != base["sweep-guidance"] and h["train-classifier"] == base["train-classifier"]
+    base = h
+    edit("report/tables.py", "MISSING = ", "EXTRA = 1\nMISSING = ")
+    h = hashes()
+    assert h["report"] != base["report"] and {c: h[c] for c in commands if c != "report"} == \
+        {c: base[c] for c in commands if c != "report"}

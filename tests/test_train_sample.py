@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from conftest import tiny_config
-from pra.sample import load_npz, sample_to_npz
+from pra.io import load_npz
+from pra.sample import sample_to_npz
 from pra.checkpoint import load_trained
 from pra.config import ConfigError
 from pra.train import Stop, train
@@ -82,6 +83,20 @@ def test_resume_after_a_config_change_stops_naming_the_key(tmp_path, prepared, c
     train(cfg.replace(speed={"sample_precision": "bf16"}), scale="tiny-XS", method="pra", seed=0, data_dir=prepared,
           out_dir=tmp_path, progress=False)
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "state.pt").exists()
+
+
+def test_resume_after_a_code_change_stops(tmp_path, prepared):
+    """A state written by other training code (another pra.codehash) is not continued by this code."""
+    cfg = tiny_config()
+    with pytest.raises(Stop):
+        train(cfg, scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=tmp_path, stop_after=10,
+              progress=False, code_hash="aaaa")
+    with pytest.raises(ConfigError, match="code_hash"):
+        train(cfg, scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=tmp_path, progress=False,
+              code_hash="bbbb")
+    train(cfg, scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=tmp_path, progress=False,
+          code_hash="aaaa")
+    assert (tmp_path / "model.pt").exists()
 
 
 def test_nonfinite_loss_aborts(tmp_path, prepared):

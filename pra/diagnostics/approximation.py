@@ -16,8 +16,7 @@ of half the images without replacement (rescaled, as in pra.diagnostics.estimato
 jointly across positions and constructions, so the comparison stays paired.
 
 Positions are summarised over the content positions only: those where at least `content_share` of the
-real images have ink (a pixel more than `ink_level` above the patch's darkest value would be background:
-here, above -1 + ink_level in [-1, 1] units). The rule is fixed from real data before anything generated
+real images have ink (a pixel above -1 + ink_level, in [-1, 1] units, where -1 is the black background). The rule is fixed from real data before anything generated
 is looked at, and stated in the output; every position is also reported.
 
 Known answers (tests/test_approximation.py): with t_min = 1 there is nothing to integrate, so the twin's
@@ -53,7 +52,7 @@ def constructions(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.
         x = image_patches(images_u8[i:i + batch_size], net.geometry.patch_size, device)
         y = torch.from_numpy(np.asarray(labels[i:i + batch_size])).to(device)
         B, N, _ = x.shape
-        z = net.encoder(x)
+        _, z = inputs.head_states(net, x, noise)  # the code PRA's training inputs perturb (method.head_target)
         t = inputs.perturbation_times(B, N, noise).to(x.dtype)
         eps = noise.randn(*z.shape, dtype=z.dtype)
         z_tilde = t[..., None] * z + (1 - t[..., None]) * eps

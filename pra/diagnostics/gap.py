@@ -33,6 +33,7 @@ import torch
 
 from pra.config import ExperimentConfig
 from pra.diagnostics import estimators as est
+from pra.diagnostics.approximation import content_positions
 from pra.flow import make_flow
 from pra.model.patches import image_patches, on_8bit_grid
 from pra.noise import Noise
@@ -190,17 +191,11 @@ def compare(proj: dict[str, np.ndarray], *, permutations: int = 200, subsamples:
             "rows": n, "subsample_rows": b}
 
 
-def content_inputs(clean_inputs: np.ndarray, *, ink_level: float = 0.25, content_share: float = 0.2) -> np.ndarray:
-    """Boolean per input position: at least content_share of the real images have a pixel above
-    -1 + ink_level there (the rule of pra.diagnostics.approximation, on the clean inputs)."""
-    return (clean_inputs.max(-1) > -1 + ink_level).mean(0) >= content_share
-
-
 def input_gap(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labels: np.ndarray, train_u8: np.ndarray,
               train_labels: np.ndarray, *, pca_dim: int = 8, shrinkage: float = 0.05, permutations: int = 200,
               subsamples: int = 100, seed: int = 0) -> dict:
     raw = collect(net, cfg, val_u8, val_labels, seed=seed)
-    content = content_inputs(raw["inputs"][TF])
+    content = content_positions(raw["inputs"][TF])  # the same rule as the approximation error's
     # how far each construction's pixel inputs lie from the true patches (before any preprocessing)
     to_true = {k: np.linalg.norm(v - raw["inputs"][TF], axis=-1) for k, v in raw["inputs"].items() if k != TF}
     raw["inputs"] = preprocess_inputs(raw["inputs"], seed)

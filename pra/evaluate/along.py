@@ -12,7 +12,7 @@ its wall time (the cost of one snapshot evaluation).
 from __future__ import annotations
 
 import re
-from dataclasses import replace
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -30,13 +30,15 @@ def snapshot_files(folder: str | Path) -> list[tuple[int, Path]]:
     return sorted(out)
 
 
-def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, classifier, device) -> dict:
-    """Proxy metrics of one checkpoint's samples (EMA or raw weights)."""
+def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, classifier, device,
+                        cfg_scale: float | None = None) -> dict:
+    """Proxy metrics of one checkpoint's samples (EMA or raw weights); cfg_scale: the run's swept guidance."""
     from pra.checkpoint import load_trained
     from pra.evaluate.proxy import proxy_metrics
     from pra.flow import make_flow
 
-    s = replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed)
+    s = dataclasses.replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed,
+                            **({"cfg_scale": cfg_scale} if cfg_scale is not None else {}))
     net, trained_cfg, meta = load_trained(path, device, use_ema=use_ema)
     row = proxy_metrics(net, make_flow(trained_cfg.model, net.latent), s, space=space, reference=reference,
                         classifier=classifier, evaluate=cfg.evaluate, device=device)
@@ -44,16 +46,18 @@ def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, 
 
 
 def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, reference: str | Path,
-                   classifier: str | None, device) -> dict:
-    """Every snapshot and the final model, EMA and raw: the rows of along_training.json."""
+                   classifier: str | None, device, cfg_scale: float | None = None) -> dict:
+    """Every snapshot and the final model, EMA and raw: the rows of along_training.json. cfg_scale: the guidance
+    scale the run's sweep chose (None: sample.cfg_scale)."""
     from pra.evaluate.metrics import feature_space, load_reference
 
     space = feature_space(cfg.evaluate.inception_weights, classifier)
     ref = load_reference(reference, space)
     points = snapshot_files(snapshots) + [(None, Path(final_model))]
-    rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device) for _, p in points for ema in (True, False)]
+    rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device, cfg_scale)
+            for _, p in points for ema in (True, False)]
     secs = [r["seconds"] for r in rows]
-    return {"rows": rows, "per_class": cfg.evaluate.snapshot_per_class, "seed": cfg.evaluate.snapshot_seed,
+    return {"rows": rows, "cfg_scale": cfg.sample.cfg_scale if cfg_scale is None else cfg_scale, "per_class": cfg.evaluate.snapshot_per_class, "seed": cfg.evaluate.snapshot_seed,
             "seconds_per_evaluation": float(np.mean(secs)) if secs else None,
             "note": "proxy sample (evaluate.snapshot_per_class per class): FID biased upward and noisier than "
                     "the final evaluation's; for the trend along training and EMA vs raw weights"}

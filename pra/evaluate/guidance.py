@@ -10,7 +10,7 @@ output (guidance.json), read by the sample job, the report and MLflow. An empty 
 """
 from __future__ import annotations
 
-from dataclasses import replace
+import dataclasses
 from pathlib import Path
 
 
@@ -29,7 +29,7 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     flow = make_flow(trained_cfg.model, net.latent)
     rows = []
     for scale in s.cfg_sweep:
-        proxy = replace(s, cfg_scale=float(scale), per_class=s.sweep_per_class, seed=s.sweep_seed)
+        proxy = dataclasses.replace(s, cfg_scale=float(scale), per_class=s.sweep_per_class, seed=s.sweep_seed)
         rows.append({"cfg_scale": float(scale), **proxy_metrics(net, flow, proxy, space=space, reference=ref,
                                                                 classifier=classifier, evaluate=cfg.evaluate,
                                                                 device=device)})

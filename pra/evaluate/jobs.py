@@ -61,7 +61,7 @@ def evaluate(args):
     from pra.evaluate.metrics import extract, load_reference, sample_metrics
     from pra.io import read_json, write_json
     from pra.runtime import resolve_device, set_threads
-    from pra.sample import load_npz
+    from pra.io import load_npz
 
     cfg = args.cfg
     set_threads(args.threads)
@@ -120,8 +120,9 @@ def evaluate_snapshots(args):
 
     cfg = args.cfg
     set_threads(args.threads)
+    scale = float(json.loads(Path(args.guidance).read_text())["chosen"]) if args.guidance else None
     out = along_training(args.snapshots, args.model, cfg, reference=args.reference, classifier=args.classifier,
-                         device=resolve_device(cfg.device)) | {"code_hash": args.code_hash}
+                         device=resolve_device(cfg.device), cfg_scale=scale) | {"code_hash": args.code_hash}
     write_json(args.out, out)
     run_id = json.loads(Path(args.train_json).read_text()).get("mlflow_run_id")
     run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "", run_id=run_id)

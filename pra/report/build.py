@@ -68,7 +68,7 @@ def measurement_runs(cfg: ExperimentConfig, results: Path) -> list:
 
 def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     from pra.data.dataset import PreparedSplit
-    from pra.sample import load_npz
+    from pra.io import load_npz
 
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []

@@ -3,7 +3,7 @@ import os
 import json
 
 from pra import plan
-from pra.__main__ import reads
+from pra.jobconfig import TRAIN_EXECUTION, reads
 from pra.codehash import code_hash
 from pra.plan import variant_id, variant_overrides
 
@@ -14,10 +14,10 @@ MANIFEST = f"{DATA}/manifest.json"  # written last by prepare: the data folder i
 RUN = f"{RESULTS}/{plan.RUN_DIR}"  # wildcards: scale, method, variant, seed
 VARIANTS = variant_overrides(EXP)  # variant id -> config overrides ('base' = none)
 REPORTS = EXP.reports_dir
-# The speed section reaches the train and sample commands as the environment variable PRA_SPEED_JSON, not
-# through their params: it is an execution setting and must not rerun finished jobs. `envvars` hands it to
-# jobs on other nodes (Slurm) too.
-os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed")
+# The execution settings (pra.jobconfig.EXECUTION: the speed section, train.ckpt_every, train.threads) reach the
+# train and sample commands as the environment variable PRA_SPEED_JSON, not through their params: they must not
+# rerun finished jobs. `envvars` hands it to jobs on other nodes (Slurm) too.
+os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed", *TRAIN_EXECUTION)
 
 
 envvars:

@@ -115,6 +115,7 @@ rule evaluate_snapshots:
         snapshots=f"{RUN}/snapshots",
         model=f"{RUN}/model.pt",
         train=f"{RUN}/train.json",
+        guidance=guidance_input,
         reference=REFERENCE,
         classifier=classifier_input,
         tracking=ancient(f"{RESULTS}/tracking.json"),
@@ -124,6 +125,7 @@ rule evaluate_snapshots:
         cfg=run_job_cfg("evaluate-snapshots"),
         code=code("evaluate-snapshots"),
         clf=classifier_flag,
+        guidance=guidance_flag,
     threads: 1
     resources:
         **job_resources("eval"),
@@ -136,7 +138,7 @@ rule evaluate_snapshots:
     shell:
         "python -m pra evaluate-snapshots --config-json {params.cfg:q} --snapshots {input.snapshots} "
         "--model {input.model} --reference {input.reference} {params.clf} --train-json {input.train} "
-        "--tracking {input.tracking} --out {output} --threads {threads} > {log} 2>&1"
+        "{params.guidance} --tracking {input.tracking} --out {output} --threads {threads} > {log} 2>&1"
 
 
 rule probe:
