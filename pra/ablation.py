@@ -19,7 +19,7 @@ EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
 
 
 def gap_metrics(gap: dict) -> dict[str, float]:
-    """Per-run scalars of gap.json: per space and set, the mean over positions of each statistic and of
+    """Per-run scalars of gap.json: per space and set, the mean over the content positions of each statistic and of
     its excess over the rollout-vs-rollout null."""
     m = {}
     for space, res in gap["spaces"].items():
@@ -189,7 +189,7 @@ def outcome(summary: dict) -> list[str]:
         if not parts:
             continue
         line = (f"Input gap in {label} of the {ref} model (MMD² to its own rollout minus a second rollout's, "
-                f"mean over positions, {len(summary['seeds'])} seed(s)): " + ", ".join(parts) + ".")
+                f"mean over the content positions, {len(summary['seeds'])} seed(s)): " + ", ".join(parts) + ".")
         readings = (refv or {}).get("gap_first_seed") or {}
         for name in ("pra", "pra_sequential"):
             r = readings.get(f"{space}/{name}")
