@@ -85,6 +85,22 @@ def color_of(method: str, i: int = 0) -> str:
     return METHOD_COLORS.get(method, f"C{i % 10}")
 
 
+def run_label(key: tuple) -> str:
+    """(scale, method, variant, seed) as a legend entry."""
+    scale, method, variant, seed = key
+    return f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+
+
+def finish(fig, axes, out_path: str | Path, legend_axis, fontsize: int, ncol: int = 1) -> None:
+    """Grids, one legend, tight layout, PNG + PDF, close."""
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    legend_axis.legend(fontsize=fontsize, ncol=ncol)
+    fig.tight_layout()
+    save(fig, out_path)
+    _plt().close(fig)
+
+
 def training_curves(logs: dict, out_path: str | Path) -> None:
     """logs: (scale, method, variant, seed) -> list of log rows. Head loss and reconstruction loss vs step."""
     plt = _plt()
@@ -92,7 +108,7 @@ def training_curves(logs: dict, out_path: str | Path) -> None:
     styles = {}
     for i, (key, rows) in enumerate(sorted(logs.items())):
         scale, method, variant, seed = key
-        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        label = run_label(key)
         ls = styles.setdefault(scale, ["-", "--", ":", "-."][len(styles) % 4])
         steps = [r["step"] for r in rows]
         axes[0].plot(steps, [r["loss_head"] for r in rows], ls, color=color_of(method, i), label=label, lw=1.3)
@@ -102,12 +118,7 @@ def training_curves(logs: dict, out_path: str | Path) -> None:
                 title="head loss (z for latent methods, the 64-d patch for pixel methods)")
     axes[1].set(xlabel="training step", ylabel="pixel reconstruction MSE ([-1, 1] pixels)", yscale="log",
                 title="reconstruction D(z, h) vs x (latent methods)")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    save(fig, out_path)
-    plt.close(fig)
+    finish(fig, axes, out_path, axes[0], 7, ncol=2)
 
 
 def along_training(along: dict, out_path: str | Path) -> None:
@@ -116,8 +127,7 @@ def along_training(along: dict, out_path: str | Path) -> None:
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for i, (key, d) in enumerate(sorted(along.items())):
-        scale, method, variant, seed = key
-        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        method, label = key[1], run_label(key)
         for weights, ls in (("ema", "-"), ("raw", "--")):
             rows = sorted((r for r in d["rows"] if r["weights"] == weights), key=lambda r: r["step"])
             steps = [r["step"] for r in rows]
@@ -129,12 +139,7 @@ def along_training(along: dict, out_path: str | Path) -> None:
                 title="proxy FID along training (solid EMA, dashed raw)")
     axes[1].set(xlabel="training step", ylabel="class agreement of the proxy samples", ylim=(0, 1),
                 title="class agreement along training")
-    for ax in axes:
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=6, ncol=2)
-    fig.tight_layout()
-    save(fig, out_path)
-    plt.close(fig)
+    finish(fig, axes, out_path, axes[0], 6, ncol=2)
 
 
 def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
@@ -143,8 +148,7 @@ def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
     for i, (key, g) in enumerate(sorted(guidance.items())):
-        scale, method, variant, seed = key
-        label = f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+        method, label = key[1], run_label(key)
         xs = [r["cfg_scale"] for r in g["rows"]]
         ys = [r["fid"] for r in g["rows"]]
         ax.plot(xs, ys, "-o", color=color_of(method, i), ms=3, lw=1.3, label=label)
@@ -152,11 +156,7 @@ def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
         ax.plot([best["cfg_scale"]], [best["fid"]], "o", ms=10, mfc="none", color=color_of(method, i))
     ax.set(xlabel="guidance scale (at the last AR position)", ylabel="proxy FID", yscale="log",
            title="guidance sweep on a proxy sample (circle: chosen)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=6)
-    fig.tight_layout()
-    save(fig, out_path)
-    plt.close(fig)
+    finish(fig, [ax], out_path, ax, 6)
 
 
 def approximation(approx: dict, out_path: str | Path, title: str = "") -> None:
