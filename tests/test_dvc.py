@@ -1,5 +1,6 @@
 """DVC on a real repository: data.dvc as a reproducibility check, push/pull, and `dvc repro`."""
 import json
+import re
 import shutil
 import sys
 
@@ -92,14 +93,11 @@ def test_dvc_reproduces_the_pipeline(tmp_path):
     assert abs(new[key]["fid"] - fid[key]["fid"] - 100) < 1e-6, (fid[key], new[key])
     assert mtimes("runs/*/*/*/*/model.pt") == trained  # no retraining
     assert all(mtimes("runs/*/*/*/*/eval.json")[p] > t for p, t in evaluated.items())
-    evaluated = mtimes("runs/*/*/*/*/eval.json")
     tables_py = repo / "pra/report/tables.py"
-    tables_py.write_text(tables_py.read_text() + "\n# an analysis-only edit\n")
-    report = (repo / "reports/metrics.json").stat().st_mtime_ns
-    run(["dvc", "repro"], cwd=repo, timeout=1200)
-    assert mtimes("runs/*/*/*/*/model.pt") == trained and mtimes("runs/*/*/*/*/eval.json") == evaluated
-    assert (repo / "reports/metrics.json").stat().st_mtime_ns > report
-    assert "up to date" in run(["dvc", "status"], cwd=repo).stdout
+    tables_py.write_text(tables_py.read_text().replace("MISSING = ", "UNUSED = 0\nMISSING = ", 1))
+    plan = run(["snakemake", "-n", "all", "--quiet", "rules"], cwd=repo).stdout
+    jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", plan, flags=re.M))
+    assert {k: v for k, v in jobs.items() if k != "all"} == {"build_report": "1"}, plan  # only the report
 
     # 4. a changed parameter marks the stage changed
     cfg = yaml.safe_load((repo / "config/config.yaml").read_text())
