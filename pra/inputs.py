@@ -9,15 +9,22 @@ build exactly the same inputs from the same noise stream.
 | latent_tf          | clean patches x_i                                               | z           |
 | latent_pixel_noise | as pixel_noise                                                  | z           |
 | pra                | D(z~_i, h_i(clean x_<i)), all positions in one parallel pass    | z           |
+| energy_matched     | r_i + |D(z~_i, h_i) - r_i| u_i/|u_i|, r_i = D(z_i, h_i), u_i ~   | z           |
+|                    | N(0, I): PRA's per-token error size in an isotropic direction   |             |
 | pra_sequential     | D(z~_i, h_i(x~_<i)), h from the model's own pass over the       | z           |
 |                    | inputs built so far (one position at a time)                    |             |
+| parallel_anchored  | D(ODE(z~_i -> 1 | h_i(clean x_<i)), h_i): PRA's context, the      | z           |
+|                    | sampler's state (all positions in one pass)                     |             |
 | anchored_rollout   | D(ODE(z~_i -> 1 | h_i(x~_<i)), h_i): the sampler, each head ODE  | z           |
 |                    | started from the noised true state                              |             |
 | free_rollout       | the inference sampler from pure noise (no ground truth)         | z           |
 
 z~_i = t_i * sg(z_i) + (1 - t_i) * eps_i with t_i ~ U(t_min, 1): pra and pra_sequential draw the same
 perturbation and differ only in the context the decoder sees (teacher-forced, built in parallel, vs the
-model's own sequential pass), so comparing them isolates parallel vs sequential construction.
+model's own sequential pass), so comparing them isolates parallel vs sequential construction. The 2x2
+{noised state z~, head ODE from z~} x {teacher-forced, own context} is {pra, parallel_anchored, pra_sequential,
+anchored_rollout}; energy_matched keeps PRA's error size per token and drops its shape. At t_min = 1 pra is
+the reconstruction-only control (the decoder's rendering of the true state, no perturbation).
 """
 from __future__ import annotations
 
@@ -71,12 +78,17 @@ class TrunkInputs:
             return x
         if m in ("pixel_noise", "latent_pixel_noise"):
             return self.pixel_noised(x, noise)
-        if m == "pra":
+        if m in ("pra", "energy_matched", "parallel_anchored"):
             t = self.perturbation_times(B, N, noise).to(x.dtype)  # (draw order kept: t, context, eps)
-            ctx = net.trunk(x[:, :-1], labels) if net.decoder.ctx_in is not None else None
+            ctx = net.trunk(x[:, :-1], labels) if (net.decoder.ctx_in is not None or m == "parallel_anchored") \
+                else None
             eps = noise.randn(*z.shape, dtype=z.dtype)
             z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
-            return net.to_pixels(z_tilde, ctx)
+            if m == "pra":
+                return net.to_pixels(z_tilde, ctx)
+            if m == "energy_matched":
+                return self.energy_matched(net.to_pixels(z, ctx), net.to_pixels(z_tilde, ctx), noise)
+            return net.to_pixels(self.anchored_states(net, z, t, eps, ctx), ctx)
         if m == "pra_sequential":
             return self.sequential(net, self.perturbed_states(z, noise), labels)
         if m == "anchored_rollout":
@@ -85,6 +97,27 @@ class TrunkInputs:
         if m == "free_rollout":
             return rollout(net, self.flow, labels, self.rollout_settings, noise).patches
         raise ValueError(f"unknown method {m!r}")
+
+    @staticmethod
+    def energy_matched(rendered: torch.Tensor, perturbed: torch.Tensor, noise: Noise) -> torch.Tensor:
+        """r + |p - r| u / |u| per example and token (r: the rendering of the true state, p: PRA's input,
+        u ~ N(0, I)): the same error size as PRA's, in a direction that carries no decoder structure."""
+        u = noise.randn(*rendered.shape, dtype=rendered.dtype)
+        size = (perturbed - rendered).norm(dim=-1, keepdim=True)
+        return rendered + size * u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+
+    @torch.no_grad()
+    def anchored_states(self, net: PRANetwork, z: torch.Tensor, t: torch.Tensor, eps: torch.Tensor,
+                        ctx: torch.Tensor) -> torch.Tensor:
+        """The head ODE of every position from its noised true state t*z + (1-t)*eps at time t to 1, given the
+        teacher-forced trunk states ctx [B, N, W], in one batched solve (the training-time rollout's solver and
+        steps, no guidance)."""
+        B, N, D = z.shape
+        s = self.rollout_settings
+        y0 = (t[..., None] * z + (1 - t[..., None]) * eps).reshape(B * N, D)
+        y = self.flow.sample(net.head, ctx.reshape(B * N, -1), steps=s.ode_steps, solver=s.solver,
+                             y_start=y0, t_start=t.reshape(B * N))
+        return y.reshape(B, N, D).to(z.dtype)
 
     @staticmethod
     @torch.no_grad()

@@ -172,6 +172,86 @@ def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
     assert torch.equal(got, r.patches)
 
 
+def test_twin_state_sees_the_clean_prefix_through_the_encoder_and_its_trunk_never_does():
+    """End to end through the causal encoder: one clean patch j moved changes z from j on, hence the twin's
+    inputs at j and after (its state z~, as in PRA, comes from the clean patches), never before; and while the
+    twin is built the trunk receives only the twin's own inputs, never a clean patch."""
+    cfg, net = make("pra_sequential")
+    obj = Objective("pra_sequential", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([2, 4])
+    fed = []
+    hook = net.trunk.register_forward_pre_hook(lambda mod, args: fed.extend(a for a in args if torch.is_tensor(a)
+                                                                            and a.is_floating_point()))
+    calls = {"step": 0}
+    step = net.trunk.step
+
+    def spy(x_i, cache):
+        calls["step"] += 1
+        fed.append(x_i)
+        return step(x_i, cache)
+    net.trunk.step = spy
+    try:
+        base = obj.inputs.build(net, x, y, net.encoder(x), generator(9))
+    finally:
+        hook.remove()
+        net.trunk.step = step
+    assert calls["step"] == 15
+    clean_rows = x.reshape(-1, GEOM.patch_dim)
+    for a in fed:
+        rows = a.reshape(-1, GEOM.patch_dim)
+        assert not any(torch.isclose(rows, c).all(-1).any() for c in clean_rows)
+    for j in (0, 3, 9):
+        x2 = x.clone()
+        x2[:, j] += 0.5
+        moved = obj.inputs.build(net, x2, y, net.encoder(x2), generator(9))
+        changed = ((moved - base).abs().amax(dim=(0, 2)) > 0).tolist()
+        assert changed == [i >= j for i in range(16)], j
+
+
+def test_energy_matched_keeps_pras_error_size_per_token_in_another_direction():
+    """With the same draws, the energy-matched input lies exactly as far from the rendering of the true state
+    as PRA's input does, token by token, but not in PRA's direction."""
+    cfg, net = make("pra")
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    z = net.encoder(x)
+    pra = Objective("pra", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    em = Objective("energy_matched", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    rendered = net.to_pixels(z, net.trunk(x[:, :-1], y))
+    torch.testing.assert_close((em - rendered).norm(dim=-1), (pra - rendered).norm(dim=-1))
+    cos = torch.nn.functional.cosine_similarity(em - rendered, pra - rendered, dim=-1)
+    assert cos.abs().mean() < 0.5  # isotropic directions in 16-d: |cos| ~ 0.2 on average
+    # no perturbation (t_min = 1): nothing to match, both are the rendering of the true state
+    cfg1, _ = make("pra", method={"t_min": 1.0})
+    em1 = Objective("energy_matched", cfg1.model, cfg1.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    torch.testing.assert_close(em1, rendered)
+
+
+def test_parallel_anchored_is_the_anchored_rollout_given_its_own_prefix():
+    """parallel_anchored integrates every head ODE from the noised true state with the teacher-forced context: at
+    position 0 (label only) it equals the anchored rollout with the same (t, eps); fed the anchored rollout's own
+    patches as its prefix it reproduces that rollout everywhere; at t_min = 1 it is PRA's reconstruction."""
+    cfg, net = make("parallel_anchored")
+    obj = Objective("parallel_anchored", cfg.model, cfg.method, latent=True)
+    x = torch.randn(2, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2])
+    z = net.encoder(x)
+    got = obj.inputs.build(net, x, y, z, generator(7))
+    noise = Noise(generator(7))  # the construction's draw order: t, then eps
+    t = obj.inputs.perturbation_times(2, 16, noise).double()
+    eps = noise.randn(*z.shape, dtype=z.dtype)
+    r = rollout(net, obj.flow, y, obj.inputs.rollout_settings, generator(0), anchor=(z, t), anchor_noise=eps)
+    torch.testing.assert_close(got[:, 0], r.patches[:, 0])
+    assert not torch.allclose(got[:, 1:], r.patches[:, 1:])  # the context differs from position 1 on
+    own = net.to_pixels(obj.inputs.anchored_states(net, z, t, eps, net.trunk(r.patches[:, :-1], y)),
+                        net.trunk(r.patches[:, :-1], y))
+    torch.testing.assert_close(own, r.patches)
+    cfg1, _ = make("parallel_anchored", method={"t_min": 1.0})
+    one = Objective("parallel_anchored", cfg1.model, cfg1.method, latent=True).inputs.build(net, x, y, z, generator(7))
+    torch.testing.assert_close(one, net.to_pixels(z, net.trunk(x[:, :-1], y)))
+
+
 @pytest.mark.parametrize("method", METHODS)
 def test_every_method_trains_one_step(method):
     cfg, net = make(method)

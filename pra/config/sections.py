@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from pra.typed import opt
 
 
-METHODS = ("pixel_tf", "pixel_noise", "latent_tf", "latent_pixel_noise", "pra", "pra_sequential",
-           "anchored_rollout", "free_rollout")
-LATENT_METHODS = ("latent_tf", "latent_pixel_noise", "pra", "pra_sequential", "anchored_rollout", "free_rollout")
+METHODS = ("pixel_tf", "pixel_noise", "latent_tf", "latent_pixel_noise", "pra", "energy_matched", "pra_sequential",
+           "parallel_anchored", "anchored_rollout", "free_rollout")
+LATENT_METHODS = ("latent_tf", "latent_pixel_noise", "pra", "energy_matched", "pra_sequential", "parallel_anchored",
+                  "anchored_rollout", "free_rollout")
 # the knob that sets each method's input perturbation (methods without one have none to tune)
 NOISE_KNOBS = {"pixel_noise": "pixel_noise_sigma", "latent_pixel_noise": "pixel_noise_sigma", "pra": "t_min",
-               "pra_sequential": "t_min", "anchored_rollout": "t_min"}
+               "energy_matched": "t_min", "pra_sequential": "t_min", "parallel_anchored": "t_min",
+               "anchored_rollout": "t_min"}
+# methods whose inputs belong to another image than the target (a rollout from pure noise): the model can learn
+# to ignore its context, so they are documented negative examples, never an arm of a hypothesis
+ILL_POSED_METHODS = ("free_rollout",)
 
 
 @dataclass(frozen=True)
@@ -63,8 +68,9 @@ class ModelConfig:
 @dataclass(frozen=True)
 class MethodConfig:
     """Settings of each method's input construction and of the latent path."""
-    t_min: float = opt(0.5, "pra, pra_sequential, anchored_rollout: perturbation z~ = t*sg(z) + (1-t)*eps with "
-                       "t ~ U(t_min, 1) per position.", reconstruction=True, minimum=0.0, maximum=1.0)
+    t_min: float = opt(0.5, "pra, energy_matched, pra_sequential, parallel_anchored, anchored_rollout: "
+                       "perturbation z~ = t*sg(z) + (1-t)*eps with t ~ U(t_min, 1) per position (t_min = 1: "
+                       "no perturbation, a control arm).", reconstruction=True, minimum=0.0, maximum=1.0)
     pixel_noise_sigma: float = opt(0.2, "pixel_noise, latent_pixel_noise: std of Gaussian noise on the [-1, 1] "
                                    "input patches, drawn per example from U(0, sigma).", reconstruction=True, minimum=0.0)
     p_sample: float = opt(0.9, "Encoder masking: probability an example is selected.", paper=True,
@@ -80,9 +86,9 @@ class MethodConfig:
                                "variance per dimension.", reconstruction=True, minimum=0.0)
     head_grad_to_encoder: bool = opt(False, "Let the head loss back-propagate into the encoder through "
                                      "its target z.", reconstruction=True)
-    rollout_ode_steps: int = opt(8, "anchored_rollout, free_rollout: head ODE steps of the training-time rollout.",
+    rollout_ode_steps: int = opt(8, "parallel_anchored, anchored_rollout, free_rollout: head ODE steps of the training-time rollout.",
                                  reconstruction=True, minimum=1)
-    rollout_solver: str = opt("euler", "anchored_rollout, free_rollout: head ODE solver of the training-time "
+    rollout_solver: str = opt("euler", "parallel_anchored, anchored_rollout, free_rollout: head ODE solver of the training-time "
                               "rollout.", choices=["euler", "heun"], reconstruction=True)
 
 
