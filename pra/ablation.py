@@ -13,7 +13,8 @@ import numpy as np
 from pra.config import AblationConfig, ExperimentConfig
 from pra.io import read_json
 from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
-from pra.statistics import Comparison, holm, hypothesis_outcome, verdict, welch
+from pra.analysis import analyse
+from pra.statistics import Comparison, verdict
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
 
@@ -109,7 +110,7 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
            "train_code_hashes": sorted(str(h) for h in train_code)}
     ref = reference_variant(out, ablation.reference)
     out["reference"] = ref["name"] if ref else None
-    out["comparisons"], out["hypotheses"] = tests(out, ablation)
+    out["comparisons"], out["hypotheses"], out["analysis"] = analyse(out, ablation)
     out["outcome"] = outcome(out)
     return out
 
@@ -134,49 +135,18 @@ def reference_variant(summary: dict, declared: str = "") -> dict | None:
     return base[0] if len(methods) == 1 and len(base) == 1 else None
 
 
-def tests(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dict]]:
-    """Welch tests of every variant vs the reference on the primary metric, and of every declared
-    hypothesis; one Holm family for all of them."""
-    comps, hyps = [], []
-    ref = summary["reference"]
-    metric = summary["primary_metric"]
-    if ref is not None:
-        for v in summary["variants"]:
-            if v["name"] != ref and _get(summary, v["name"], metric) and _get(summary, ref, metric):
-                comps.append(welch(_get(summary, v["name"], metric)["values"], _get(summary, ref, metric)["values"],
-                                   names=(v["name"], ref), metric=metric))
-    for h in ablation.hypotheses:
-        ref_metric = h.reference_metric or h.metric
-        a, b = _get(summary, h.variant, h.metric), _get(summary, h.reference, ref_metric)
-        base = {"id": h.id, "statement": h.statement, "metric": h.metric, "reference_metric": ref_metric,
-                "variant": h.variant, "reference": h.reference, "expect": h.expect}
-        if a is None or b is None:
-            hyps.append({**base, "comparison": None,
-                         "outcome": f"not measured: no {h.metric!r} of {h.variant} or {ref_metric!r} of {h.reference}"})
-            continue
-        names = (h.variant, h.reference) if ref_metric == h.metric else \
-            (f"{h.variant}: {h.metric}", f"{h.reference}: {ref_metric}")
-        hyps.append({**base, "comparison": welch(a["values"], b["values"], names=names, metric=h.metric)})
-    family = comps + [h["comparison"] for h in hyps if h["comparison"] is not None]
-    for c, p in zip(family, holm([c.p for c in family])):
-        c.p_holm = p
-    for h in hyps:
-        if h["comparison"] is not None:
-            h["outcome"] = hypothesis_outcome(h["comparison"], h["expect"])
-            h["comparison"] = h["comparison"].to_dict()
-    return [c.to_dict() for c in comps], hyps
-
-
 def outcome(summary: dict) -> list[str]:
     """Plain statements of what the measurements say, from the tests, whichever way they go."""
     lines = []
     for h in summary["hypotheses"]:
-        c = h["comparison"]
-        detail = f" ({verdict(Comparison(**c), lower_is_better(h['metric']))})" if c and c["p"] is not None else ""
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
-                     f"expected {h['expect']}): {h['outcome']}{detail}.")
+                     f"expected {h['expect']}): {h['outcome']}{_detail(h['comparison'], h['metric'])}.")
     for c in summary["comparisons"]:
-        lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {verdict(Comparison(**c), lower_is_better(c['metric']))}.")
+        if c.get("role") == "estimate":
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']} (estimate, not a test){_detail(c, c['metric'])}.")
+        else:
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: "
+                         f"{verdict(Comparison(**c), lower_is_better(c['metric']))}.")
     ref = summary["reference"]
     refv = next((v for v in summary["variants"] if v["name"] == ref), None)
     seed0 = summary["seeds"][0]
@@ -209,6 +179,22 @@ def outcome(summary: dict) -> list[str]:
                      "paired, mean over positions; 95% intervals of the first seed in the accumulation table): "
                      + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
     return lines
+
+
+def _detail(c: dict | None, metric: str) -> str:
+    """The numbers behind a reading: Welch's sentence, or a paired test's ratio (or difference) with its
+    interval."""
+    if not c or c.get("p") is None:
+        return ""
+    if "diff" in c:
+        return f" ({verdict(Comparison(**c), lower_is_better(metric))})"
+    lo, hi = c["ci"]
+    if c["log"]:
+        est = f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]"
+    else:
+        est = f"difference {c['mean_diff']:+.3g} [{lo:+.3g}, {hi:+.3g}]"
+    flip = f", sign-flip p = {c['p_sign_flip']:.2g}" if c.get("p_sign_flip") is not None else ""
+    return f" ({est} at {c['level']:.1%}; paired t p = {c['p']:.2g}{flip}; {c['n']} seeds)"
 
 
 def log_to_mlflow(summary: dict, uri: str | None, experiment: str) -> str | None:

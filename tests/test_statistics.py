@@ -51,30 +51,107 @@ def _variant(name, **metrics):
                             "std": float(np.std(v, ddof=1)) if len(v) > 1 else None} for k, v in metrics.items()}}
 
 
-def test_ablation_tests_one_holm_family_with_declared_hypotheses():
-    from pra.ablation import outcome, tests
+def _ablation(**kw):
     from pra.config import ExperimentConfig
 
-    a = ExperimentConfig().replace(ablations=[{
-        "name": "s", "scale": "tiny-S", "seeds": [1, 2, 3, 4, 5],
-        "variants": [{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"}],
-        "hypotheses": [{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
-                       {"id": "H2", "metric": "gap_inputs_pra_mmd2_excess", "variant": "pra", "reference": "pra",
-                        "reference_metric": "gap_inputs_teacher_forcing_mmd2_excess", "expect": "lower"}]}]).ablations[0]
+    base = {"name": "s", "scale": "tiny-S", "seeds": [1, 2, 3, 4, 5],
+            "variants": [{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"},
+                         {"name": "pixel_noise", "method": "pixel_noise"}]}
+    return ExperimentConfig().replace(ablations=[{**base, **kw}]).ablations[0]
+
+
+def test_welch_holm_family_counts_each_distinct_comparison_once():
+    from pra.ablation import outcome
+    from pra.analysis import analyse
+
+    a = _ablation(hypotheses=[
+        {"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
+        {"id": "H2", "metric": "gap_inputs_pra_mmd2_excess", "variant": "pra", "reference": "pra",
+         "reference_metric": "gap_inputs_teacher_forcing_mmd2_excess", "expect": "lower"}])
     summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [
         _variant("pra", fid=[5.0, 5.2, 4.9, 5.1, 5.0], gap_inputs_pra_mmd2_excess=[0.01, 0.012, 0.011, 0.009, 0.01],
                  gap_inputs_teacher_forcing_mmd2_excess=[0.011, 0.01, 0.012, 0.01, 0.009]),
-        _variant("latent_tf", fid=[24.0, 30.0, 20.0, 26.0, 22.0])]}
-    comps, hyps = tests(summary, a)
-    assert len(comps) == 1 and len(hyps) == 2
-    # three tests in one family: each Holm-adjusted p is at least its raw p, the smallest times 3
+        _variant("latent_tf", fid=[24.0, 30.0, 20.0, 26.0, 22.0]),
+        _variant("pixel_noise", fid=[9.0, 12.0, 8.0, 11.0, 10.0])]}
+    comps, hyps, desc = analyse(summary, a)
+    # latent_tf vs pra on fid is H1 already (in the other order): only pixel_noise vs pra is added
+    assert [(c["a"], c["b"]) for c in comps] == [("pixel_noise", "pra")] and len(hyps) == 2 and desc["m"] == 3
     ps = [comps[0]["p"], hyps[0]["comparison"]["p"], hyps[1]["comparison"]["p"]]
     adj = [comps[0]["p_holm"], hyps[0]["comparison"]["p_holm"], hyps[1]["comparison"]["p_holm"]]
     assert min(adj) == pytest.approx(min(1.0, 3 * min(ps))) and all(q >= p for p, q in zip(ps, adj))
     assert hyps[0]["outcome"] == "supported"
     assert hyps[1]["comparison"]["a"] == "pra: gap_inputs_pra_mmd2_excess"
-    assert hyps[1]["outcome"] == "not supported: not clearly different"
+    assert hyps[1]["outcome"].startswith("not supported: not clearly different")
     summary.update(comparisons=comps, hypotheses=hyps)
     lines = outcome(summary)
     assert lines[0].startswith("H1 (") and "supported" in lines[0]
-    assert any(ln.startswith("fid: latent_tf vs pra: clearly higher (worse)") for ln in lines), lines
+    assert any(ln.startswith("fid: pixel_noise vs pra: clearly higher (worse)") for ln in lines), lines
+
+
+def test_a_reading_that_flips_under_pairing_does_not_hold_up():
+    """Arms with a large shared seed effect: Welch (registered) sees nothing, the paired sensitivity analysis
+    sees a clear ratio, so the hypothesis is worded as not holding up across analyses."""
+    from pra.analysis import analyse
+
+    a = _ablation(variants=[{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"}],
+                  hypotheses=[{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf",
+                               "expect": "lower"}])
+    seed_effect = np.array([5.0, 10.0, 20.0, 40.0, 80.0])
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [
+        _variant("pra", fid=list(seed_effect * [0.90, 0.91, 0.89, 0.90, 0.905])),
+        _variant("latent_tf", fid=list(seed_effect))]}
+    _, hyps, _ = analyse(summary, a)
+    h = hyps[0]
+    assert h["comparison"]["p_holm"] > 0.05 and h["sensitivity"]["comparison"]["p"] < 0.001
+    assert h["outcome"].startswith("not supported") and "does not hold up across analyses (paired: supported)" \
+        in h["outcome"]
+
+
+def test_paired_analysis_matches_scipy_and_reads_equal_only_from_tost():
+    from scipy import stats
+
+    from pra.analysis import analyse
+
+    a = _ablation(analysis="paired", equivalence_margin=1.15, hypotheses=[
+        {"id": "C1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
+        {"id": "C2", "metric": "fid", "variant": "pixel_noise", "reference": "latent_tf", "expect": "equal"}])
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.normal(np.log(20), 0.1, 8))
+    pra, tf = base * np.exp(rng.normal(np.log(0.8), 0.02, 8)), base
+    close = base * np.exp(rng.normal(0.0, 0.01, 8))  # within 1.15 by far
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": list(range(8)), "variants": [
+        _variant("pra", fid=list(pra)), _variant("latent_tf", fid=list(tf)), _variant("pixel_noise", fid=list(close))]}
+    comps, hyps, desc = analyse(summary, a)
+    assert desc["m"] == 2 and desc["level"] == pytest.approx(0.975)
+    c1 = hyps[0]["comparison"]
+    assert c1["p"] == pytest.approx(stats.ttest_rel(np.log(pra), np.log(tf)).pvalue, rel=1e-9)
+    want = stats.ttest_rel(np.log(pra), np.log(tf)).confidence_interval(0.975)
+    assert np.exp(want.low) == pytest.approx(c1["ratio_ci"][0]) and np.exp(want.high) == pytest.approx(c1["ratio_ci"][1])
+    assert hyps[0]["outcome"] == "supported"
+    assert hyps[1]["outcome"].startswith("supported: equivalent within a ratio of 1.15")
+    # a 1.5x difference with the same noise is not equal; a noisy small sample shows nothing either way
+    summary["variants"][2] = _variant("pixel_noise", fid=list(base * 1.5 * np.exp(rng.normal(0, 0.01, 8))))
+    assert analyse(summary, a)[1][1]["outcome"] == "contradicted: clearly different"
+    summary["variants"][2] = _variant("pixel_noise", fid=list(base * np.exp(rng.normal(0, 0.4, 8))))
+    assert analyse(summary, a)[1][1]["outcome"].startswith("not shown")
+    # the other comparisons are estimates (no p used for a verdict): pixel_noise vs pra is not a hypothesis
+    assert [c["role"] for c in comps] == ["estimate"] * len(comps) and len(comps) == 1
+
+
+def test_ill_posed_arms_are_never_interpreted():
+    from pra.analysis import NOT_INTERPRETABLE, analyse
+    from pra.config import ConfigError
+
+    variants = [{"name": "pra", "method": "pra"}, {"name": "free", "method": "free_rollout"}]
+    hyp = [{"id": "H3", "metric": "fid", "variant": "pra", "reference": "free", "expect": "equal"}]
+    with pytest.raises(ConfigError, match=r"hypotheses\[0\]\.reference.*another image"):
+        _ablation(analysis="paired", variants=variants, hypotheses=hyp)
+    a = _ablation(variants=variants, hypotheses=hyp)  # the registered welch_holm family keeps it
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3], "variants": [
+        _variant("pra", fid=[5.0, 5.1, 5.2]), _variant("free", fid=[5.0, 5.1, 5.3])]}
+    summary["variants"][1]["method"] = "free_rollout"
+    _, hyps, desc = analyse(summary, a)
+    assert hyps[0]["outcome"] == NOT_INTERPRETABLE and hyps[0]["comparison"]["p_holm"] is not None and desc["m"] == 1
+    with pytest.raises(ConfigError, match="at most 3"):
+        _ablation(analysis="paired", hypotheses=[
+            {"id": f"C{i}", "metric": "fid", "variant": "pra", "reference": "latent_tf"} for i in range(4)])

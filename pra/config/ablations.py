@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
-from pra.config.sections import METHODS, NOISE_KNOBS, MethodConfig
+from pra.config.sections import ILL_POSED_METHODS, METHODS, NOISE_KNOBS, MethodConfig
 from pra.typed import ConfigError, check_value, field_meta, opt
 
 OVERRIDABLE = ("model", "method", "train", "sample")
@@ -31,7 +31,8 @@ class HypothesisConfig:
     reference_metric: str = opt("", "The reference's metric (empty: the same metric), e.g. the input gap of "
                                 "teacher-forced inputs of the same model.")
     expect: str = opt("lower", "Expected sign of variant minus reference: 'lower', 'higher', or 'equal' (no "
-                      "difference; only ever supported as 'not clearly different', never proven).",
+                      "difference: supported only by an equivalence test against `equivalence_margin` in the "
+                      "paired analysis, never by a non-significant test).",
                       choices=["lower", "higher", "equal"])
 
 
@@ -46,8 +47,18 @@ class AblationConfig:
     variants: list[VariantConfig] = opt([], "The variants compared.")
     reference: str = opt("", "The variant every other is compared with (empty: the variant named 'pra' if there "
                          "is one, else the only variant without overrides).")
-    primary_metric: str = opt("fid", "The metric every variant is compared with the reference on (Welch tests, "
-                              "Holm-corrected together with the hypotheses).")
+    primary_metric: str = opt("fid", "The metric every variant is compared with the reference on (tested with "
+                              "the hypotheses under welch_holm, estimated with intervals under paired).")
+    analysis: str = opt("welch_holm", "The registered analysis (pra.analysis): 'welch_holm' = Welch's t-test "
+                        "per comparison, Holm over the family, with a paired sensitivity analysis; 'paired' = the "
+                        "hypotheses (at most 3) as the confirmatory family, paired t over seeds on log values at "
+                        "the Bonferroni level, 'equal' from TOST, the other comparisons as estimates.",
+                        choices=["welch_holm", "paired"])
+    alpha: float = opt(0.05, "Family-wise error rate of the registered analysis.", exclusive_minimum=0.0,
+                       maximum=0.5)
+    equivalence_margin: float = opt(1.15, "Equivalence margin of 'equal' hypotheses on ratio metrics (FID, KID, "
+                                    "IS), as a ratio: equal means the geometric-mean ratio lies within "
+                                    "[1/margin, margin].", reconstruction=True, exclusive_minimum=1.0)
     hypotheses: list[HypothesisConfig] = opt([], "Declared hypotheses with their endpoints, tested and worded in the report.",
                                              allow_empty=True)
     tune_seed: int = opt(-1, "Held-out seed on which the noise knobs are tuned (not one of `seeds`); -1 = no tuning.",
@@ -121,8 +132,16 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
                               f"(the same tuning budget), got {a.tune_values}")
         if a.reference and a.reference not in vnames:
             raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
+        methods = {v.name: v.method or a.method for v in a.variants}
+        if a.analysis == "paired" and len(a.hypotheses) > 3:
+            raise ConfigError(f"config key '{where}.hypotheses': the paired analysis registers at most 3 "
+                              f"confirmatory hypotheses, got {len(a.hypotheses)} (estimate the rest)")
         for j, h in enumerate(a.hypotheses):
             for key in ("variant", "reference"):
                 if getattr(h, key) not in vnames:
                     raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} is not a "
                                       f"variant of this ablation ({vnames})")
+                if a.analysis == "paired" and methods[getattr(h, key)] in ILL_POSED_METHODS:
+                    raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} trains "
+                                      f"with {methods[getattr(h, key)]}, whose inputs belong to another image than "
+                                      f"its target: it cannot be an arm of a hypothesis")

@@ -307,30 +307,52 @@ def _with_ci(d: dict, key: str, ci_key: str, digits: int, sign: str = "+") -> st
 
 
 def tests_table(summary: dict) -> Table:
-    """Every comparison the ablation words: the declared hypotheses, then each variant vs the reference."""
+    """Every comparison the ablation words, each distinct one once: the declared hypotheses, then each
+    variant vs the reference, with the registered analysis (pra.analysis) and, under welch_holm, the paired
+    sensitivity analysis beside it."""
     from pra.statistics import Comparison, verdict
 
     recs = []
-    rows = [(h["id"], h["comparison"], h["outcome"]) for h in summary.get("hypotheses", [])]
-    rows += [("vs reference", c, None) for c in summary.get("comparisons", [])]
-    for label, c, out in rows:
-        if c is None:
-            recs.append({"test": label, "comparison": MISSING, "metric": MISSING, "means": MISSING,
-                         "difference [95% CI]": MISSING, "Hedges' g": MISSING, "seeds": MISSING,
-                         "p (Welch)": MISSING, "p (Holm)": MISSING, "reading": out})
-            continue
-        reading = verdict(Comparison(**c)).split(" (")[0]
-        recs.append({"test": label, "comparison": f"{c['a']} − {c['b']}", "metric": c["metric"],
-                     "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}",
-                     "difference [95% CI]": f"{c['diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['diff']:+.4g}",
-                     "Hedges' g": fmt(c["hedges_g"], 2), "seeds": f"{c['n_a']}, {c['n_b']}",
-                     "p (Welch)": fmt(c["p"], 3), "p (Holm)": fmt(c["p_holm"], 3),
-                     "reading": out or reading})
-    notes = ["Welch's t-test over training seeds (unequal variances); 95% Welch interval of the difference of means; "
-             "Holm's correction over every row of this table (one family). A difference is called only when the "
-             "Holm-adjusted p < 0.05; otherwise 'not clearly different', whatever the means. Fewer than 2 seeds on a "
-             "side: no test."]
-    return Table(f"tests_{summary['name']}", f"Tests of ablation `{summary['name']}`", pd.DataFrame(recs), notes)
+    analysis = summary.get("analysis") or {"analysis": "welch_holm", "text": ""}
+    rows = [(h["id"], h["comparison"], h["outcome"], h.get("sensitivity")) for h in summary.get("hypotheses", [])]
+    rows += [("vs reference" if c.get("role") != "estimate" else "estimate", c, None, None)
+             for c in summary.get("comparisons", [])]
+    for label, c, out, sens in rows:
+        rec = {"test": label, "comparison": MISSING, "metric": MISSING, "means": MISSING,
+               "estimate [interval]": MISSING, "seeds": MISSING, "p": MISSING, "p (family)": MISSING,
+               "reading": out}
+        if c is not None and "diff" in c:  # Welch
+            rec.update({"comparison": f"{c['a']} − {c['b']}", "metric": c["metric"],
+                        "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}",
+                        "estimate [interval]": (f"{c['diff']:+.4g} {_ci(c['ci'], 3)} (95%)" if c["ci"]
+                                                else f"{c['diff']:+.4g}"),
+                        "seeds": f"{c['n_a']}, {c['n_b']}", "p": f"{fmt(c['p'], 3)} (Welch)",
+                        "p (family)": f"{fmt(c['p_holm'], 3)} (Holm)",
+                        "reading": out or verdict(Comparison(**c)).split(" (")[0]})
+        elif c is not None:  # paired
+            est = (f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]" if c["log"] and c["ratio_ci"]
+                   else f"{c['mean_diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['mean_diff']:+.4g}")
+            rec.update({"comparison": f"{c['a']} − {c['b']}" if not c["log"] else f"{c['a']} / {c['b']}",
+                        "metric": c["metric"] + (" (log)" if c["log"] else ""),
+                        "estimate [interval]": f"{est} ({c['level']:.1%})", "seeds": f"{c['n']} pairs",
+                        "p": f"{fmt(c['p'], 3)} (paired t)" if label != "estimate" else "— (estimate)",
+                        "p (family)": (f"sign-flip {fmt(c['p_sign_flip'], 3)}" if c.get("p_sign_flip") is not None
+                                       else MISSING),
+                        "reading": out or "estimate, not a test"})
+        if sens and sens.get("comparison"):
+            s_ = sens["comparison"]
+            rec["sensitivity (paired, deviation)"] = (
+                (f"ratio {s_['ratio']:.3g} [{s_['ratio_ci'][0]:.3g}, {s_['ratio_ci'][1]:.3g}]" if s_["log"] and s_["ratio_ci"]
+                 else f"{s_['mean_diff']:+.4g} {_ci(s_['ci'], 3)}" if s_["ci"] else MISSING)
+                + (f", p = {fmt(s_['p'], 3)}: {sens['outcome']}" if s_["p"] is not None else ""))
+        recs.append(rec)
+    df = pd.DataFrame(recs)
+    if "sensitivity (paired, deviation)" in df:
+        df["sensitivity (paired, deviation)"] = df["sensitivity (paired, deviation)"].fillna(MISSING)
+    notes = [analysis.get("text") or "",
+             "A difference is called only at the family's level; otherwise 'not clearly different', whatever the "
+             "means. 'Equal' is never read from a non-significant test. Fewer than 2 seeds on a side: no test."]
+    return Table(f"tests_{summary['name']}", f"Tests of ablation `{summary['name']}`", df, notes)
 
 
 def gap_table(name: str, gaps: dict) -> Table:
