@@ -65,7 +65,7 @@ class Rollout:
 def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: SamplerSettings,
             noise: Noise | torch.Generator, *, anchor: tuple[torch.Tensor, torch.Tensor] | None = None,
             anchor_noise: torch.Tensor | None = None, initial: torch.Tensor | None = None, use_cache: bool = True, ode: HeadODE | None = None,
-            positions: int | None = None) -> Rollout:
+            positions: int | None = None, prefix: torch.Tensor | None = None) -> Rollout:
     """Generate N tokens for `labels` [B].
 
     anchor=(y_true [B, N, D], t [B, N]): position i's ODE starts at t_i from t_i*y_true_i + (1-t_i)*eps
@@ -79,6 +79,10 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
     the same order either way, so the choice changes no random draw.
     The network may hold bf16 weights (fast sampling): the ODE state stays fp32 (pra.flow.state_dtype).
     positions: generate only the first n positions (benchmarks time slow paths on a prefix); default all.
+    prefix [B, s, P]: the first s positions are these patches, fed to the trunk as they are (no head ODE is
+    solved there; their states are zeros), and generation continues from position s. Start noise is drawn (or
+    taken from `initial`) only for generated positions, so with `initial` two sets with different prefix
+    lengths start every position they both generate from the same noise.
     """
     g = net.geometry
     noise = as_noise(noise)
@@ -94,9 +98,12 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
     cache = net.trunk.new_cache(lab.shape[0], device, dtype) if use_cache else None
     h = net.trunk.prefill(lab, cache) if use_cache else net.trunk(patches[:, :0].repeat(lab.shape[0] // B, 1, 1), lab)[:, -1]
     zeros = torch.zeros(B, device=device, dtype=sd)
+    forced = 0 if prefix is None else prefix.shape[1]
     for i in range(N):
         cond, uncond = (h[:B], h[B:]) if guided else (h, None)
-        if anchor is not None:
+        if i < forced:
+            y, x = torch.zeros(B, D, device=device, dtype=sd), prefix[:, i].to(dtype)
+        elif anchor is not None:
             y_true, t = anchor[0][:, i].to(sd), anchor[1][:, i].to(sd)
             eps = noise.randn(*y_true.shape, dtype=sd) if anchor_noise is None else anchor_noise[:, i].to(sd)
             y0, t0 = t[:, None] * y_true + (1 - t[:, None]) * eps, t
@@ -104,8 +111,9 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
             y0, t0 = initial[:, i].to(sd), zeros
         else:
             y0, t0 = noise.randn(B, D, dtype=sd) * settings.temperature, zeros
-        y = ode(cond, uncond, settings.guidance_at(i, g.num_tokens), y0, t0)
-        x = net.to_pixels(y.to(dtype), cond)
+        if i >= forced:
+            y = ode(cond, uncond, settings.guidance_at(i, g.num_tokens), y0, t0)
+            x = net.to_pixels(y.to(dtype), cond)
         patches[:, i] = x
         states.append(y)
         hidden.append(cond)
@@ -113,8 +121,8 @@ def rollout(net: PRANetwork, flow: Flow, labels: torch.Tensor, settings: Sampler
             if use_cache:
                 h = net.trunk.step(torch.cat([x, x]) if guided else x, cache)
             else:
-                prefix = patches[:, : i + 1]
-                h = net.trunk(torch.cat([prefix, prefix]) if guided else prefix, lab)[:, -1]
+                seen = patches[:, : i + 1]
+                h = net.trunk(torch.cat([seen, seen]) if guided else seen, lab)[:, -1]
     return Rollout(patches, torch.stack(states, 1), torch.stack(hidden, 1))
 
 
