@@ -91,7 +91,9 @@ COMMANDS = {  # name: (job, help, arguments)
               [CONFIG, MODEL, DATA, TRACKING, OUT, THREADS]),
     "gap": ("pra.diagnostics.jobs:gap", "input-distribution gap of a trained model",
             diagnostic(arg("--permutations", type=int, default=200, help="permutations of the MMD tests"))),
-    "accumulate": ("pra.diagnostics.jobs:accumulate", "error accumulation along the sequence", diagnostic()),
+    "accumulate": ("pra.diagnostics.jobs:accumulate", "error accumulation along the sequence (hybrid prefixes)",
+                   diagnostic(arg("--classifier", help="classifier.pt: class agreement of the completed images "
+                                                       "(default: none, agreement skipped)"))),
     "approximate": ("pra.diagnostics.jobs:approximate", "distance of PRA's and its twin's inputs to the anchored "
                     "sequential rollout's, on shared draws (the approximation error)", diagnostic()),
     "ablation": ("pra.ablation:ablation_job", "aggregate one ablation over variants and seeds; MLflow parent + "

@@ -34,7 +34,10 @@ def gap_metrics(gap: dict) -> dict[str, float]:
     return m
 
 
-ACCUMULATION_KEYS = ("own_prefix", "true_prefix", "floor", "accumulated", "excess_own_prefix", "excess_true_prefix")
+# accumulation.json's per-run scalars (its "summary"): the region's excess with the full own prefix, the two
+# distances, the floor, the excess null, the EB-M-style ratio, the growth exponent and the classifier agreement drop
+ACCUMULATION_KEYS = ("accumulated", "distance_true_prefix", "distance_own_prefix", "floor", "excess_null",
+                     "ebm_ratio", "growth_beta", "agreement_drop")
 
 
 def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, float]:
@@ -49,7 +52,7 @@ def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, flo
     if diagnostics:
         m.update(gap_metrics(read_json(d / "gap.json")))
         a = read_json(d / "accumulation.json")
-        m.update({f"acc_{k}": a[f"mean_{k}"] for k in ACCUMULATION_KEYS})
+        m.update({f"acc_{k}": a["summary"][k] for k in ACCUMULATION_KEYS if a["summary"].get(k) is not None})
         ap = read_json(d / "approximation.json")
         if ap["applicable"] and "pra_minus_twin_content_ratio" in ap:
             m.update({f"approx_{k}_content_ratio": ap["constructions"][k]["content_ratio"] for k in ("pra", "twin")})
@@ -175,8 +178,9 @@ def outcome(summary: dict) -> list[str]:
         lines.append(line)
     acc = [(v["name"], v["metrics"]["acc_accumulated"]) for v in summary["variants"] if "acc_accumulated" in v["metrics"]]
     if acc:
-        lines.append("Error accumulation (Frechet distance to held-out real patches, own prefix minus true prefix, "
-                     "paired, mean over positions; 95% intervals of the first seed in the accumulation table): "
+        lines.append("Error accumulation (class-conditional MMD² of a fixed ink region to held-out real regions, "
+                     "after the model's full own prefix minus after the true prefix, paired; per-run intervals and "
+                     "the excess null in the accumulation table): "
                      + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
     return lines
 

@@ -125,7 +125,7 @@ def pipeline(tmp_path_factory):
         ("gap", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "gap.json"),
                  "--images", "20", "--basis-images", "40", "--subsamples", "20", "--permutations", "19"]),
         ("accumulate", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "acc.json"),
-                        "--images", "20", "--basis-images", "40", "--subsamples", "20"]),
+                        "--images", "60", "--basis-images", "40", "--subsamples", "20"]),
         ("approximate", ["--model", str(run / "model.pt"), "--data", str(data), "--out", str(run / "approx.json"),
                          "--images", "20", "--basis-images", "40", "--subsamples", "20"]),
     ]

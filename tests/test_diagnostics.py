@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pra.data.dataset import PreparedSplit
-from pra.diagnostics.accumulation import error_accumulation, generate
+from pra.diagnostics.accumulation import NULL as NULL_SET, error_accumulation, hybrid_sets
 from pra.diagnostics.gap import NULL, REFERENCE, collect, input_gap
 from pra.model.patches import patchify, to_unit
 from pra.checkpoint import load_trained
@@ -20,7 +20,8 @@ def model_and_data(trained_pra, prepared):
 def test_collected_sets_have_the_right_shapes_and_meaning(model_and_data):
     net, cfg, (imgs, labels), _ = model_and_data
     sets = collect(net, cfg, imgs, labels, seed=0, batch_size=25)
-    names = {"teacher_forcing", "pixel_noise", "pra", "pra_sequential", REFERENCE, NULL}
+    names = {"teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched", "pra_sequential",
+             "anchored_rollout", REFERENCE, NULL}
     assert set(sets["inputs"]) == names and set(sets["hidden"]) == names
     for v in sets["inputs"].values():
         assert v.shape == (60, 15, 16)   # the 15 patches fed back
@@ -49,7 +50,8 @@ def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
     assert res["spaces"]["inputs"]["positions"] == list(range(1, 16))
     assert res["spaces"]["hidden"]["positions"] == list(range(2, 17))
     for space in res["spaces"].values():
-        assert set(space["sets"]) == {"teacher_forcing", "pixel_noise", "pra", "pra_sequential", NULL}
+        assert set(space["sets"]) == {"teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched",
+                                      "pra_sequential", "anchored_rollout", NULL}
         for name, row in space["sets"].items():
             assert len(row["gaussian_kl"]) == 15 and len(row["mmd2_p"]) == 15
             lo, hi = row["ci_mmd2"]
@@ -58,27 +60,37 @@ def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
     assert res["settings"]["split"].startswith("val")
 
 
-def test_accumulation_is_paired_on_held_out_halves(model_and_data):
-    net, cfg, (imgs, labels), (timgs, _) = model_and_data
-    own, true_prefix = generate(net, cfg, imgs[:20], labels[:20], seed=0)
-    # position 1 has no prefix: own and true prefix share the head noise, so the patches are identical
-    assert np.array_equal(own[:, 0], true_prefix[:, 0])
-    assert not np.array_equal(own[:, 5:], true_prefix[:, 5:])
-    # both on the 8-bit grid, like real patches
-    for a in (own, true_prefix):
-        assert np.allclose(np.round((a + 1) * 127.5), (a + 1) * 127.5, atol=1e-4)
-    acc = error_accumulation(net, cfg, imgs, labels, timgs, pca_dim=4, subsamples=10)
-    assert acc["settings"]["images_a"] == acc["settings"]["images_b"] == 30
-    assert len(acc["own_prefix"]) == 16 and acc["accumulated"][0] == pytest.approx(0, abs=1e-9)
-    assert all(f > 0 for f in acc["floor"])  # two real halves are not identical
-    assert acc["ci_accumulated"][0] <= acc["mean_accumulated"] <= acc["ci_accumulated"][1]
-
-
-def test_generation_is_deterministic_given_the_seed(model_and_data):
+def test_hybrid_prefixes_keep_the_true_patches_and_share_the_noise(model_and_data):
+    """Set k keeps the true patches before r0 - k and generates the rest (every k from the same start noise:
+    tests/test_model.py checks that a continuation from a rollout's own prefix reproduces it); the null set is
+    another draw; all on the 8-bit grid; the sets are fixed by the seed."""
     net, cfg, (imgs, labels), _ = model_and_data
-    a = generate(net, cfg, imgs[:10], labels[:10], seed=3)
-    b = generate(net, cfg, imgs[:10], labels[:10], seed=3)
-    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    from pra.model.patches import image_patches
+    true = image_patches(imgs[:12], 4).numpy()
+    sets = hybrid_sets(net, cfg, imgs[:12], labels[:12], [0, 1, 2, 8], 8, seed=0)
+    for k in (0, 1, 2, 8):
+        assert np.allclose(sets[k][:, :8 - k], true[:, :8 - k], atol=1 / 127.5)
+        assert not np.allclose(sets[k][:, 8 - k:], true[:, 8 - k:], atol=1 / 127.5)
+        v = sets[k]
+        assert np.allclose(np.round((v + 1) * 127.5), (v + 1) * 127.5, atol=1e-4)
+    assert not np.array_equal(sets[0][:, 8:], sets[NULL_SET][:, 8:])
+    again = hybrid_sets(net, cfg, imgs[:12], labels[:12], [0, 1, 2, 8], 8, seed=0)
+    assert all(np.array_equal(sets[k], again[k]) for k in sets)
+
+
+def test_accumulation_output_reads_region_excess_against_nulls(model_and_data):
+    net, cfg, (imgs, labels), _ = model_and_data
+    res = error_accumulation(net, cfg, imgs, labels, subsamples=10)
+    assert res["settings"]["images_a"] == res["settings"]["images_b"] == 30
+    assert res["ks"][0] == 0 and res["ks"][-1] == res["r0"] - 1 and res["exposure"][0] == 0
+    assert set(res["region_positions"]) <= set(res["content_positions"])
+    assert all(p >= res["r0"] for p in res["region_positions"])
+    assert set(res["excess"]) == {str(k) for k in res["ks"][1:]} | {"null"}
+    for k, v in res["excess"].items():
+        lo, hi = res["ci_excess"][k]
+        assert lo <= v <= hi
+    assert res["summary"]["accumulated"] == res["excess"][str(res["ks"][-1])]
+    assert res["summary"]["agreement_drop"] is None and "agreement" not in res  # no classifier given
 
 
 def test_a_constant_background_does_not_outrank_damaged_content():

@@ -159,6 +159,23 @@ def test_free_rollout_inputs_equal_the_sampler():
     assert torch.equal(got, ref.patches)
 
 
+def test_a_rollout_continued_from_its_own_prefix_reproduces_it():
+    """prefix: the first s positions are fed as given; with the same start noise (initial), a rollout continued
+    from the first s patches of another rollout reproduces that rollout exactly."""
+    cfg, net = make("pra")
+    flow = make_flow(cfg.model, True)
+    y = torch.tensor([1, 2, 3])
+    s = SamplerSettings(ode_steps=4, solver="euler")
+    init = torch.randn(3, 16, net.head.out.out_features, dtype=torch.double, generator=generator(2))
+    full = rollout(net, flow, y, s, generator(0), initial=init)
+    for n in (1, 6, 15):
+        cont = rollout(net, flow, y, s, generator(0), initial=init, prefix=full.patches[:, :n])
+        torch.testing.assert_close(cont.patches, full.patches)
+    other = torch.rand(3, 6, GEOM.patch_dim, dtype=torch.double) * 2 - 1
+    cont = rollout(net, flow, y, s, generator(0), initial=init, prefix=other)
+    assert torch.equal(cont.patches[:, :6], other) and not torch.allclose(cont.patches[:, 6:], full.patches[:, 6:])
+
+
 def test_anchored_rollout_approaches_truth_as_t_min_goes_to_one():
     cfg, net = make("anchored_rollout", method={"t_min": 1.0})
     obj = Objective("anchored_rollout", cfg.model, cfg.method, latent=True)

@@ -37,31 +37,43 @@ from pra.noise import Noise
 from pra.rollout import rollout
 from pra.runtime import generator
 
-CONSTRUCTIONS = ("pra", "twin")
+CONSTRUCTIONS = ("pra", "twin", "reconstruction", "energy_matched")
+
+
+@torch.no_grad()
+def shared_draws(inputs: TrunkInputs, net, x: torch.Tensor, y: torch.Tensor, noise: Noise) -> dict[str, torch.Tensor]:
+    """One batch of every input construction of a latent model from one (t, eps) draw per position: "true" (the
+    clean patches), "reconstruction" (D(z, h(clean prefix)): no perturbation, t = 1), "pra", "energy_matched"
+    (PRA's error size per token, isotropic direction), "twin" (D(z~, h(its own inputs))) and "anchored" (the
+    sampler with each head ODE started from the noised true state), all [B, N, P]."""
+    B, N, _ = x.shape
+    _, z = inputs.head_states(net, x, noise)  # the code PRA's training inputs perturb (method.head_target)
+    t = inputs.perturbation_times(B, N, noise).to(x.dtype)
+    eps = noise.randn(*z.shape, dtype=z.dtype)
+    z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
+    ctx = net.trunk(x[:, :-1], y) if net.decoder.ctx_in is not None else None
+    rendered = net.to_pixels(z, ctx)
+    pra = net.to_pixels(z_tilde, ctx)
+    return {"true": x, "reconstruction": rendered, "pra": pra,
+            "energy_matched": TrunkInputs.energy_matched(rendered, pra, noise),
+            "twin": TrunkInputs.sequential(net, z_tilde, y),
+            "anchored": rollout(net, inputs.flow, y, inputs.rollout_settings, noise, anchor=(z, t),
+                                anchor_noise=eps).patches}
 
 
 @torch.no_grad()
 def constructions(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarray, *, seed: int = 0,
                   batch_size: int = 250) -> dict[str, np.ndarray]:
-    """{"true", "pra", "twin", "anchored"}: [n, N, P] pixel inputs built from shared (t, eps) draws."""
+    """shared_draws over all images: {name: [n, N, P]}."""
     device = next(net.parameters()).device
     inputs = TrunkInputs("anchored_rollout", cfg.method, make_flow(cfg.model, net.latent))
     noise = Noise(generator(seed, device))
-    out = {k: [] for k in ("true", "pra", "twin", "anchored")}
+    out: dict[str, list] = {}
     for i in range(0, len(images_u8), batch_size):
         x = image_patches(images_u8[i:i + batch_size], net.geometry.patch_size, device)
         y = torch.from_numpy(np.asarray(labels[i:i + batch_size])).to(device)
-        B, N, _ = x.shape
-        _, z = inputs.head_states(net, x, noise)  # the code PRA's training inputs perturb (method.head_target)
-        t = inputs.perturbation_times(B, N, noise).to(x.dtype)
-        eps = noise.randn(*z.shape, dtype=z.dtype)
-        z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
-        ctx = net.trunk(x[:, :-1], y) if net.decoder.ctx_in is not None else None
-        out["true"].append(x)
-        out["pra"].append(net.to_pixels(z_tilde, ctx))
-        out["twin"].append(TrunkInputs.sequential(net, z_tilde, y))
-        out["anchored"].append(rollout(net, inputs.flow, y, inputs.rollout_settings, noise, anchor=(z, t),
-                                       anchor_noise=eps).patches)
+        for k, v in shared_draws(inputs, net, x, y, noise).items():
+            out.setdefault(k, []).append(v)
     return {k: torch.cat(v).float().cpu().numpy() for k, v in out.items()}
 
 
@@ -77,7 +89,7 @@ def distances(sets: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """[n, N] Euclidean distances: each construction to the anchored rollout, the anchored rollout to the
     true patch."""
     a = sets["anchored"]
-    out = {k: np.linalg.norm(sets[k] - a, axis=-1) for k in CONSTRUCTIONS}
+    out = {k: np.linalg.norm(sets[k] - a, axis=-1) for k in CONSTRUCTIONS if k in sets}
     out["anchored_to_true"] = np.linalg.norm(a - sets["true"], axis=-1)
     return out
 
@@ -95,7 +107,7 @@ def summarise(d: dict[str, np.ndarray], content: np.ndarray, *, subsamples: int 
     all_rows, cols = np.arange(n), np.flatnonzero(content)
     out = {"positions": list(range(1, npos + 1)), "content_positions": (cols + 1).tolist(), "rows": n,
            "anchored_to_true": d["anchored_to_true"].mean(0).tolist(), "constructions": {}}
-    for k in CONSTRUCTIONS:
+    for k in (k for k in CONSTRUCTIONS if k in d):
         per_pos = [ratio(k, all_rows, [j]) if d["anchored_to_true"][:, j].mean() > 0 else None for j in range(npos)]
         row = {"distance": d[k].mean(0).tolist(), "ratio": per_pos}
         if len(cols):

@@ -2,8 +2,10 @@
 
 For held-out (val) images and the given weights, the sets compared at every AR position are
 * the training-input constructions: clean patches (teacher forcing), pixel-space Gaussian noise,
-  and for latent models PRA's parallel construction D(z~_i, h_i(clean x_<i)) and its sequential twin
-  D(z~_i, h_i(x~_<i)), with exactly the training code (pra.inputs);
+  and for latent models, from one (t, eps) draw per position (pra.diagnostics.approximation.shared_draws):
+  the reconstruction-only control D(z_i, h_i(clean x_<i)) (t = 1), PRA's parallel construction
+  D(z~_i, h_i(clean x_<i)), the energy-matched control (PRA's error size per token, isotropic direction), its
+  sequential twin D(z~_i, h_i(x~_<i)) and the anchored rollout, with exactly the training code (pra.inputs);
 * the reference: the model's own sequential rollout at inference (the experiment's sampler settings),
   for the labels of the same images;
 * the null: a second, independent rollout set of the same size. "Rollout vs rollout" shows where
@@ -33,7 +35,7 @@ import torch
 
 from pra.config import ExperimentConfig
 from pra.diagnostics import estimators as est
-from pra.diagnostics.approximation import content_positions
+from pra.diagnostics.approximation import content_positions, shared_draws
 from pra.flow import make_flow
 from pra.model.patches import image_patches, on_8bit_grid
 from pra.noise import Noise
@@ -41,7 +43,11 @@ from pra.inputs import TrunkInputs
 from pra.runtime import generator
 from pra.rollout import SamplerSettings, rollout
 
-LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential")
+# the gap's name of each construction of pra.diagnostics.approximation.shared_draws (the twin is named by its
+# training method, pra_sequential)
+LATENT_KEYS = {"reconstruction": "reconstruction", "pra": "pra", "energy_matched": "energy_matched",
+               "pra_sequential": "twin", "anchored_rollout": "anchored"}
+LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", *LATENT_KEYS)
 PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")
 REFERENCE, NULL, TF = "rollout", "rollout_null", "teacher_forcing"
 
@@ -56,17 +62,16 @@ def collect(net, cfg: ExperimentConfig, images_u8: np.ndarray, labels: np.ndarra
     noise = Noise(generator(seed, device))
     flow = make_flow(cfg.model, net.latent)
     settings = SamplerSettings.from_config(cfg.sample)
-    obj = TrunkInputs("pra", cfg.method, flow)
+    obj = TrunkInputs("anchored_rollout", cfg.method, flow)
     names = (LATENT_CONSTRUCTIONS if net.latent else PIXEL_CONSTRUCTIONS) + (REFERENCE, NULL)
     out: dict[str, dict[str, list]] = {"inputs": {k: [] for k in names}, "hidden": {k: [] for k in names}}
     for i in range(0, len(images_u8), batch_size):
         x = image_patches(images_u8[i:i + batch_size], g.patch_size, device)
         y = torch.as_tensor(labels[i:i + batch_size]).to(device)
         sets = {"teacher_forcing": x, "pixel_noise": obj.pixel_noised(x, noise)}
-        if net.latent:
-            _, z = obj.head_states(net, x, noise)  # the states the head is trained to generate
-            sets["pra"] = obj.build(net, x, y, z, noise)
-            sets["pra_sequential"] = obj.sequential(net, obj.perturbed_states(z, noise), y)
+        if net.latent:  # every latent construction from one (t, eps) draw per position
+            d = shared_draws(obj, net, x, y, noise)
+            sets.update({name: d[key] for name, key in LATENT_KEYS.items()})
         sets[REFERENCE] = rollout(net, flow, y, settings, noise).patches
         sets[NULL] = rollout(net, flow, y, settings, noise).patches
         for name, inp in sets.items():

@@ -23,13 +23,14 @@ def training_log(run: Path) -> list[dict]:
     return [json.loads(ln) for ln in (run / "train_log.jsonl").read_text().splitlines() if ln]
 
 
-def write_curves(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
-    """Training curves as CSV (step, loss terms, lr), one file per run: what `dvc plots` reads."""
+def write_curves(cfg: ExperimentConfig, results: Path, out: Path, extra: list = ()) -> list[Path]:
+    """Training curves as CSV (step, loss terms, lr), one file per run (the planned runs, then `extra`, the tuned
+    arms' measurement runs): what `dvc plots` reads."""
     import pandas as pd
 
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for r in runs(cfg):
+    for r in [*runs(cfg), *extra]:
         rows = training_log(path_of(results, r))
         p = out / curve_name(r.scale, r.method, r.variant, r.seed)
         write_text(p, pd.DataFrame(rows).to_csv(index=False, float_format="%.6g"))
@@ -54,7 +55,8 @@ def report_files(cfg: ExperimentConfig) -> dict[str, list[str]]:
             "figures": [f"figures/{n}.{ext}" for n in f for ext in ("png", "pdf")]
             + [f"figures/samples/{s}_{m}_{v}.png" for s, m, v in grid],
             "curves": [f"curves/{curve_name(r.scale, r.method, r.variant, r.seed)}" for r in runs(cfg)],
-            "other": ["metrics.json", "README.md"] + [f"data/ablation_{a.name}.json" for a in cfg.ablations]}
+            "other": ["metrics.json", "README.md"] + [f"data/ablation_{a.name}.json" for a in cfg.ablations]
+            + [f"data/diagnostics_{a.name}.json" for a in cfg.ablations if a.diagnostics]}
 
 
 def measurement_runs(cfg: ExperimentConfig, results: Path) -> list:
@@ -178,11 +180,43 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     for name, s in summaries.items():  # every per-seed value of every endpoint and diagnostic, re-analysable
         write_json(out / "data" / f"ablation_{name}.json", s)
         written.append(out / "data" / f"ablation_{name}.json")
-    written += write_curves(cfg, results, out / "curves")
+    for a in cfg.ablations:  # every run's diagnostic curves (all seeds), compact, re-analysable
+        if a.diagnostics:
+            write_json(out / "data" / f"diagnostics_{a.name}.json", diagnostic_runs(a, results))
+            written.append(out / "data" / f"diagnostics_{a.name}.json")
+    written += write_curves(cfg, results, out / "curves", measurement_runs(cfg, results))
     readme = out / "README.md"
     write_text(readme, readme_text(cfg, built, summaries, ref, dataset))
     written.append(readme)
     return written
+
+
+def diagnostic_runs(a, results: Path) -> dict:
+    """Per variant and seed: the gap per position and over content positions (every construction, both spaces),
+    the accumulation readings per k, the approximation ratios per position: what the figures show for one seed,
+    for every seed."""
+    choices = load_choices(a, results)
+    out = {}
+    for v in a.variants:
+        for seed in a.seeds:
+            run = variant_run(a, v, choices, seed)
+            d = path_of(results, run)
+            gap, acc, ap = (read_json(d / f) for f in ("gap.json", "accumulation.json", "approximation.json"))
+            keep = ("mmd2", "gaussian_kl", "mean_mmd2", "ci_mmd2", "excess_mmd2", "ci_excess_mmd2", "minus_tf_mmd2",
+                    "ci_minus_tf_mmd2", "ratio_to_tf_mmd2", "distance_to_true", "mean_distance_to_true")
+            out[f"{v.name}/s{seed}"] = {
+                "run": {"scale": run.scale, "method": run.method, "variant": run.variant, "seed": seed},
+                "gap": {space: {"positions": r["positions"], "content_positions": r["content_positions"],
+                                "sets": {k: {x: row[x] for x in keep if x in row} for k, row in r["sets"].items()}}
+                        for space, r in gap["spaces"].items()},
+                "accumulation": {k: acc[k] for k in ("ks", "exposure", "region_positions", "r0", "distance",
+                                                     "ci_distance", "excess", "ci_excess", "ebm_ratio", "growth",
+                                                     "agreement", "summary") if k in acc},
+                "approximation": ({k: ap[k] for k in ("positions", "content_positions", "anchored_to_true",
+                                                      "constructions", "pra_minus_twin_content_ratio",
+                                                      "ci_pra_minus_twin_content_ratio") if k in ap}
+                                  if ap.get("applicable") else {"applicable": False})}
+    return out
 
 
 def headline_metrics(rows, probes, floor, summaries) -> dict:
@@ -224,14 +258,16 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                           "tunes the noise knobs on a held-out seed and runs five arms on 5 fresh seeds).", ""]
     lines += ["## Tables", ""]
     context = {"main": "the paper's layout: published ImageNet rows beside this pipeline's measured rows",
-               **{f"tests_{a}": "Welch tests, effect sizes with 95% intervals, Holm-adjusted p-values, and the "
-                                "declared hypotheses" for a in summaries},
+               **{f"tests_{a}": "the registered tests (Welch with Holm, or paired t with TOST), effect sizes "
+                                "with 95% intervals, and the declared hypotheses" for a in summaries},
                **{f"seeds_{a}": "FID, class agreement and accumulated error: mean over seeds with its 95% "
                                 "t-interval, and every seed's value" for a in summaries},
                **{f"gap_{a}": "MMD² and Gaussian KL of every construction to the model's own rollout, in pixel inputs "
                               "and trunk states, beside the rollout-vs-rollout null, with intervals" for a in summaries},
-               **{f"accumulation_{a}": "distance to held-out real patches with the own vs the true prefix, the "
-                                       "real-vs-real floor, with intervals" for a in summaries},
+               **{f"accumulation_{a}": "a fixed ink region after the true vs the model's own prefix: its excess "
+                                       "distance to real regions, the excess null and the floor, the growth "
+                                       "exponent and the classifier agreement drop, with intervals"
+                  for a in summaries},
                **{f"approximation_{a}": "how far PRA's and its twin's inputs lie from the anchored sequential "
                                         "rollout's, on shared draws, with intervals" for a in summaries},
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
@@ -264,9 +300,11 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                              "rollout, per AR position, in pixel inputs (top) and trunk states "
                                              "(bottom); grey: a second rollout (the null) and 95% of its "
                                              "permutation distribution"),
-                     (f"error_accumulation_{a.name}", "per-position distance to held-out real patches: own prefix "
-                                                      "(solid) vs true prefix (dashed), the real-vs-real floor "
-                                                      "(dotted), and their paired difference"),
+                     (f"error_accumulation_{a.name}", "a fixed ink region's excess distance to real regions after "
+                                                      "k of the model's own prefix positions, against the "
+                                                      "content-weighted exposure, with the fitted growth and the "
+                                                      "excess null (bands); right: the classifier's agreement of "
+                                                      "the completed images per k"),
                      (f"approximation_{a.name}", "per-position distance of PRA's and its twin's inputs to the "
                                                  "anchored sequential rollout's (shared draws), in units of that "
                                                  "rollout's distance to the data; grey: content positions")]

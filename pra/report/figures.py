@@ -227,30 +227,48 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
 
 
 def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> None:
-    """accs: variant -> (method, accumulation.json). Left: distance to held-out real patches per position, own
-    prefix (solid) and true prefix (dashed), the real-vs-real floor in grey. Right: own minus true prefix."""
+    """accs: variant -> (method, accumulation.json). Left: the region's excess D(k) - D(0) against the
+    content-weighted exposure E(k) of the k own prefix positions, with 95% intervals, the fitted growth curve and
+    each model's excess null as a grey band (what the excess reads when nothing accumulates). Right: the
+    classifier's agreement of the completed images per k where a classifier was given, else D(k) beside the
+    real-vs-real floor."""
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
-    floor = None
+    agreement = all("agreement" in acc for _, acc in accs.values())
     for i, (name, (method, acc)) in enumerate(accs.items()):
         c = color_of(method, i)
-        a.plot(acc["positions"], acc["own_prefix"], "-", color=c, lw=1.5, label=f"{name}: own prefix")
-        a.plot(acc["positions"], acc["true_prefix"], "--", color=c, lw=1.0, label=f"{name}: true prefix")
-        b.plot(acc["positions"], acc["accumulated"], "o-", ms=2.5, color=c, lw=1.3,
-               label=f"{name} (mean {acc['mean_accumulated']:+.3f} [{acc['ci_accumulated'][0]:+.3f}, "
-                     f"{acc['ci_accumulated'][1]:+.3f}])")
-        floor = acc["floor"]
-    if floor is not None:
-        a.plot(next(iter(accs.values()))[1]["positions"], floor, ":", color="0.4", lw=2, label="floor: real vs real")
-    st = next(iter(accs.values()))[1]["settings"]
-    a.set(xlabel="AR position i (raster order)", ylabel=f"Frechet distance to held-out real patches\n"
-          f"(fixed {st['pca_dim']}-d PCA basis)", title="distance per position")
-    b.axhline(0, color="k", lw=0.6)
-    b.set(xlabel="AR position i", ylabel="own prefix − true prefix (paired)", title="error added by the own prefix")
+        ks, e = acc["ks"], np.asarray(acc["exposure"])
+        lo_n, hi_n = acc["ci_excess"]["null"]
+        a.axhspan(lo_n, hi_n, color=c, alpha=0.08)
+        ex = np.array([0.0] + [acc["excess"][str(k)] for k in ks[1:]])
+        ci = np.array([[0.0, 0.0]] + [acc["ci_excess"][str(k)] for k in ks[1:]])
+        g = acc.get("growth")
+        lab = f"{name}" + (f" (β = {g['beta']:.2f})" if g else " (no growth fitted)")
+        a.errorbar(e, ex, yerr=[ex - ci[:, 0], ci[:, 1] - ex], fmt="o", ms=3, color=c, capsize=2, lw=1, label=lab)
+        if g:
+            grid = np.linspace(0, e.max(), 100)
+            a.plot(grid, g["c"] * grid ** g["beta"], "-", color=c, lw=1)
+        if agreement:
+            b.plot(ks, [acc["agreement"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=name)
+        else:
+            b.plot(ks, [acc["distance"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=name)
+            lo_f, hi_f = acc["ci_distance"]["floor"]
+            b.axhspan(lo_f, hi_f, color="0.5", alpha=0.15)
+    a.axhline(0, color="k", lw=0.6)
+    a0 = next(iter(accs.values()))[1]
+    a.set(xlabel="exposure E(k): summed ink share of the k own prefix positions",
+          ylabel="region excess D(k) − D(0)\n(class-conditional MMD², paired)",
+          title=f"error added by k own positions (region: positions {a0['region_positions'][0]}–"
+                f"{a0['region_positions'][-1]}; bands: excess null)")
+    if agreement:
+        b.set(xlabel="k (own prefix positions before the region)", ylabel="classifier agreement with the label",
+              title="completed images")
+    else:
+        b.set(xlabel="k (own prefix positions before the region)", ylabel="D(k): region MMD² to real regions",
+              title="distance per k (grey band: real-vs-real floor)")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-    a.legend(fontsize=6, ncol=2)
-    b.legend(fontsize=6)
+        ax.legend(fontsize=7)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

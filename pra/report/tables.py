@@ -223,7 +223,7 @@ ABLATION_COLUMNS = [  # (metric key, header, digits)
     ("gap_inputs_pra_sequential_mmd2_excess", "gap twin inputs", 4),
     ("gap_hidden_teacher_forcing_mmd2_excess", "gap TF h", 4),
     ("gap_hidden_pra_mmd2_excess", "gap PRA h", 4),
-    ("acc_accumulated", "accumulated FD", 3), ("acc_excess_own_prefix", "rollout FD over floor", 3),
+    ("acc_accumulated", "accumulated (region MMD²)", 4), ("acc_agreement_drop", "agreement drop", 3),
 ]
 
 
@@ -248,16 +248,18 @@ def ablation_table(summary: dict) -> Table:
              "standard deviation over seeds" + (" (one seed: no spread)." if n == 1 else ".")
              + " gap: MMD² between that construction's trunk inputs (or the trunk states h they produce) and the "
              "model's own sequential rollout, minus the same statistic for a second independent rollout (the null), "
-             "mean over AR positions, on held-out images; 0 = as close as another rollout. Accumulated FD: Frechet "
-             "distance to held-out real patches of the model's own-prefix generation minus that of true-prefix "
-             "generation (paired), mean over positions; rollout FD over floor: own-prefix distance minus the "
-             "real-vs-real distance. Intervals: the gap and accumulation tables; tests: the tests table."]
+             "mean over AR positions, on held-out images; 0 = as close as another rollout. Accumulated: class-conditional "
+             "unbiased MMD² of a fixed region where real images have ink to held-out real regions of the same class, "
+             "generated after the model's full own prefix minus after the true prefix (paired by image and start "
+             "noise); agreement drop: the classifier's agreement with the label of the completed images, true "
+             "prefix minus own prefix. Intervals: the gap and accumulation tables; tests: the tests table."]
     if summary.get("outcome"):
         notes.append("Outcome, as measured:\n\n" + "\n".join(f"- {line}" for line in summary["outcome"]))
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
 
 
-SEED_COLUMNS = [("fid", "FID ↓", 2), ("class_accuracy", "class acc. ↑", 3), ("acc_accumulated", "accumulated FD", 3)]
+SEED_COLUMNS = [("fid", "FID ↓", 2), ("class_accuracy", "class acc. ↑", 3),
+                ("acc_accumulated", "accumulated (region MMD²)", 4)]
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float] | None:
@@ -304,6 +306,11 @@ def _with_ci(d: dict, key: str, ci_key: str, digits: int, sign: str = "+") -> st
     if key not in d:
         return MISSING
     return f"{d[key]:{sign}.{digits}f}" + (f" {_ci(d[ci_key], digits)}" if ci_key in d else "")
+
+
+def _ci_text(value: float, ci, digits: int) -> str:
+    """'value [lo, hi]', the value alone where there is no interval."""
+    return f"{value:+.{digits}f}" + (f" {_ci(ci, digits)}" if ci else "")
 
 
 def tests_table(summary: dict) -> Table:
@@ -426,21 +433,35 @@ def approximation_table(name: str, approx: dict) -> Table:
 
 
 def accumulation_table(name: str, accs: dict) -> Table:
+    """One row per model (its first seed): the region's distance after the true and the full own prefix, the
+    excess with its interval beside the excess null and the floor, the EB-M-style ratio, the growth exponent and
+    the classifier agreement drop."""
     recs = []
     for variant, a in accs.items():
-        rec = {"model": variant}
-        for key, head in (("own_prefix", "own prefix"), ("true_prefix", "true prefix"), ("floor", "floor (real vs real)"),
-                          ("accumulated", "own − true prefix [95% CI]"), ("excess_own_prefix", "own prefix − floor [95% CI]"),
-                          ("excess_true_prefix", "true prefix − floor [95% CI]")):
-            rec[head] = _with_ci(a, f"mean_{key}", f"ci_{key}", 3, sign="")
+        full = str(a["ks"][-1])
+        g = a.get("growth")
+        rec = {"model": variant,
+               "true prefix D(0)": _ci_text(a["distance"]["0"], a["ci_distance"]["0"], 4),
+               "own prefix D(r0)": _ci_text(a["distance"][full], a["ci_distance"][full], 4),
+               "excess D(r0) − D(0) [95% CI]": _ci_text(a["excess"][full], a["ci_excess"][full], 4),
+               "excess null [95% CI]": _ci_text(a["excess"]["null"], a["ci_excess"]["null"], 4),
+               "floor (real vs real)": _ci_text(a["distance"]["floor"], a["ci_distance"]["floor"], 4),
+               "EB-M-style D(r0)/D(0)": (MISSING if a.get("ebm_ratio") is None else
+                                        _ci_text(a["ebm_ratio"], a.get("ci_ebm_ratio"), 2)),
+               "growth exponent β": MISSING if not g else _ci_text(g["beta"], g.get("ci_beta"), 2),
+               "agreement drop": (MISSING if "agreement_drop" not in a else
+                                  _ci_text(a["agreement_drop"][full], a.get("ci_agreement_drop_full"), 3))}
         recs.append(rec)
     a0 = next(iter(accs.values()))
     st = a0["settings"]
-    notes = [f"Frechet distance between generated and held-out real patches at each AR position, {st['pca_dim']}-d "
-             f"PCA basis ({st['pca_fitted_on']}), mean over positions; the differences with a 95% subsampling "
-             f"interval (the raw distances are plug-in estimates biased upwards at this sample size, equally for "
-             f"every column, so only differences are read). {st['split']}: "
-             f"{st['images_a']} and {st['images_b']} images. Own prefix: the model's rollout; true prefix: one step "
-             f"from A's ground-truth prefix; {st['pairing']}; {st['form']}. Floor: real A vs real B at the same "
-             f"sample size. Model: seed {a0['model']['seed']}, EMA weights."]
+    notes = [f"Region: positions {a0['region_positions']} ({st['region_rule']}); prefixes keep the true patches "
+             f"before position r0 − k (r0 = {a0['r0']}) and generate the k positions before the region, k in "
+             f"{a0['ks']}. D(k): {st['distance']}; {st['kernel']}. {st['split']}: {st['images_a']} and "
+             f"{st['images_b']} images; {st['pairing']}; {st['form']}. Excess null: a second k = 0 set from other "
+             "start noise minus the first (what the excess reads when nothing accumulates); floor: real A vs real "
+             "B (what zero error reads). Growth: excess(k) = c·E(k)^β by least squares, E(k) the summed share of "
+             "real images with ink over the k generated prefix positions (blank positions add almost no exposure); "
+             "'—' where no excess is positive. Intervals: 95% subsampling (half of A's and of B's images, rows kept "
+             f"jointly across k), one run (seed {a0['model']['seed']}, EMA weights); not corrected for the other "
+             "readings of this table."]
     return Table(f"accumulation_{name}", f"Error accumulation, ablation `{name}`", pd.DataFrame(recs), notes)

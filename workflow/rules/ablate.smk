@@ -32,11 +32,12 @@ rule gap:
 
 
 rule accumulate:
-    """Error accumulation on held-out images: per-position distance to real patches, own prefix vs true
-    prefix (paired), with the real-vs-real floor."""
+    """Error accumulation on held-out images: a fixed region where real images have ink, generated after hybrid
+    prefixes (true patches, then k of the model's own), scored against real same-class regions, with nulls."""
     input:
         model=f"{RUN}/model.pt",
         data=MANIFEST,
+        classifier=classifier_input,
     output:
         f"{RUN}/accumulation.json",
     params:
@@ -44,6 +45,7 @@ rule accumulate:
         code=code("accumulate"),
         n=EXP.evaluate.diagnostic_images,
         subs=EXP.evaluate.diagnostic_subsamples,
+        clf=classifier_flag,
     threads: 1
     resources:
         **job_resources("eval"),
@@ -55,7 +57,8 @@ rule accumulate:
         ENV
     shell:
         "python -m pra accumulate --config-json {params.cfg:q} --model {input.model} "
-        "--data {input.data} --images {params.n} --subsamples {params.subs} --out {output} --threads {threads} "
+        "--data {input.data} --images {params.n} --subsamples {params.subs} {params.clf} --out {output} "
+        "--threads {threads} "
         "> {log} 2>&1"
 
 

@@ -166,23 +166,22 @@ def tuning_inputs(wildcards):
 
 
 def report_diagnostics(wildcards):
-    """The diagnostics of the first seed of every diagnosed ablation, and the tuning choices (read by the
-    report beside every run's files)."""
+    """The diagnostics of every run of every diagnosed ablation (figures: the first seed; data: all), and the
+    tuning choices (read by the report beside every run's files)."""
     out = []
     for a in EXP.ablations:
         out += tuning_file(a)
         if a.diagnostics:
-            first = [r for r in ablation_runs(a) if r["seed"] == a.seeds[0]]
-            out += for_runs(os.path.join(RUN, "gap.json"), first) + for_runs(os.path.join(RUN, "accumulation.json"), first)
-            out += for_runs(os.path.join(RUN, "approximation.json"), first)
-    return out
+            for name in ("gap.json", "accumulation.json", "approximation.json"):
+                out += for_runs(os.path.join(RUN, name), ablation_runs(a))
+    return list(dict.fromkeys(out))
 
 
 def report_measurement_inputs(wildcards):
-    """eval.json (and probe.json) of the tuned ablation variants' measurement runs, which the report lists with
-    every other run (known after the tuning checkpoint)."""
+    """eval.json, the training log (and probe.json) of the tuned ablation variants' measurement runs, which the
+    report lists with every other run (known after the tuning checkpoint)."""
     known = {tuple(r.values()) for r in runs()}
-    names = ["eval.json"] + (["probe.json"] if EXP.evaluate.probe else [])
+    names = ["eval.json", "train_log.jsonl"] + (["probe.json"] if EXP.evaluate.probe else [])
     out = []
     for a in EXP.ablations:
         if plan.tuned_variants(a):
