@@ -93,7 +93,9 @@ COMMANDS = {  # name: (job, help, arguments)
             diagnostic(arg("--permutations", type=int, default=200, help="permutations of the MMD tests"))),
     "accumulate": ("pra.diagnostics.jobs:accumulate", "error accumulation along the sequence (hybrid prefixes)",
                    diagnostic(arg("--classifier", help="classifier.pt: class agreement of the completed images "
-                                                       "(default: none, agreement skipped)"))),
+                                                       "(default: none, agreement skipped)"),
+                              arg("--permutations", type=int, default=200,
+                                  help="within-image swaps of the permutation test of each excess"))),
     "approximate": ("pra.diagnostics.jobs:approximate", "distance of PRA's and its twin's inputs to the anchored "
                     "sequential rollout's, on shared draws (the approximation error)", diagnostic()),
     "ablation": ("pra.ablation:ablation_job", "aggregate one ablation over variants and seeds; MLflow parent + "

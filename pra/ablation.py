@@ -34,10 +34,11 @@ def gap_metrics(gap: dict) -> dict[str, float]:
     return m
 
 
-# accumulation.json's per-run scalars (its "summary"): the region's excess with the full own prefix, the two
-# distances, the floor, the excess null, the EB-M-style ratio, the growth exponent and the classifier agreement drop
-ACCUMULATION_KEYS = ("accumulated", "distance_true_prefix", "distance_own_prefix", "floor", "excess_null",
-                     "ebm_ratio", "growth_beta", "agreement_drop")
+# accumulation.json's per-run scalars (its "summary"): the region's excess with the full own prefix and its
+# permutation p, the two distances, the floor, D(0) over the floor, the EB-M-style ratio, the growth exponent and
+# the feedback effect on the classifier's agreement
+ACCUMULATION_KEYS = ("region_excess", "p_region_excess", "distance_true_prefix", "distance_own_prefix", "floor",
+                     "d0_minus_floor", "ebm_ratio", "growth_beta", "feedback_effect")
 
 
 def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, float]:
@@ -98,7 +99,8 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
         for k in keys:
             vals = [m[k] for m in per_seed if k in m]
             agg[k] = {"mean": float(np.mean(vals)), "std": float(np.std(vals, ddof=1)) if len(vals) > 1 else None,
-                      "n": len(vals), "values": vals}
+                      "n": len(vals), "values": vals,  # with the seeds they belong to: pairs are matched by seed
+                      "seeds": [s for s, m in zip(ablation.seeds, per_seed) if k in m]}
         first = path_of(results, variant_run(ablation, v, choices, ablation.seeds[0])) / "gap.json"
         variants.append({"name": v.name, "method": method, "variant": vid,
                          "overrides": measured_overrides(ablation, v, choices), "metrics": agg,
@@ -145,7 +147,9 @@ def outcome(summary: dict) -> list[str]:
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
                      f"expected {h['expect']}): {h['outcome']}{_detail(h['comparison'], h['metric'])}.")
     for c in summary["comparisons"]:
-        if c.get("role") == "estimate":
+        if c.get("reading"):  # an ill-posed arm: measured, never interpreted
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['reading']}.")
+        elif c.get("role") == "estimate":
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']} (estimate, not a test){_detail(c, c['metric'])}.")
         else:
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: "
@@ -176,7 +180,8 @@ def outcome(summary: dict) -> list[str]:
                          f"[{lo:+.2g}, {hi:+.2g}] (95% subsampling interval of one run, not corrected for the "
                          f"other readings of this list): {word}.")
         lines.append(line)
-    acc = [(v["name"], v["metrics"]["acc_accumulated"]) for v in summary["variants"] if "acc_accumulated" in v["metrics"]]
+    acc = [(v["name"], v["metrics"]["acc_region_excess"]) for v in summary["variants"]
+           if "acc_region_excess" in v["metrics"]]
     if acc:
         lines.append("Error accumulation (class-conditional MMD² of a fixed ink region to held-out real regions, "
                      "after the model's full own prefix minus after the true prefix, paired; per-run intervals and "

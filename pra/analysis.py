@@ -36,8 +36,26 @@ def metric_values(summary: dict, name: str, key: str) -> list[float] | None:
     return None
 
 
-def on_log_scale(metric: str, *samples) -> bool:
-    return metric in RATIO_METRICS and all(x > 0 for s in samples for x in s)
+def metric_seeds(summary: dict, name: str, key: str) -> list[int] | None:
+    """The training seeds of metric_values, in the same order (all the ablation's seeds where none is missing)."""
+    for v in summary["variants"]:
+        if v["name"] == name and key in v["metrics"]:
+            m = v["metrics"][key]
+            return m.get("seeds", list(summary["seeds"])[:len(m["values"])])
+    return None
+
+
+def on_log_scale(*metrics: str) -> bool:
+    """Ratio metrics are compared on log values; the scale is fixed by the metrics, never by the data."""
+    return all(m in RATIO_METRICS for m in metrics)
+
+
+def aligned(values, seeds) -> tuple[list, list, list]:
+    """The two arms' values on their common seeds, in seed order (pairs are matched by seed, never by position)."""
+    (a, b), (sa, sb) = values, seeds
+    da, db = dict(zip(sa, a)), dict(zip(sb, b))
+    common = [x for x in sa if x in db]
+    return [da[x] for x in common], [db[x] for x in common], common
 
 
 def _key(a: str, ma: str, b: str, mb: str) -> frozenset:
@@ -47,18 +65,22 @@ def _key(a: str, ma: str, b: str, mb: str) -> frozenset:
 def family(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dict]]:
     """(hypotheses, other comparisons): each a dict with the arms, metrics and values; a comparison that
     repeats a hypothesis (or an earlier comparison) is left out, so each distinct comparison appears once."""
-    seen, hyps, comps = set(), [], []
+    seen: dict = {}
+    hyps, comps = [], []
     methods = {v["name"]: v["method"] for v in summary["variants"]}
     for h in ablation.hypotheses:
         ref_metric = h.reference_metric or h.metric
         a, b = metric_values(summary, h.variant, h.metric), metric_values(summary, h.reference, ref_metric)
         ill = sorted({methods.get(h.variant), methods.get(h.reference)} & set(ILL_POSED_METHODS))
+        k = _key(h.variant, h.metric, h.reference, ref_metric)
         hyps.append({"id": h.id, "statement": h.statement, "metric": h.metric, "reference_metric": ref_metric,
                      "variant": h.variant, "reference": h.reference, "expect": h.expect, "values": (a, b),
-                     "ill_posed": ill,
+                     "seeds": (metric_seeds(summary, h.variant, h.metric),
+                               metric_seeds(summary, h.reference, ref_metric)),
+                     "ill_posed": ill, "duplicate_of": seen.get(k),
                      "names": (h.variant, h.reference) if ref_metric == h.metric else
                      (f"{h.variant}: {h.metric}", f"{h.reference}: {ref_metric}")})
-        seen.add(_key(h.variant, h.metric, h.reference, ref_metric))
+        seen.setdefault(k, h.id)
     ref, metric = summary.get("reference"), summary["primary_metric"]
     if ref is not None:
         for v in summary["variants"]:
@@ -66,27 +88,33 @@ def family(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[di
             a, b = metric_values(summary, v["name"], metric), metric_values(summary, ref, metric)
             if v["name"] == ref or k in seen or a is None or b is None:
                 continue
-            seen.add(k)
-            comps.append({"names": (v["name"], ref), "metric": metric, "values": (a, b)})
+            seen[k] = v["name"]
+            comps.append({"names": (v["name"], ref), "metric": metric, "values": (a, b),
+                          "seeds": (metric_seeds(summary, v["name"], metric), metric_seeds(summary, ref, metric)),
+                          "ill_posed": sorted({methods.get(v["name"]), methods.get(ref)} & set(ILL_POSED_METHODS))})
     return hyps, comps
 
 
-def _paired(values, names, metric: str, level: float):
-    a, b = values
-    if len(a) != len(b):
+def _paired(values, seeds, names, metrics: tuple[str, str], level: float):
+    """Paired t over the seeds both arms have; None with fewer than 2 pairs or, for a ratio metric, a value
+    that is not positive (it cannot be read on the registered log scale)."""
+    a, b, common = aligned(values, seeds)
+    log = on_log_scale(*metrics)
+    if len(common) < 2 or (log and min(a + b) <= 0):
         return None
-    return paired_t(a, b, log=on_log_scale(metric, a, b), level=level, names=names, metric=metric)
+    return paired_t(a, b, log=log, level=level, names=names, metric=metrics[0])
 
 
-def paired_outcome(t, expect: str, alpha: float, equivalence: dict | None) -> str:
-    """The reading of a paired test at (Bonferroni) level alpha: 'supported', 'contradicted', 'not supported',
-    or for 'equal' 'supported: equivalent within the margin' only from TOST."""
+def paired_outcome(t, expect: str, alpha: float, equivalence: dict | None, p: float | None = None) -> str:
+    """The reading of a paired test at level alpha (p: an adjusted p-value read instead of t.p): 'supported',
+    'contradicted', 'not supported', or for 'equal' 'supported: equivalent within the margin' only from TOST."""
     if t is None or t.p is None:
-        return "untested (fewer than 2 paired seeds)"
-    called = t.p < alpha
+        return "untested (fewer than 2 paired seeds, or a non-positive value of a ratio metric)"
+    called = (t.p if p is None else p) < alpha
     if expect == "equal":
         if equivalence and equivalence.get("equivalent"):
-            return f"supported: equivalent within a ratio of {equivalence['margin_ratio']:g} (TOST)"
+            return (f"supported: equivalent within a ratio of {equivalence['margin_ratio']:g} (TOST)"
+                    + ("; the paired t also finds a difference smaller than the margin" if called else ""))
         if called:
             return "contradicted: clearly different"
         return ("not shown: neither clearly different nor shown equivalent"
@@ -100,82 +128,113 @@ def _verdict_word(outcome: str) -> str:
     return outcome.split(":")[0].split(" (")[0]
 
 
+def _base(h: dict) -> dict:
+    return {k: h[k] for k in ("id", "statement", "metric", "reference_metric", "variant", "reference", "expect")}
+
+
+def _not_measured(h: dict) -> str:
+    return f"not measured: no {h['metric']!r} of {h['variant']} or {h['reference_metric']!r} of {h['reference']}"
+
+
+def _duplicate(h: dict, done: dict) -> dict:
+    first = done[h["duplicate_of"]]
+    return {**_base(h), **{k: first.get(k) for k in ("comparison", "equivalence", "test", "sensitivity")},
+            "outcome": f"the same comparison as {h['duplicate_of']} (counted once): {first['outcome']}"}
+
+
 def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[dict], dict]:
     """(comparisons, hypotheses, analysis description) as the ablation registered them."""
     hyps, comps = family(summary, ablation)
     alpha = ablation.alpha
+    unique = [h for h in hyps if h["duplicate_of"] is None]
     if ablation.analysis == "paired":
-        m = max(1, len(hyps))
+        m = max(1, len(unique))
         level = 1 - alpha / m
-        out_h = []
+        out_h, done = [], {}
         for h in hyps:
-            a, b = h["values"]
-            base = {k: h[k] for k in ("id", "statement", "metric", "reference_metric", "variant", "reference",
-                                      "expect")}
-            if a is None or b is None:
-                out_h.append({**base, "comparison": None, "outcome": f"not measured: no {h['metric']!r} of "
-                              f"{h['variant']} or {h['reference_metric']!r} of {h['reference']}"})
+            if h["duplicate_of"] is not None:
+                out_h.append(_duplicate(h, done))
                 continue
-            t = _paired((a, b), h["names"], h["metric"], level)
+            a, b = h["values"]
+            if a is None or b is None:
+                done[h["id"]] = {**_base(h), "comparison": None, "outcome": _not_measured(h)}
+                out_h.append(done[h["id"]])
+                continue
+            metrics = (h["metric"], h["reference_metric"])
+            t = _paired((a, b), h["seeds"], h["names"], metrics, level)
             eq = None
-            if h["expect"] == "equal" and t is not None and t.log and t.n >= 2:
-                eq = tost(a, b, margin_ratio=ablation.equivalence_margin, alpha=alpha / m)
-            out = paired_outcome(t, h["expect"], alpha / m, eq)
-            if h["ill_posed"]:
-                out = NOT_INTERPRETABLE
-            out_h.append({**base, "comparison": t.to_dict() if t else None, "equivalence": eq, "outcome": out,
-                          "test": "paired t" + (" on log values" if t is not None and t.log else "")})
+            if h["expect"] == "equal" and t is not None and t.log:
+                pa, pb, _ = aligned((a, b), h["seeds"])
+                eq = tost(pa, pb, margin_ratio=ablation.equivalence_margin, alpha=alpha / m)
+            out = NOT_INTERPRETABLE if h["ill_posed"] else paired_outcome(t, h["expect"], alpha / m, eq)
+            done[h["id"]] = {**_base(h), "comparison": t.to_dict() if t else None, "equivalence": eq,
+                             "outcome": out, "test": "paired t" + (" on log values" if t is not None and t.log else "")}
+            out_h.append(done[h["id"]])
         out_c = []
         for c in comps:
-            t = _paired(c["values"], c["names"], c["metric"], level)
+            t = _paired(c["values"], c["seeds"], c["names"], (c["metric"], c["metric"]), level)
             if t is not None:
-                out_c.append({**t.to_dict(), "role": "estimate"})
+                out_c.append({**t.to_dict(), "role": "estimate",
+                              **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
         desc = {"analysis": "paired", "alpha": alpha, "m": m, "level": level,
                 "equivalence_margin": ablation.equivalence_margin,
-                "text": (f"Registered analysis: paired t-test over seeds (log values for ratio metrics) for each of "
-                         f"the m = {m} declared hypotheses at the Bonferroni level alpha/m = {alpha / m:.3g}, with "
-                         f"{level:.1%} intervals; 'equal' only from TOST within a ratio of "
-                         f"{ablation.equivalence_margin:g}; sign-flip p is a sensitivity check. Other rows are "
-                         f"estimates with {level:.1%} intervals, not tests.")}
+                "text": (f"Registered analysis: paired t-test over seeds (pairs matched by seed; log values for "
+                         f"ratio metrics) for each of the m = {m} distinct declared hypotheses at the Bonferroni "
+                         f"level alpha/m = {alpha / m:.3g}, with {level:.1%} intervals; 'equal' only from TOST "
+                         f"within a ratio of {ablation.equivalence_margin:g}; sign-flip p is a sensitivity check. "
+                         f"Other rows are estimates with {level:.1%} intervals, not tests.")}
         return out_c, out_h, desc
 
-    # welch_holm: the registered unpaired analysis, with the paired one as a labelled sensitivity analysis
-    tested = []
-    for h in hyps:
+    # welch_holm: the registered unpaired analysis, with the paired one as a labelled sensitivity analysis,
+    # Holm-corrected over the same family so that only the pairing differs between the two
+    for h in unique:
         a, b = h["values"]
         h["welch"] = None if a is None or b is None else welch(a, b, names=h["names"], metric=h["metric"])
-        tested += [h["welch"]] if h["welch"] is not None else []
-    comp_tests = [welch(c["values"][0], c["values"][1], names=c["names"], metric=c["metric"]) for c in comps]
-    fam = tested + comp_tests
-    for c, p in zip(fam, holm([c.p for c in fam])):
-        c.p_holm = p
-    m = sum(c.p is not None for c in fam)
-    out_h = []
+    members = [(h["welch"], h) for h in unique if h["welch"] is not None]
+    members += [(welch(c["values"][0], c["values"][1], names=c["names"], metric=c["metric"]), c) for c in comps]
+    for (w, _), p_adj in zip(members, holm([w.p for w, _ in members])):
+        w.p_holm = p_adj
+    m = sum(w.p is not None for w, _ in members)
+    sens = [_paired(x["values"], x["seeds"], x["names"],
+                    (x.get("metric"), x.get("reference_metric", x.get("metric"))), 1 - alpha / max(m, 1))
+            for _, x in members]
+    tested = [i for i, t in enumerate(sens) if t is not None and t.p is not None]
+    sens_holm = dict(zip(tested, holm([sens[i].p for i in tested])))
+    by_id = {id(x): i for i, (_, x) in enumerate(members)}
+    out_h, done = [], {}
     for h in hyps:
-        base = {k: h[k] for k in ("id", "statement", "metric", "reference_metric", "variant", "reference", "expect")}
-        if h["welch"] is None:
-            out_h.append({**base, "comparison": None, "outcome": f"not measured: no {h['metric']!r} of "
-                          f"{h['variant']} or {h['reference_metric']!r} of {h['reference']}"})
+        if h["duplicate_of"] is not None:
+            out_h.append(_duplicate(h, done))
             continue
+        if h["welch"] is None:
+            done[h["id"]] = {**_base(h), "comparison": None, "outcome": _not_measured(h)}
+            out_h.append(done[h["id"]])
+            continue
+        i = by_id[id(h)]
         out = hypothesis_outcome(h["welch"], h["expect"], alpha)
-        sens = _paired(h["values"], h["names"], h["metric"], 1 - alpha / max(m, 1))
-        sens_out = paired_outcome(sens, h["expect"], alpha / max(m, 1), None) if sens is not None else None
+        s_t = sens[i]
+        s_out = paired_outcome(s_t, h["expect"], alpha, None, p=sens_holm.get(i)) if s_t is not None else None
         if h["ill_posed"]:
             out = NOT_INTERPRETABLE
-        elif sens_out is not None and not sens_out.startswith("untested") and \
-                _verdict_word(sens_out) != _verdict_word(out):
-            out = f"{out}; does not hold up across analyses (paired: {_verdict_word(sens_out)})"
-        out_h.append({**base, "comparison": h["welch"].to_dict(), "outcome": out, "test": "Welch, Holm",
-                      "sensitivity": {"test": "paired t (deviation from the registration), Bonferroni over the "
-                                              "family", "comparison": sens.to_dict() if sens else None,
-                                      "outcome": sens_out}})
+        elif s_out is not None and not s_out.startswith("untested") and _verdict_word(s_out) != _verdict_word(out):
+            out = f"{out}; does not hold up across analyses (paired: {_verdict_word(s_out)})"
+        done[h["id"]] = {**_base(h), "comparison": h["welch"].to_dict(), "outcome": out, "test": "Welch, Holm",
+                         "sensitivity": {"test": "paired t (deviation from the registration), Holm over the family",
+                                         "comparison": s_t.to_dict() if s_t else None, "p_holm": sens_holm.get(i),
+                                         "outcome": s_out}}
+        out_h.append(done[h["id"]])
+    out_c, comp_ids = [], {id(c) for c in comps}
+    for w, c in members:
+        if id(c) in comp_ids:
+            out_c.append({**w.to_dict(), **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
     desc = {"analysis": "welch_holm", "alpha": alpha, "m": m,
             "text": (f"Registered analysis: Welch's t-test over training seeds on the raw metric, Holm's correction "
                      f"over the m = {m} distinct comparisons of this table (each once). Sensitivity, a deviation "
-                     f"from the registration: paired t over seeds (log values for ratio metrics), Bonferroni "
-                     f"over the same family; a hypothesis whose reading differs between the two does not hold up "
-                     f"across analyses.")}
-    return [c.to_dict() for c in comp_tests], out_h, desc
+                     f"from the registration: paired t over seeds (pairs matched by seed; log values for ratio "
+                     f"metrics), Holm over the same family; a hypothesis whose reading differs between the two does "
+                     f"not hold up across analyses. Comparisons with an ill-posed arm keep their place in the family "
+                     f"and are not interpreted.")}
+    return out_c, out_h, desc
 
 
 def registered_comparison(c: dict) -> Comparison | None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pra.data.dataset import PreparedSplit
-from pra.diagnostics.accumulation import NULL as NULL_SET, error_accumulation, hybrid_sets
+from pra.diagnostics.accumulation import CONTROL, error_accumulation, hybrid_sets
 from pra.diagnostics.gap import NULL, REFERENCE, collect, input_gap
 from pra.model.patches import patchify, to_unit
 from pra.checkpoint import load_trained
@@ -21,7 +21,7 @@ def test_collected_sets_have_the_right_shapes_and_meaning(model_and_data):
     net, cfg, (imgs, labels), _ = model_and_data
     sets = collect(net, cfg, imgs, labels, seed=0, batch_size=25)
     names = {"teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched", "pra_sequential",
-             "anchored_rollout", REFERENCE, NULL}
+             "parallel_anchored", "anchored_rollout", REFERENCE, NULL}
     assert set(sets["inputs"]) == names and set(sets["hidden"]) == names
     for v in sets["inputs"].values():
         assert v.shape == (60, 15, 16)   # the 15 patches fed back
@@ -51,7 +51,7 @@ def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
     assert res["spaces"]["hidden"]["positions"] == list(range(2, 17))
     for space in res["spaces"].values():
         assert set(space["sets"]) == {"teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched",
-                                      "pra_sequential", "anchored_rollout", NULL}
+                                      "pra_sequential", "parallel_anchored", "anchored_rollout", NULL}
         for name, row in space["sets"].items():
             assert len(row["gaussian_kl"]) == 15 and len(row["mmd2_p"]) == 15
             lo, hi = row["ci_mmd2"]
@@ -61,36 +61,54 @@ def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
 
 
 def test_hybrid_prefixes_keep_the_true_patches_and_share_the_noise(model_and_data):
-    """Set k keeps the true patches before r0 - k and generates the rest (every k from the same start noise:
-    tests/test_model.py checks that a continuation from a rollout's own prefix reproduces it); the null set is
-    another draw; all on the 8-bit grid; the sets are fixed by the seed."""
+    """Set k keeps the true patches before r0 - k exactly and generates the rest from the start noise every set
+    shares (it equals a rollout continued from that prefix with that noise); the no-feedback control keeps the
+    true patches, then the k positions each generated in one step from the true patches before them, then what
+    k = 0 generated; all on the 8-bit grid; the sets are fixed by the seed."""
+    from pra.flow import make_flow
+    from pra.model.patches import image_patches, on_8bit_grid
+    from pra.noise import Noise
+    from pra.rollout import SamplerSettings, rollout
+    from pra.runtime import generator
+
     net, cfg, (imgs, labels), _ = model_and_data
-    from pra.model.patches import image_patches
-    true = image_patches(imgs[:12], 4).numpy()
+    x = image_patches(imgs[:12], 4)
+    true = x.numpy()
     sets = hybrid_sets(net, cfg, imgs[:12], labels[:12], [0, 1, 2, 8], 8, seed=0)
+    s = SamplerSettings.from_config(cfg.sample)
+    init = Noise(generator(0)).randn(12, 16, net.head.out.out_features) * s.temperature  # the first draw
+    y = torch.as_tensor(labels[:12])
     for k in (0, 1, 2, 8):
-        assert np.allclose(sets[k][:, :8 - k], true[:, :8 - k], atol=1 / 127.5)
-        assert not np.allclose(sets[k][:, 8 - k:], true[:, 8 - k:], atol=1 / 127.5)
+        assert np.allclose(sets[k][:, :8 - k], true[:, :8 - k], atol=1e-6)
+        want = on_8bit_grid(rollout(net, make_flow(cfg.model, True), y, s, generator(99), initial=init,
+                                    prefix=x[:, :8 - k]).patches).numpy()
+        assert np.array_equal(sets[k], want), k
+        ctl = sets[(CONTROL, k)]
+        assert np.allclose(ctl[:, :8 - k], true[:, :8 - k], atol=1e-6) and np.array_equal(ctl[:, 8:], sets[0][:, 8:])
+        if k:  # one-step patches differ from the fed-back ones after the first generated position
+            assert np.abs(ctl[:, 8 - k] - sets[k][:, 8 - k]).max() <= 1 / 127.5 + 1e-6  # the same step, batched
+            assert k == 1 or not np.array_equal(ctl, sets[k])
         v = sets[k]
         assert np.allclose(np.round((v + 1) * 127.5), (v + 1) * 127.5, atol=1e-4)
-    assert not np.array_equal(sets[0][:, 8:], sets[NULL_SET][:, 8:])
     again = hybrid_sets(net, cfg, imgs[:12], labels[:12], [0, 1, 2, 8], 8, seed=0)
     assert all(np.array_equal(sets[k], again[k]) for k in sets)
 
 
-def test_accumulation_output_reads_region_excess_against_nulls(model_and_data):
-    net, cfg, (imgs, labels), _ = model_and_data
-    res = error_accumulation(net, cfg, imgs, labels, subsamples=10)
+def test_accumulation_output_reads_region_excess_against_its_nulls(model_and_data):
+    net, cfg, (imgs, labels), (timgs, _) = model_and_data
+    res = error_accumulation(net, cfg, imgs, labels, timgs, subsamples=10, permutations=19)
     assert res["settings"]["images_a"] == res["settings"]["images_b"] == 30
     assert res["ks"][0] == 0 and res["ks"][-1] == res["r0"] - 1 and res["exposure"][0] == 0
-    assert set(res["region_positions"]) <= set(res["content_positions"])
-    assert all(p >= res["r0"] for p in res["region_positions"])
-    assert set(res["excess"]) == {str(k) for k in res["ks"][1:]} | {"null"}
-    for k, v in res["excess"].items():
-        lo, hi = res["ci_excess"][k]
-        assert lo <= v <= hi
-    assert res["summary"]["accumulated"] == res["excess"][str(res["ks"][-1])]
-    assert res["summary"]["agreement_drop"] is None and "agreement" not in res  # no classifier given
+    region, content = res["region_positions"], set(res["content_positions"])
+    assert region[0] in content and region[-1] in content and all(p >= res["r0"] for p in region)
+    assert len({(p - 1) // 4 for p in region}) == 1  # one grid row
+    assert set(res["excess"]) == set(res["p_excess"]) == {str(k) for k in res["ks"][1:]}
+    for k, p in res["p_excess"].items():
+        assert 1 / 20 <= p <= 1 and res["null_band_excess"][k][0] <= res["null_band_excess"][k][1]
+    assert res["summary"]["region_excess"] == res["excess"][str(res["ks"][-1])]
+    assert res["summary"]["feedback_effect"] is None and "agreement" not in res  # no classifier given
+    assert res["excess_reading"] in ("clearly positive", "clearly negative", "not clearly different from 0")
+    assert (res["growth"] is None) == (res["excess_reading"] != "clearly positive")
 
 
 def test_a_constant_background_does_not_outrank_damaged_content():

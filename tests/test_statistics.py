@@ -155,3 +155,57 @@ def test_ill_posed_arms_are_never_interpreted():
     with pytest.raises(ConfigError, match="at most 3"):
         _ablation(analysis="paired", hypotheses=[
             {"id": f"C{i}", "metric": "fid", "variant": "pra", "reference": "latent_tf"} for i in range(4)])
+
+
+def test_pairs_are_matched_by_seed_not_by_position():
+    """A metric missing for one seed of one arm: the paired test uses the common seeds, matched by seed; matching
+    by list position would pair seed 2 of one arm with seed 3 of the other and find a different answer."""
+    from pra.analysis import analyse
+
+    a = _ablation(variants=[{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"}],
+                  analysis="paired", hypotheses=[{"id": "C1", "metric": "fid", "variant": "pra",
+                                                  "reference": "latent_tf", "expect": "lower"}])
+    seed_effect = {1: 5.0, 2: 10.0, 3: 20.0, 4: 40.0, 5: 80.0}
+    tf = _variant("latent_tf", fid=[seed_effect[s] for s in (1, 3, 4, 5)])  # seed 2 missing
+    tf["metrics"]["fid"]["seeds"] = [1, 3, 4, 5]
+    pra = _variant("pra", fid=[0.9 * seed_effect[s] * f for s, f in zip((1, 2, 3, 4, 5), (1.0, 1.01, 0.99, 1.0, 1.005))])
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [pra, tf]}
+    _, hyps, _ = analyse(summary, a)
+    c = hyps[0]["comparison"]
+    assert c["n"] == 4 and c["ratio"] == pytest.approx(0.9, rel=0.01) and hyps[0]["outcome"] == "supported"
+
+
+def test_a_repeated_hypothesis_counts_once_and_ill_posed_comparisons_are_not_read():
+    from pra.ablation import outcome
+    from pra.analysis import NOT_INTERPRETABLE, analyse
+
+    a = _ablation(variants=[{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"},
+                            {"name": "free", "method": "free_rollout"}],
+                  hypotheses=[{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
+                              {"id": "H2", "metric": "fid", "variant": "latent_tf", "reference": "pra",
+                               "expect": "higher"}])
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [
+        _variant("pra", fid=[5.0, 5.2, 4.9, 5.1, 5.0]), _variant("latent_tf", fid=[24.0, 30.0, 20.0, 26.0, 22.0]),
+        _variant("free_rollout", fid=[80.0, 82.0, 81.0, 83.0, 80.5])]}
+    summary["variants"][2]["name"] = "free"
+    comps, hyps, desc = analyse(summary, a)
+    assert desc["m"] == 2  # H1, and free vs pra; H2 is H1 again
+    assert hyps[1]["outcome"].startswith("the same comparison as H1 (counted once)")
+    assert comps[0]["reading"] == NOT_INTERPRETABLE and comps[0]["p_holm"] is not None
+    summary.update(comparisons=comps, hypotheses=hyps)
+    assert any(ln == f"fid: free vs pra: {NOT_INTERPRETABLE}." for ln in outcome(summary))
+
+
+def test_the_sensitivity_analysis_is_holm_corrected_like_the_registered_one():
+    from pra.analysis import analyse
+
+    a = _ablation(hypotheses=[{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf",
+                               "expect": "lower"}])
+    rng = np.random.default_rng(1)
+    base = np.exp(rng.normal(3, 0.5, 5))
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [1, 2, 3, 4, 5], "variants": [
+        _variant("pra", fid=list(base * 0.9 * np.exp(rng.normal(0, 0.02, 5)))), _variant("latent_tf", fid=list(base)),
+        _variant("pixel_noise", fid=list(base * np.exp(rng.normal(0, 0.02, 5))))]}
+    _, hyps, desc = analyse(summary, a)
+    s = hyps[0]["sensitivity"]
+    assert desc["m"] == 2 and s["p_holm"] >= s["comparison"]["p"] and "Holm" in s["test"]

@@ -37,26 +37,29 @@ from pra.noise import Noise
 from pra.rollout import rollout
 from pra.runtime import generator
 
-CONSTRUCTIONS = ("pra", "twin", "reconstruction", "energy_matched")
+CONSTRUCTIONS = ("pra", "twin", "reconstruction", "energy_matched", "parallel_anchored")
 
 
 @torch.no_grad()
 def shared_draws(inputs: TrunkInputs, net, x: torch.Tensor, y: torch.Tensor, noise: Noise) -> dict[str, torch.Tensor]:
     """One batch of every input construction of a latent model from one (t, eps) draw per position: "true" (the
     clean patches), "reconstruction" (D(z, h(clean prefix)): no perturbation, t = 1), "pra", "energy_matched"
-    (PRA's error size per token, isotropic direction), "twin" (D(z~, h(its own inputs))) and "anchored" (the
-    sampler with each head ODE started from the noised true state), all [B, N, P]."""
+    (PRA's error size per token, isotropic direction), "twin" (D(z~, h(its own inputs))), "parallel_anchored"
+    (each head ODE from the noised true state with the teacher-forced context, in one pass) and "anchored" (the
+    sampler with each head ODE started from the noised true state, on its own context), all [B, N, P]."""
     B, N, _ = x.shape
     _, z = inputs.head_states(net, x, noise)  # the code PRA's training inputs perturb (method.head_target)
     t = inputs.perturbation_times(B, N, noise).to(x.dtype)
     eps = noise.randn(*z.shape, dtype=z.dtype)
     z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
-    ctx = net.trunk(x[:, :-1], y) if net.decoder.ctx_in is not None else None
+    h_tf = net.trunk(x[:, :-1], y)  # the teacher-forced trunk states (the head's condition)
+    ctx = h_tf if net.decoder.ctx_in is not None else None
     rendered = net.to_pixels(z, ctx)
     pra = net.to_pixels(z_tilde, ctx)
     return {"true": x, "reconstruction": rendered, "pra": pra,
             "energy_matched": TrunkInputs.energy_matched(rendered, pra, noise),
             "twin": TrunkInputs.sequential(net, z_tilde, y),
+            "parallel_anchored": net.to_pixels(inputs.anchored_states(net, z, t, eps, h_tf), ctx),
             "anchored": rollout(net, inputs.flow, y, inputs.rollout_settings, noise, anchor=(z, t),
                                 anchor_noise=eps).patches}
 

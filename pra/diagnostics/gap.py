@@ -5,7 +5,8 @@ For held-out (val) images and the given weights, the sets compared at every AR p
   and for latent models, from one (t, eps) draw per position (pra.diagnostics.approximation.shared_draws):
   the reconstruction-only control D(z_i, h_i(clean x_<i)) (t = 1), PRA's parallel construction
   D(z~_i, h_i(clean x_<i)), the energy-matched control (PRA's error size per token, isotropic direction), its
-  sequential twin D(z~_i, h_i(x~_<i)) and the anchored rollout, with exactly the training code (pra.inputs);
+  sequential twin D(z~_i, h_i(x~_<i)), the parallel anchored construction and the anchored rollout, with exactly
+  the training code (pra.inputs);
 * the reference: the model's own sequential rollout at inference (the experiment's sampler settings),
   for the labels of the same images;
 * the null: a second, independent rollout set of the same size. "Rollout vs rollout" shows where
@@ -46,7 +47,7 @@ from pra.rollout import SamplerSettings, rollout
 # the gap's name of each construction of pra.diagnostics.approximation.shared_draws (the twin is named by its
 # training method, pra_sequential)
 LATENT_KEYS = {"reconstruction": "reconstruction", "pra": "pra", "energy_matched": "energy_matched",
-               "pra_sequential": "twin", "anchored_rollout": "anchored"}
+               "pra_sequential": "twin", "parallel_anchored": "parallel_anchored", "anchored_rollout": "anchored"}
 LATENT_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise", *LATENT_KEYS)
 PIXEL_CONSTRUCTIONS = ("teacher_forcing", "pixel_noise")
 REFERENCE, NULL, TF = "rollout", "rollout_null", "teacher_forcing"

@@ -53,9 +53,9 @@ def accumulate(args):
     from pra.evaluate.classifier import load_classifier
     from pra.io import write_json
 
-    cfg, net, model, (vx, vy), _ = _setup(args)
+    cfg, net, model, (vx, vy), (tx, _) = _setup(args)
     clf = load_classifier(args.classifier) if args.classifier else None
-    res = error_accumulation(net, cfg, vx, vy, classifier=clf, subsamples=args.subsamples) | {
-        "model": model, "code_hash": args.code_hash}
+    res = error_accumulation(net, cfg, vx, vy, tx, classifier=clf, subsamples=args.subsamples,
+                             permutations=args.permutations) | {"model": model, "code_hash": args.code_hash}
     write_json(args.out, res)
     print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in res["summary"].items()}))

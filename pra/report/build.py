@@ -210,8 +210,10 @@ def diagnostic_runs(a, results: Path) -> dict:
                                 "sets": {k: {x: row[x] for x in keep if x in row} for k, row in r["sets"].items()}}
                         for space, r in gap["spaces"].items()},
                 "accumulation": {k: acc[k] for k in ("ks", "exposure", "region_positions", "r0", "distance",
-                                                     "ci_distance", "excess", "ci_excess", "ebm_ratio", "growth",
-                                                     "agreement", "summary") if k in acc},
+                                                     "ci_distance", "excess", "ci_excess", "p_excess",
+                                                     "null_band_excess", "d0_minus_floor", "ebm_ratio", "growth",
+                                                     "agreement", "agreement_control", "feedback_effect", "summary")
+                                 if k in acc},
                 "approximation": ({k: ap[k] for k in ("positions", "content_positions", "anchored_to_true",
                                                       "constructions", "pra_minus_twin_content_ratio",
                                                       "ci_pra_minus_twin_content_ratio") if k in ap}

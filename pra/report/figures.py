@@ -75,10 +75,11 @@ def sample_grid(panels: list[tuple[str, np.ndarray, np.ndarray]], num_classes: i
 
 
 METHOD_COLORS = {"pixel_tf": "#7f7f7f", "pixel_noise": "#bcbd22", "latent_tf": "#1f77b4", "latent_pixel_noise": "#17becf",
-                 "pra": "#d62728", "pra_sequential": "#9467bd", "anchored_rollout": "#2ca02c",
-                 "free_rollout": "#ff7f0e"}
-CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "pixel_noise": "#bcbd22", "pra": "#d62728",
-                       "pra_sequential": "#9467bd", "rollout_null": "0.45"}
+                 "pra": "#d62728", "energy_matched": "#e377c2", "pra_sequential": "#9467bd",
+                 "parallel_anchored": "#8c564b", "anchored_rollout": "#2ca02c", "free_rollout": "#ff7f0e"}
+CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "reconstruction": "#17becf", "pixel_noise": "#bcbd22",
+                       "pra": "#d62728", "energy_matched": "#e377c2", "pra_sequential": "#9467bd",
+                       "parallel_anchored": "#8c564b", "anchored_rollout": "#2ca02c", "rollout_null": "0.45"}
 
 
 def color_of(method: str, i: int = 0) -> str:
@@ -228,28 +229,36 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
 
 def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> None:
     """accs: variant -> (method, accumulation.json). Left: the region's excess D(k) - D(0) against the
-    content-weighted exposure E(k) of the k own prefix positions, with 95% intervals, the fitted growth curve and
-    each model's excess null as a grey band (what the excess reads when nothing accumulates). Right: the
-    classifier's agreement of the completed images per k where a classifier was given, else D(k) beside the
-    real-vs-real floor."""
+    content-weighted exposure E(k) of the k own prefix positions, with 95% intervals, the fitted growth curve and,
+    as grey bars, the 95% band of the excess under within-image swaps (what it reads when nothing accumulates).
+    Right: the classifier's agreement of the completed images per k, own rollout (solid) and the no-feedback
+    control (dashed), where a classifier was given; else D(k) beside the real-vs-real floor."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.4))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6))
     agreement = all("agreement" in acc for _, acc in accs.values())
+    n = len(accs)
     for i, (name, (method, acc)) in enumerate(accs.items()):
         c = color_of(method, i)
         ks, e = acc["ks"], np.asarray(acc["exposure"])
-        lo_n, hi_n = acc["ci_excess"]["null"]
-        a.axhspan(lo_n, hi_n, color=c, alpha=0.08)
+        dx = (i - (n - 1) / 2) * 0.06 * max(e.max(), 1e-9) / max(n, 1)  # side by side at each exposure
+        band = acc.get("null_band_excess") or {}
+        for k, ek in zip(ks[1:], e[1:]):
+            if str(k) in band:
+                lo, hi = band[str(k)]
+                a.plot([ek + dx, ek + dx], [lo, hi], color="0.6", lw=4, alpha=0.35, solid_capstyle="butt")
         ex = np.array([0.0] + [acc["excess"][str(k)] for k in ks[1:]])
-        ci = np.array([[0.0, 0.0]] + [acc["ci_excess"][str(k)] for k in ks[1:]])
+        ci = np.array([[0.0, 0.0]] + [acc["ci_excess"][str(k)] or [np.nan, np.nan] for k in ks[1:]])
         g = acc.get("growth")
-        lab = f"{name}" + (f" (β = {g['beta']:.2f})" if g else " (no growth fitted)")
-        a.errorbar(e, ex, yerr=[ex - ci[:, 0], ci[:, 1] - ex], fmt="o", ms=3, color=c, capsize=2, lw=1, label=lab)
+        lab = f"{name}" + (f" (β = {g['beta']:.2f})" if g else "")
+        a.errorbar(e + dx, ex, yerr=[ex - ci[:, 0], ci[:, 1] - ex], fmt="o", ms=3, color=c, capsize=2, lw=1,
+                   label=lab)
         if g:
             grid = np.linspace(0, e.max(), 100)
             a.plot(grid, g["c"] * grid ** g["beta"], "-", color=c, lw=1)
         if agreement:
-            b.plot(ks, [acc["agreement"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=name)
+            b.plot(ks, [acc["agreement"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=f"{name}: own")
+            b.plot(ks, [acc["agreement_control"][str(k)] for k in ks], "s--", ms=2.5, color=c, lw=0.9,
+                   label=f"{name}: no feedback")
         else:
             b.plot(ks, [acc["distance"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=name)
             lo_f, hi_f = acc["ci_distance"]["floor"]
@@ -259,16 +268,17 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     a.set(xlabel="exposure E(k): summed ink share of the k own prefix positions",
           ylabel="region excess D(k) − D(0)\n(class-conditional MMD², paired)",
           title=f"error added by k own positions (region: positions {a0['region_positions'][0]}–"
-                f"{a0['region_positions'][-1]}; bands: excess null)")
+                f"{a0['region_positions'][-1]}; grey: swap-null 95% band)")
     if agreement:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="classifier agreement with the label",
-              title="completed images")
+              title="completed images: own rollout vs no-feedback control")
     else:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="D(k): region MMD² to real regions",
               title="distance per k (grey band: real-vs-real floor)")
     for ax in (a, b):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+    a.legend(fontsize=7)
+    b.legend(fontsize=6, ncol=2)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()

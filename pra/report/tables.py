@@ -223,7 +223,7 @@ ABLATION_COLUMNS = [  # (metric key, header, digits)
     ("gap_inputs_pra_sequential_mmd2_excess", "gap twin inputs", 4),
     ("gap_hidden_teacher_forcing_mmd2_excess", "gap TF h", 4),
     ("gap_hidden_pra_mmd2_excess", "gap PRA h", 4),
-    ("acc_accumulated", "accumulated (region MMD²)", 4), ("acc_agreement_drop", "agreement drop", 3),
+    ("acc_region_excess", "region excess (MMD²)", 4), ("acc_feedback_effect", "feedback effect (agreement)", 3),
 ]
 
 
@@ -248,18 +248,19 @@ def ablation_table(summary: dict) -> Table:
              "standard deviation over seeds" + (" (one seed: no spread)." if n == 1 else ".")
              + " gap: MMD² between that construction's trunk inputs (or the trunk states h they produce) and the "
              "model's own sequential rollout, minus the same statistic for a second independent rollout (the null), "
-             "mean over AR positions, on held-out images; 0 = as close as another rollout. Accumulated: class-conditional "
+             "mean over AR positions, on held-out images; 0 = as close as another rollout. Region excess: class-conditional "
              "unbiased MMD² of a fixed region where real images have ink to held-out real regions of the same class, "
              "generated after the model's full own prefix minus after the true prefix (paired by image and start "
-             "noise); agreement drop: the classifier's agreement with the label of the completed images, true "
-             "prefix minus own prefix. Intervals: the gap and accumulation tables; tests: the tests table."]
+             "noise); feedback effect: the classifier's agreement with the label of completed images whose prefix "
+             "positions were each generated from the true patches before them (not fed back), minus that of the "
+             "full own rollout. Intervals: the gap and accumulation tables; tests: the tests table."]
     if summary.get("outcome"):
         notes.append("Outcome, as measured:\n\n" + "\n".join(f"- {line}" for line in summary["outcome"]))
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
 
 
 SEED_COLUMNS = [("fid", "FID ↓", 2), ("class_accuracy", "class acc. ↑", 3),
-                ("acc_accumulated", "accumulated (region MMD²)", 4)]
+                ("acc_region_excess", "region excess (MMD²)", 4)]
 
 
 def mean_interval(values: list[float]) -> tuple[float, float, float] | None:
@@ -335,23 +336,27 @@ def tests_table(summary: dict) -> Table:
                                                 else f"{c['diff']:+.4g}"),
                         "seeds": f"{c['n_a']}, {c['n_b']}", "p": f"{fmt(c['p'], 3)} (Welch)",
                         "p (family)": f"{fmt(c['p_holm'], 3)} (Holm)",
-                        "reading": out or verdict(Comparison(**c)).split(" (")[0]})
+                        "reading": out or c.get("reading") or verdict(Comparison(**{k: v for k, v in c.items()
+                                                                                   if k != "reading"})).split(" (")[0]})
         elif c is not None:  # paired
             est = (f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]" if c["log"] and c["ratio_ci"]
                    else f"{c['mean_diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['mean_diff']:+.4g}")
             rec.update({"comparison": f"{c['a']} − {c['b']}" if not c["log"] else f"{c['a']} / {c['b']}",
                         "metric": c["metric"] + (" (log)" if c["log"] else ""),
                         "estimate [interval]": f"{est} ({c['level']:.1%})", "seeds": f"{c['n']} pairs",
-                        "p": f"{fmt(c['p'], 3)} (paired t)" if label != "estimate" else "— (estimate)",
-                        "p (family)": (f"sign-flip {fmt(c['p_sign_flip'], 3)}" if c.get("p_sign_flip") is not None
-                                       else MISSING),
-                        "reading": out or "estimate, not a test"})
+                        "p": (f"{fmt(c['p'], 3)} (paired t)" + (f"; sign-flip {fmt(c['p_sign_flip'], 3)}"
+                                                                  if c.get("p_sign_flip") is not None else "")
+                              if label != "estimate" else "— (estimate)"),
+                        "p (family)": (f"compared with alpha/m = {1 - c['level']:.3g} (Bonferroni)"
+                                       if label != "estimate" else MISSING),
+                        "reading": out or c.get("reading") or "estimate, not a test"})
         if sens and sens.get("comparison"):
             s_ = sens["comparison"]
             rec["sensitivity (paired, deviation)"] = (
                 (f"ratio {s_['ratio']:.3g} [{s_['ratio_ci'][0]:.3g}, {s_['ratio_ci'][1]:.3g}]" if s_["log"] and s_["ratio_ci"]
                  else f"{s_['mean_diff']:+.4g} {_ci(s_['ci'], 3)}" if s_["ci"] else MISSING)
-                + (f", p = {fmt(s_['p'], 3)}: {sens['outcome']}" if s_["p"] is not None else ""))
+                + (f", p = {fmt(s_['p'], 3)}" + (f" (Holm {fmt(sens['p_holm'], 3)})" if sens.get("p_holm") is not None
+                                                   else "") + f": {sens['outcome']}" if s_["p"] is not None else ""))
         recs.append(rec)
     df = pd.DataFrame(recs)
     if "sensitivity (paired, deviation)" in df:
@@ -365,7 +370,8 @@ def tests_table(summary: dict) -> Table:
 def gap_table(name: str, gaps: dict) -> Table:
     """gaps: variant -> gap.json of one seed. Every construction and the null, both spaces, both statistics."""
     recs = []
-    order = ("teacher_forcing", "pixel_noise", "pra", "pra_sequential", "rollout_null")
+    order = ("teacher_forcing", "reconstruction", "pixel_noise", "pra", "energy_matched", "pra_sequential",
+             "parallel_anchored", "anchored_rollout", "rollout_null")
     for variant, g in gaps.items():
         for space in ("inputs", "hidden"):
             res = g["spaces"][space]
@@ -433,35 +439,43 @@ def approximation_table(name: str, approx: dict) -> Table:
 
 
 def accumulation_table(name: str, accs: dict) -> Table:
-    """One row per model (its first seed): the region's distance after the true and the full own prefix, the
-    excess with its interval beside the excess null and the floor, the EB-M-style ratio, the growth exponent and
-    the classifier agreement drop."""
+    """One row per model (its first seed): the region's distance after the true and the full own prefix, D(0)
+    over the floor, the excess with its interval and permutation p, the EB-M-style ratio, the growth exponent and
+    the feedback effect on the classifier's agreement."""
     recs = []
     for variant, a in accs.items():
         full = str(a["ks"][-1])
         g = a.get("growth")
+        band = (a.get("null_band_excess") or {}).get(full)
         rec = {"model": variant,
                "true prefix D(0)": _ci_text(a["distance"]["0"], a["ci_distance"]["0"], 4),
+               "D(0) − floor": _ci_text(a["d0_minus_floor"], a.get("ci_d0_minus_floor"), 4),
                "own prefix D(r0)": _ci_text(a["distance"][full], a["ci_distance"][full], 4),
                "excess D(r0) − D(0) [95% CI]": _ci_text(a["excess"][full], a["ci_excess"][full], 4),
-               "excess null [95% CI]": _ci_text(a["excess"]["null"], a["ci_excess"]["null"], 4),
-               "floor (real vs real)": _ci_text(a["distance"]["floor"], a["ci_distance"]["floor"], 4),
+               "perm. p (null band)": (MISSING if "p_excess" not in a else
+                                       f"{fmt(a['p_excess'][full], 3)} {_ci(band, 4)}"),
+               "reading": a.get("excess_reading", MISSING),
                "EB-M-style D(r0)/D(0)": (MISSING if a.get("ebm_ratio") is None else
                                         _ci_text(a["ebm_ratio"], a.get("ci_ebm_ratio"), 2)),
                "growth exponent β": MISSING if not g else _ci_text(g["beta"], g.get("ci_beta"), 2),
-               "agreement drop": (MISSING if "agreement_drop" not in a else
-                                  _ci_text(a["agreement_drop"][full], a.get("ci_agreement_drop_full"), 3))}
+               "feedback effect (agreement)": (MISSING if "feedback_effect" not in a else
+                                               _ci_text(a["feedback_effect"][full], a.get("ci_feedback_effect_full"),
+                                                        3))}
         recs.append(rec)
     a0 = next(iter(accs.values()))
     st = a0["settings"]
     notes = [f"Region: positions {a0['region_positions']} ({st['region_rule']}); prefixes keep the true patches "
              f"before position r0 − k (r0 = {a0['r0']}) and generate the k positions before the region, k in "
-             f"{a0['ks']}. D(k): {st['distance']}; {st['kernel']}. {st['split']}: {st['images_a']} and "
-             f"{st['images_b']} images; {st['pairing']}; {st['form']}. Excess null: a second k = 0 set from other "
-             "start noise minus the first (what the excess reads when nothing accumulates); floor: real A vs real "
-             "B (what zero error reads). Growth: excess(k) = c·E(k)^β by least squares, E(k) the summed share of "
-             "real images with ink over the k generated prefix positions (blank positions add almost no exposure); "
-             "'—' where no excess is positive. Intervals: 95% subsampling (half of A's and of B's images, rows kept "
-             f"jointly across k), one run (seed {a0['model']['seed']}, EMA weights); not corrected for the other "
-             "readings of this table."]
+             f"{a0['ks']}. D(k): {st['distance']}; kernel {st['kernel']} (bounded: D ≤ 2, so a model far from the "
+             f"data at k = 0 has less room for an excess: read the excess beside D(0) − floor). {st['split']}: "
+             f"{st['images_a']} and {st['images_b']} images; {st['pairing']}; {st['form']}; {st['fixed']}. "
+             f"Floor: real A vs real B (what zero error reads). Perm. p: {st['null']}, {st['permutations']} swaps; "
+             "the band is the 95% range of the excess under those swaps (what it reads when nothing accumulates). "
+             "EB-M-style ratio: only where D(0)'s interval excludes 0. Growth: excess(k) = c·E(k)^β by weighted least "
+             "squares, E(k) the summed share of real images with ink over the k generated prefix positions, fitted "
+             "only where the full-prefix excess is clearly positive. Feedback effect: agreement of the classifier "
+             "with the label when the prefix positions are each generated from the true patches before them (not "
+             "fed back), minus with the model's own full rollout. Intervals: 95% subsampling (half of A's and of "
+             f"B's images, rows kept jointly across k), one run (seed {a0['model']['seed']}, EMA weights); not "
+             "corrected for the other readings of this table."]
     return Table(f"accumulation_{name}", f"Error accumulation, ablation `{name}`", pd.DataFrame(recs), notes)

@@ -44,6 +44,7 @@ rule accumulate:
         cfg=run_job_cfg("accumulate"),
         code=code("accumulate"),
         n=EXP.evaluate.diagnostic_images,
+        perms=EXP.evaluate.diagnostic_permutations,
         subs=EXP.evaluate.diagnostic_subsamples,
         clf=classifier_flag,
     threads: 1
@@ -57,8 +58,8 @@ rule accumulate:
         ENV
     shell:
         "python -m pra accumulate --config-json {params.cfg:q} --model {input.model} "
-        "--data {input.data} --images {params.n} --subsamples {params.subs} {params.clf} --out {output} "
-        "--threads {threads} "
+        "--data {input.data} --images {params.n} --subsamples {params.subs} --permutations {params.perms} "
+        "{params.clf} --out {output} --threads {threads} "
         "> {log} 2>&1"
 
 
