@@ -267,11 +267,11 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     a0 = next(iter(accs.values()))[1]
     a.set(xlabel="exposure E(k): summed ink share of the k own prefix positions",
           ylabel="region excess D(k) − D(0)\n(class-conditional MMD², paired)",
-          title=f"error added by k own positions (region: positions {a0['region_positions'][0]}–"
-                f"{a0['region_positions'][-1]}; grey: swap-null 95% band)")
+          title=f"region {a0['region_positions'][0]}–{a0['region_positions'][-1]} after k own positions "
+                "(grey: swap null, 95%)")
     if agreement:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="classifier agreement with the label",
-              title="completed images: own rollout vs no-feedback control")
+              title="completed images: own vs no-feedback control")
     else:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="D(k): region MMD² to real regions",
               title="distance per k (grey band: real-vs-real floor)")
