@@ -129,6 +129,8 @@ def test_paired_analysis_matches_scipy_and_reads_equal_only_from_tost():
     assert np.exp(want.low) == pytest.approx(c1["ratio_ci"][0]) and np.exp(want.high) == pytest.approx(c1["ratio_ci"][1])
     assert hyps[0]["outcome"] == "supported"
     assert hyps[1]["outcome"].startswith("supported: equivalent within a ratio of 1.15")
+    eq = hyps[1]["equivalence"]  # TOST at the family's level alpha/m, its interval at 1 - 2 alpha/m
+    assert eq["alpha"] == pytest.approx(0.025) and eq["level"] == pytest.approx(0.95)
     # a 1.5x difference with the same noise is not equal; a noisy small sample shows nothing either way
     summary["variants"][2] = _variant("pixel_noise", fid=list(base * 1.5 * np.exp(rng.normal(0, 0.01, 8))))
     assert analyse(summary, a)[1][1]["outcome"] == "contradicted: clearly different"
