@@ -25,7 +25,8 @@ images of the same class, not against the true conditional.
   permutation test that swaps, image by image, the region generated after k own positions with the one
   generated after the true prefix (exchangeable when the own prefix changes nothing): a p-value and the
   permutation band, the spread the excess has when nothing accumulates.
-* EB-M-style ratio D(r0) / D(0), only where D(0) is clearly above 0 (its interval excludes 0).
+* EB-M-style ratio D(r0) / D(0), only where D(0) is clearly above 0 (its interval excludes 0), and with an
+  interval only where D(0) stays above 0 in every subset (otherwise the ratio is unstable and shown bare).
 * Classifier agreement of the completed images with their labels (where a classifier is given), beside a
   no-feedback control: the same k positions each generated in one step from the true patches before them (not
   fed back), the rest as after the true prefix. Feedback effect(k) = agreement(control, k) - agreement(own, k):
@@ -281,8 +282,13 @@ def error_accumulation(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_label
     ci0 = sc["ci_distance"]["0"]
     if ci0 is not None and ci0[0] > 0:
         res["ebm_ratio"] = dfull / d0
-        res["ci_ebm_ratio"] = interval_of(res["ebm_ratio"], [s_[full_k] / s_["0"] if s_["0"] > 0 else np.nan
-                                                             for s_ in subs], na, ba)
+        # an interval only where no subset's D(0) reaches 0: a ratio over a denominator near 0 is heavy-tailed,
+        # and its subsampling interval would not mean anything
+        stable = all(s_["0"] > 0 for s_ in subs)
+        res["ci_ebm_ratio"] = (interval_of(res["ebm_ratio"], [s_[full_k] / s_["0"] for s_ in subs], na, ba)
+                               if stable else None)
+        if not stable:
+            res["ebm_ratio_why"] = "no interval: D(0) reaches 0 in some subsets, so the ratio is unstable"
     else:
         res["ebm_ratio"], res["ci_ebm_ratio"] = None, None
         res["ebm_ratio_why"] = "D(0) is not clearly above 0: the ratio is not defined"

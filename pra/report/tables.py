@@ -456,7 +456,8 @@ def accumulation_table(name: str, accs: dict) -> Table:
                                        f"{fmt(a['p_excess'][full], 3)} {_ci(band, 4)}"),
                "reading": a.get("excess_reading", MISSING),
                "EB-M-style D(r0)/D(0)": (MISSING if a.get("ebm_ratio") is None else
-                                        _ci_text(a["ebm_ratio"], a.get("ci_ebm_ratio"), 2)),
+                                        _ci_text(a["ebm_ratio"], a.get("ci_ebm_ratio"), 2)
+                                        + ("" if a.get("ci_ebm_ratio") else " (unstable)")),
                "growth exponent β": MISSING if not g else _ci_text(g["beta"], g.get("ci_beta"), 2),
                "feedback effect (agreement)": (MISSING if "feedback_effect" not in a else
                                                _ci_text(a["feedback_effect"][full], a.get("ci_feedback_effect_full"),
@@ -471,7 +472,8 @@ def accumulation_table(name: str, accs: dict) -> Table:
              f"{st['images_a']} and {st['images_b']} images; {st['pairing']}; {st['form']}; {st['fixed']}. "
              f"Floor: real A vs real B (what zero error reads). Perm. p: {st['null']}, {st['permutations']} swaps; "
              "the band is the 95% range of the excess under those swaps (what it reads when nothing accumulates). "
-             "EB-M-style ratio: only where D(0)'s interval excludes 0. Growth: excess(k) = c·E(k)^β by weighted least "
+             "EB-M-style ratio: only where D(0)'s interval excludes 0, with an interval only where D(0) stays above 0 in "
+             "every subset (else 'unstable'). Growth: excess(k) = c·E(k)^β by weighted least "
              "squares, E(k) the summed share of real images with ink over the k generated prefix positions, fitted "
              "only where the full-prefix excess is clearly positive. Feedback effect: agreement of the classifier "
              "with the label when the prefix positions are each generated from the true patches before them (not "
