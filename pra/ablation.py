@@ -159,7 +159,8 @@ def outcome(summary: dict) -> list[str]:
     seed0 = summary["seeds"][0]
     for space, label in (("inputs", "pixel inputs"), ("hidden", "trunk states h_i")):
         parts = []
-        for name in ("teacher_forcing", "pixel_noise", "pra", "pra_sequential"):
+        for name in ("teacher_forcing", "reconstruction", "pixel_noise", "pra", "energy_matched", "pra_sequential",
+                     "parallel_anchored", "anchored_rollout"):
             ex = _get(summary, ref, f"gap_{space}_{name}_mmd2_excess") if ref else None
             if ex:
                 parts.append(f"{name} {ex['mean']:.2g}")
@@ -184,8 +185,8 @@ def outcome(summary: dict) -> list[str]:
            if "acc_region_excess" in v["metrics"]]
     if acc:
         lines.append("Error accumulation (class-conditional MMD² of a fixed ink region to held-out real regions, "
-                     "after the model's full own prefix minus after the true prefix, paired; per-run intervals and "
-                     "the excess null in the accumulation table): "
+                     "after the model's full own prefix minus after the true prefix, paired, mean over seeds; "
+                     "per-run intervals and swap-permutation p-values in the accumulation table): "
                      + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
     return lines
 

@@ -267,8 +267,9 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                **{f"gap_{a}": "MMD² and Gaussian KL of every construction to the model's own rollout, in pixel inputs "
                               "and trunk states, beside the rollout-vs-rollout null, with intervals" for a in summaries},
                **{f"accumulation_{a}": "a fixed ink region after the true vs the model's own prefix: its excess "
-                                       "distance to real regions, the excess null and the floor, the growth "
-                                       "exponent and the classifier agreement drop, with intervals"
+                                       "distance to real regions with its swap-permutation p, the floor, the "
+                                       "growth exponent and the feedback effect on the classifier's agreement, "
+                                       "with intervals"
                   for a in summaries},
                **{f"approximation_{a}": "how far PRA's and its twin's inputs lie from the anchored sequential "
                                         "rollout's, on shared draws, with intervals" for a in summaries},
@@ -305,8 +306,9 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                      (f"error_accumulation_{a.name}", "a fixed ink region's excess distance to real regions after "
                                                       "k of the model's own prefix positions, against the "
                                                       "content-weighted exposure, with the fitted growth and the "
-                                                      "excess null (bands); right: the classifier's agreement of "
-                                                      "the completed images per k"),
+                                                      "swap-permutation null (grey bars); right: the classifier's "
+                                                      "agreement of the completed images per k, own rollout vs "
+                                                      "the no-feedback control"),
                      (f"approximation_{a.name}", "per-position distance of PRA's and its twin's inputs to the "
                                                  "anchored sequential rollout's (shared draws), in units of that "
                                                  "rollout's distance to the data; grey: content positions")]
