@@ -13,7 +13,7 @@ import numpy as np
 from pra.config import AblationConfig, ExperimentConfig
 from pra.io import read_json
 from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
-from pra.analysis import analyse
+from pra.analysis import NOT_INTERPRETABLE, analyse
 from pra.statistics import Comparison, verdict
 
 EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
@@ -144,8 +144,11 @@ def outcome(summary: dict) -> list[str]:
     """Plain statements of what the measurements say, from the tests, whichever way they go."""
     lines = []
     for h in summary["hypotheses"]:
+        c = h["comparison"]
+        detail = (f" ({c['mean_a']:.3g} vs {c['mean_b']:.3g}, measured, not read)" if h["outcome"] == NOT_INTERPRETABLE
+                  and c and "mean_a" in c else "" if h["outcome"] == NOT_INTERPRETABLE else _detail(c, h["metric"]))
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
-                     f"expected {h['expect']}): {h['outcome']}{_detail(h['comparison'], h['metric'])}.")
+                     f"expected {h['expect']}): {h['outcome']}{detail}.")
     for c in summary["comparisons"]:
         if c.get("reading"):  # an ill-posed arm: measured, never interpreted
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['reading']}.")
