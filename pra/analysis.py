@@ -215,7 +215,7 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
         s_t = sens[i]
         s_out = paired_outcome(s_t, h["expect"], alpha, None, p=sens_holm.get(i)) if s_t is not None else None
         if h["ill_posed"]:
-            out = NOT_INTERPRETABLE
+            out = s_out = NOT_INTERPRETABLE
         elif s_out is not None and not s_out.startswith("untested") and _verdict_word(s_out) != _verdict_word(out):
             out = f"{out}; does not hold up across analyses (paired: {_verdict_word(s_out)})"
         done[h["id"]] = {**_base(h), "comparison": h["welch"].to_dict(), "outcome": out, "test": "Welch, Holm",

@@ -154,6 +154,7 @@ def test_ill_posed_arms_are_never_interpreted():
     summary["variants"][1]["method"] = "free_rollout"
     _, hyps, desc = analyse(summary, a)
     assert hyps[0]["outcome"] == NOT_INTERPRETABLE and hyps[0]["comparison"]["p_holm"] is not None and desc["m"] == 1
+    assert hyps[0]["sensitivity"]["outcome"] == NOT_INTERPRETABLE
     with pytest.raises(ConfigError, match="at most 3"):
         _ablation(analysis="paired", hypotheses=[
             {"id": f"C{i}", "metric": "fid", "variant": "pra", "reference": "latent_tf"} for i in range(4)])
