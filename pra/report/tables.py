@@ -354,7 +354,8 @@ def tests_table(summary: dict) -> Table:
             s_ = sens["comparison"]
             rec["sensitivity (paired, deviation)"] = (
                 (f"ratio {s_['ratio']:.3g} [{s_['ratio_ci'][0]:.3g}, {s_['ratio_ci'][1]:.3g}]" if s_["log"] and s_["ratio_ci"]
-                 else f"{s_['mean_diff']:+.4g} {_ci(s_['ci'], 3)}" if s_["ci"] else MISSING)
+                 else f"{s_['mean_diff']:+.3g} [{s_['ci'][0]:+.3g}, {s_['ci'][1]:+.3g}]" if s_["ci"] else MISSING)
+                + (f" ({s_['level']:.2%})" if s_.get("level") else "")
                 + (f", p = {fmt(s_['p'], 3)}" + (f" (Holm {fmt(sens['p_holm'], 3)})" if sens.get("p_holm") is not None
                                                    else "") + f": {sens['outcome']}" if s_["p"] is not None else ""))
         recs.append(rec)
@@ -414,13 +415,14 @@ def approximation_table(name: str, approx: dict) -> Table:
     recs, settings = [], None
     for variant, a in approx.items():
         if not a.get("applicable"):
-            recs.append({"model": variant, "PRA / anchored [95% CI]": MISSING, "twin / anchored [95% CI]": MISSING,
+            recs.append({"model": variant, "t_min": MISSING, "PRA / anchored [95% CI]": MISSING,
+                         "twin / anchored [95% CI]": MISSING,
                          "PRA − twin [95% CI]": MISSING, "anchored to data": MISSING})
             continue
         settings = a["settings"]
         c = a["constructions"]
         cols = [p - 1 for p in a["content_positions"]]
-        recs.append({"model": variant,
+        recs.append({"model": variant, "t_min": fmt(settings["t_min"], 2),
                      "PRA / anchored [95% CI]": _with_ci(c["pra"], "content_ratio", "ci_content_ratio", 3, sign=""),
                      "twin / anchored [95% CI]": _with_ci(c["twin"], "content_ratio", "ci_content_ratio", 3, sign=""),
                      "PRA − twin [95% CI]": _with_ci(a, "pra_minus_twin_content_ratio",
@@ -432,7 +434,7 @@ def approximation_table(name: str, approx: dict) -> Table:
         notes = [f"How far each cheap construction's inputs lie from the anchored sequential rollout's, built from "
                  f"the same (t, eps) draws on {settings['images']} {settings['split']} images: {settings['ratio']}, "
                  f"over the content positions ({settings['content_rule']}); 0 = the sequential inputs exactly. "
-                 f"Anchored sampler: {settings['anchored_sampler']}; t_min {settings['t_min']}. 95% subsampling "
+                 f"Anchored sampler: {settings['anchored_sampler']}; t_min: each model's own. 95% subsampling "
                  f"intervals (half the images, rescaled; paired across columns). Pixel-space models have no state "
                  f"to perturb: —."]
     return Table(f"approximation_{name}", f"Approximation error, ablation `{name}`", pd.DataFrame(recs), notes)
