@@ -19,16 +19,15 @@ def _clone(tmp_path, name, remote):
 
 
 def _smoke_as_default(repo):
-    """The smoke experiment written as the clone's config/config.yaml (what the DVC stage tracks), its ablation
-    cut to two arms without diagnostics: what DVC is tested on is the stage, not every rule (make smoke and
-    tests/test_workflow.py run those)."""
+    """The smoke experiment written as the clone's config/config.yaml (what the DVC stage tracks), cut to its
+    one pra run without ablation, probe or snapshots: what DVC is tested on is the stage, not every rule
+    (make smoke and tests/test_workflow.py run those)."""
     base = yaml.safe_load((repo / "config/config.yaml").read_text())
     smoke = yaml.safe_load((repo / "experiments/smoke.yaml").read_text())
     for k, v in smoke.items():
         base[k] = {**base[k], **v} if isinstance(v, dict) else v
-    for a in base["ablations"]:
-        a.update(diagnostics=False, hypotheses=[],
-                 variants=[v for v in a["variants"] if v["name"] in ("latent_tf", "pra")])
+    base["ablations"] = []
+    base["evaluate"].update(probe=False, snapshot_every=0)
     base["name"], base["reports_dir"] = "default", "reports"
     (repo / "config/config.yaml").write_text(yaml.safe_dump(base, sort_keys=False))
 
@@ -77,7 +76,7 @@ def test_dvc_reproduces_the_pipeline(tmp_path):
     assert any("tiny-XS_pra_base_s0.csv" in k for k in plots.get("data", plots))
 
     # 3. results follow code (pra.codehash): a result-changing edit reruns exactly the jobs that run the edited
-    # module (here the metrics: evaluate and reference, then ablation and report), never training; an
+    # module (here the metrics: evaluate and reference, then the report), never training; an
     # analysis-only edit reruns the report alone; `dvc repro` then records the new code beside new results
     def mtimes(pattern):
         return {p: p.stat().st_mtime_ns for p in (repo / "results/default").glob(pattern)}

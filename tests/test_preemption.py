@@ -15,12 +15,21 @@ def _cmd(cfg, data, out):
             "--method", "pra", "--seed", "3", "--data", str(data), "--out", str(out), "--quiet"]
 
 
+CFG = dict(train={"steps": 400, "log_every": 7, "ckpt_every": 1000})
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, prepared):
+    """The run without a signal (one for both signals)."""
+    ref = tmp_path_factory.mktemp("ref")
+    subprocess.run(_cmd(tiny_config(**CFG), prepared, ref), cwd=ROOT, check=True, capture_output=True)
+    return ref
+
+
 @pytest.mark.slow  # training processes signalled and restarted
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1])
-def test_signal_checkpoints_and_rerun_resumes(tmp_path, prepared, sig):
-    cfg = tiny_config(train={"steps": 400, "log_every": 7, "ckpt_every": 1000})
-    ref = tmp_path / "ref"
-    subprocess.run(_cmd(cfg, prepared, ref), cwd=ROOT, check=True, capture_output=True)
+def test_signal_checkpoints_and_rerun_resumes(tmp_path, prepared, uninterrupted, sig):
+    cfg, ref = tiny_config(**CFG), uninterrupted
 
     out = tmp_path / "run"
     p = subprocess.Popen(_cmd(cfg, prepared, out), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

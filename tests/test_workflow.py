@@ -46,7 +46,8 @@ def tiny_experiment(tmp_path):
         "train": {"steps": 12, "batch_size": 8, "warmup_steps": 2, "log_every": 4, "ckpt_every": 8},
         "sample": {"per_class": 3, "batch_size": 30, "ode_steps": 2, "cfg_sweep": [1.0, 2.0], "sweep_per_class": 2},
         "evaluate": {"classifier_epochs": 1, "probe_epochs": 2, "probe_warmup_epochs": 1, "snapshot_every": 6,
-                     "snapshot_per_class": 2},
+                     "snapshot_per_class": 2, "diagnostic_images": 100, "diagnostic_permutations": 19,
+                     "diagnostic_subsamples": 20},
         "speed": {"sample_precision": "bf16"},  # not the CPU default: to see the speed section reach the jobs
         "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True,
                        "variants": [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
@@ -143,28 +144,36 @@ def _run_metrics(work, name):
 
 
 @pytest.mark.slow  # a real pipeline run, killed and resumed
-def test_killed_run_resumes_to_the_same_metrics(tmp_path):
+def test_killed_run_resumes_to_an_uninterrupted_runs_model(tmp_path):
     """SIGKILL to Snakemake and every job while a model trains; the README's recovery (the same command,
-    `snakemake --unlock` when the lock was left behind) finishes the run with an uninterrupted run's metrics."""
+    `snakemake --unlock` when the lock was left behind) finishes the run, and its training log and weights
+    equal an uninterrupted training's, bit for bit (the jobs after training are deterministic functions of
+    the weights: tests/test_train_sample.py)."""
     import os
     import signal
     import subprocess
     import time
 
-    names = [f"pytest-crash-{uuid.uuid4().hex[:8]}", f"pytest-whole-{uuid.uuid4().hex[:8]}"]
+    import torch
+
+    from pra.config import from_dict
+    from pra.train import train
+
+    name = f"pytest-crash-{uuid.uuid4().hex[:8]}"
     work = tmp_path / "work"
-    crash, whole = (_recovery_config(tmp_path, n) for n in names)
+    crash = _recovery_config(tmp_path, name)
     cmd = snakemake(work, "--cores", "2", "all", "--configfile")
     p = subprocess.Popen(cmd + [str(crash)], start_new_session=True, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
-    state = work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/state.pt"
+    run_dir = work / "results" / name / "runs/tiny-XS/pra/base/s0"
+    state = run_dir / "state.pt"
     deadline = time.time() + 600
     while not state.exists() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
     assert state.exists(), "training never wrote a checkpoint before the kill"
     os.killpg(p.pid, signal.SIGKILL)
     p.wait()
-    assert not (work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/model.pt").exists()
+    assert not (run_dir / "model.pt").exists()
     again = run(cmd + [str(crash)], check=False)
     out = again.stdout + again.stderr
     if again.returncode != 0:  # the killed run's lock: released by `make run`'s release-lock, then the same command
@@ -173,12 +182,18 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
         released = run([sys.executable, "-m", "pra", "release-lock", "--directory", str(work)])
         assert "released a stale lock" in released.stderr, released.stderr
         run(cmd + [str(crash)])
-    log = (work / "results" / names[0] / "runs/tiny-XS/pra/base/s0/train.log").read_text()
-    assert "resumed from" in log, log[-2000:]
-    run(cmd + [str(whole)])
-    assert _run_metrics(work, names[0]) == _run_metrics(work, names[1]) != {}
+    assert "resumed from" in (run_dir / "train.log").read_text()
+    assert _run_metrics(work, name) != {}
 
-
+    resumed = torch.load(run_dir / "model.pt", weights_only=False)
+    whole = tmp_path / "whole"
+    train(from_dict(resumed["config"]), scale="tiny-XS", method="pra", seed=0, data_dir=work / "results" / name / "data",
+          out_dir=whole, progress=False)
+    assert (run_dir / "train_log.jsonl").read_text() == (whole / "train_log.jsonl").read_text()
+    uninterrupted = torch.load(whole / "model.pt", weights_only=False)
+    for part in ("model", "ema"):
+        if part in uninterrupted:
+            assert all(torch.equal(resumed[part][k], uninterrupted[part][k]) for k in uninterrupted[part]), part
 
 
 def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):

@@ -28,14 +28,47 @@ for b in munged mariadbd slurmdbd slurmctld slurmd sbatch sacct sacctmgr; do
 done
 export PATH="/usr/sbin:$PATH"
 
+CPUS=$(nproc)
+MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
+# KillWait: seconds between SIGTERM and SIGKILL at a time limit (30 on a stock cluster; a tiny model
+# checkpoints in under one)
+SLURM_CONF=$(cat <<CONF
+ClusterName=$CLUSTER
+SlurmctldHost=$HOST
+SlurmUser=root
+AuthType=auth/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+ReturnToService=2
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core_Memory
+StateSaveLocation=$STATE/spool/ctld
+SlurmdSpoolDir=$STATE/spool/d-%n
+SlurmctldPidFile=$STATE/slurmctld.pid
+SlurmdPidFile=$STATE/slurmd-%n.pid
+SlurmctldLogFile=$STATE/log/slurmctld.log
+SlurmdLogFile=$STATE/log/slurmd-%n.log
+AccountingStorageType=accounting_storage/slurmdbd
+AccountingStorageHost=localhost
+JobAcctGatherType=jobacct_gather/none
+JobCompType=jobcomp/none
+KillWait=10
+MinJobAge=300
+NodeName=$HOST NodeHostname=$HOST Port=6818 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+NodeName=$HOST-2 NodeHostname=$HOST Port=6828 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
+PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
+PartitionName=multi Nodes=$HOST,$HOST-2 MaxTime=INFINITE State=UP
+CONF
+)
+
 up_nodes() { sinfo -h -N -p multi -t idle,mixed,allocated -o %N 2>/dev/null | sort -u | wc -l; }
-if [ "$(up_nodes)" = "2" ] && sacct -n -X -S now-1minute >/dev/null 2>&1; then
+if [ "$(up_nodes)" = "2" ] && [ "$(cat /etc/slurm/slurm.conf 2>/dev/null)" = "$SLURM_CONF" ] && sacct -n -X -S now-1minute >/dev/null 2>&1; then
   echo "ready (already running)"; exit 0
 fi
 
 mkdir -p "$STATE"/{log,spool/ctld,spool/d} /run/munge /run/mysqld /etc/slurm
-CPUS=$(nproc)
-MEM=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 1024 ))
 
 # munge
 [ -s /etc/munge/munge.key ] || { dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null; }
@@ -67,35 +100,7 @@ PidFile=$STATE/slurmdbd.pid
 CONF
 chmod 600 /etc/slurm/slurmdbd.conf
 
-cat > /etc/slurm/slurm.conf <<CONF
-ClusterName=$CLUSTER
-SlurmctldHost=$HOST
-SlurmUser=root
-AuthType=auth/munge
-MpiDefault=none
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
-ReturnToService=2
-SchedulerType=sched/backfill
-SelectType=select/cons_tres
-SelectTypeParameters=CR_Core_Memory
-StateSaveLocation=$STATE/spool/ctld
-SlurmdSpoolDir=$STATE/spool/d-%n
-SlurmctldPidFile=$STATE/slurmctld.pid
-SlurmdPidFile=$STATE/slurmd-%n.pid
-SlurmctldLogFile=$STATE/log/slurmctld.log
-SlurmdLogFile=$STATE/log/slurmd-%n.log
-AccountingStorageType=accounting_storage/slurmdbd
-AccountingStorageHost=localhost
-JobAcctGatherType=jobacct_gather/none
-JobCompType=jobcomp/none
-KillWait=30
-MinJobAge=300
-NodeName=$HOST NodeHostname=$HOST Port=6818 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-NodeName=$HOST-2 NodeHostname=$HOST Port=6828 CPUs=$CPUS RealMemory=$MEM State=UNKNOWN
-PartitionName=debug Nodes=$HOST Default=YES MaxTime=INFINITE State=UP
-PartitionName=multi Nodes=$HOST,$HOST-2 MaxTime=INFINITE State=UP
-CONF
+printf "%s\n" "$SLURM_CONF" > /etc/slurm/slurm.conf
 
 pgrep -x slurmdbd >/dev/null || slurmdbd || die "slurmdbd"
 for i in $(seq 60); do sacctmgr -n list cluster >/dev/null 2>&1 && break; sleep 0.5; done
