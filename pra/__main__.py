@@ -53,8 +53,8 @@ def diagnostic(*extra):
 
 
 COMMANDS = {  # name: (job, help, arguments)
-    "export": ("pra.data.jobs:export", "export the embedded dataset of data.source (digits, mnist) as an image "
-               "folder", [CONFIG, OUT]),
+    "export": ("pra.data.jobs:export", "export the embedded dataset of data.source (digits, mnist, mnist_mosaic) as "
+               "an image folder", [CONFIG, OUT]),
     "prepare": ("pra.data.jobs:prepare", "raw image folder -> center-cropped uint8 shards",
                 [CONFIG, arg("--root", help="raw image folder (default: data.root)"), OUT, THREADS]),
     "init-tracking": ("pra.tracking:init_job", "create the MLflow store and experiment once",
@@ -122,6 +122,13 @@ COMMANDS = {  # name: (job, help, arguments)
                arg("--pool", default="max", choices=["max", "pooled"], help="the largest per-arm sd (conservative) "
                    "or the pooled one"),
                arg("--out", help="write <out>.md and <out>.json")]),
+    "study-hash": ("pra.study:study_hash_job", "the hash of the result-determining code a study registers "
+                   "(pra.study.RESULT_COMMANDS)", []),
+    "block": ("pra.study:block_job", "run one registered block of a study (Snakemake on its runs) and write its "
+              "record: block.json and one JSON per run",
+              [arg("--study", required=True, help="the study file, e.g. experiments/settle2/study.yaml"),
+               arg("--block", required=True, help="the block's id"),
+               arg("--cores", type=int, default=2, help="Snakemake's --cores")]),
     "report": ("pra.report.build:report_job", "tables and figures from the pipeline's JSON",
                [CONFIG, RESULTS, OUT]),
     "params": ("pra.estimate:params_job", "parameter counts of the experiment's scales as JSON",

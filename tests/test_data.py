@@ -86,6 +86,46 @@ def test_mnist_exports_and_prepares_offline(tmp_path, monkeypatch):
     assert x[:, :2].mean() < 5 and x[:, 10:18, 10:18].mean() > 60  # black border, ink in the centre
 
 
+def test_mosaics_are_same_class_and_split_by_digit():
+    """mnist_mosaic: every mosaic is four digits of its label's class; train and val mosaics share no digit;
+    every digit of a split appears once in every quadrant; the export is a function of the seed."""
+    from pra.data.embedded import load, split_images, stratified_val_mask
+
+    images, labels = load("mnist")
+    images = np.pad(images, ((0, 0), (2, 2), (2, 2)))
+    key = {images[i].tobytes(): i for i in range(len(images))}
+    is_val = stratified_val_mask(labels, 0.2, 0)
+    d = split_images("mnist_mosaic", 0.2, 0)
+    for split, want in (("train", ~is_val), ("val", is_val)):
+        x, y = d[split]
+        assert x.shape == (int(want.sum()), 64, 64) and x.dtype == np.uint8
+        quads = [x[:, :32, :32], x[:, :32, 32:], x[:, 32:, :32], x[:, 32:, 32:]]
+        for q in quads:
+            idx = np.array([key[im.tobytes()] for im in q])
+            assert np.array_equal(labels[idx], y)  # same class as the mosaic's label
+            assert sorted(idx.tolist()) == np.flatnonzero(want).tolist()  # each digit of the split once
+    again = split_images("mnist_mosaic", 0.2, 0)
+    other = split_images("mnist_mosaic", 0.2, 1)
+    assert np.array_equal(again["train"][0], d["train"][0]) and not np.array_equal(other["train"][0], d["train"][0])
+
+
+def test_mosaics_export_and_prepare_at_both_resolutions(tmp_path):
+    """The mosaic export prepares at 64x64 (8x8 patches of native pixels) and 32x32 (4x4 patches): 64 tokens
+    either way."""
+    from pra.data.embedded import export
+    from pra.data.prepare import prepare
+
+    assert export("mnist_mosaic", tmp_path / "mosaic", 0.2, 0) == {"train": 4000, "val": 1000}
+    for res in (64, 32):
+        prepare(tmp_path / "mosaic", tmp_path / f"prep{res}", resolution=res, channels=1, shard_size=5000,
+                workers=1, progress=False)
+        va = PreparedSplit(tmp_path / f"prep{res}", "val")
+        x = va.all_images()
+        assert x.shape == (1000, res, res, 1) and np.bincount(va.labels).tolist() == [100] * 10
+        half = res // 2
+        assert x[:, half - 1:half + 1].mean() < x.mean()  # the quadrants' black margins meet in the middle
+
+
 @pytest.mark.parametrize("damage", ["missing", "short", "unreadable", "count"])
 def test_shards_that_do_not_match_the_manifest_are_refused(tmp_path, prepared32, damage):
     import json

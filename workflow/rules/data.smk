@@ -1,4 +1,4 @@
-if EXP.data.source in ("digits", "mnist"):
+if EXP.data.source in EMBEDDED_SOURCES:
 
     rule export_embedded:
         """An embedded dataset (installed with the package, nothing downloaded) -> an image folder

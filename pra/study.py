@@ -1,0 +1,280 @@
+"""A registered study run in blocks: the study file, one block's run and record, and the pooling of blocks.
+
+A study file (YAML, e.g. experiments/settle2/study.yaml) registers, before any of its measurements, the blocks
+of a long experiment: each block trains every variant of one ablation of one experiment file for a range of
+seeds (all arms together, never one arm across seeds), within a registered time budget, under a registered
+hash of the result-determining code (`python -m pra study-hash`). `python -m pra block` runs one block: it
+refuses to start when the study file or the block's experiment file is not committed as it is, or when the
+code differs from the registered hash; then Snakemake builds the block's runs, and the block's record is
+written: block.json (the commit, torch version, CPU model, measured matmul peak, wall time) and one small
+JSON per run (metrics, code hashes, seconds, the realised input error). Those records are what is committed;
+the analysis pools blocks only where their code hash and experiment file agree (`pool`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pra.typed import ConfigError, build, opt
+
+# the commands whose code decides a run's numbers (data, features, training, sampling, metrics, diagnostics)
+RESULT_COMMANDS = ("export", "prepare", "train-classifier", "reference", "train", "sample", "gather", "evaluate",
+                   "sweep-guidance", "evaluate-snapshots", "gap", "accumulate", "approximate")
+RUN_METRICS = ("fid", "kid", "is", "precision", "recall", "class_accuracy")
+MAX_BLOCKS = 8
+
+
+@dataclass(frozen=True)
+class BlockConfig:
+    id: str = opt("", "Block name (a folder of the study's records).")
+    experiment: str = opt("", "The experiment file whose ablation the block runs (relative to the repository).")
+    ablation: str = opt("", "The ablation of that experiment: every one of its variants is trained.")
+    seeds: list[int] = opt([], "The block's seeds (a subset of the ablation's seeds).")
+    phase: str = opt("measurement", "'pilot' (phase 0: informs the registration, never tested) or "
+                     "'measurement' (pooled into the registered analysis).", choices=["pilot", "measurement"])
+    purpose: str = opt("", "What the block is for, in words.")
+    budget_hours: float = opt(2.0, "Registered wall-time estimate on the slowest machine the study is sized "
+                              "for (see the study's cost note).", exclusive_minimum=0.0)
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    name: str = opt("study", "Study name.")
+    code_hash: str = opt("", "Hash of the result-determining code (`python -m pra study-hash`) the blocks must "
+                         "run under.")
+    max_block_hours: float = opt(2.0, "Cap on every block's budget_hours.", exclusive_minimum=0.0)
+    records: str = opt("reports/study/blocks", "Where each block's record is written (committed).")
+    blocks: list[BlockConfig] = field(default_factory=list, metadata={"help": "The registered blocks, in order."})
+
+
+def load_study(path: str | Path) -> StudyConfig:
+    """The study file, validated (names the offending key)."""
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such study file")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    study = build(StudyConfig, raw, ())
+    ids = [b.id for b in study.blocks]
+    if len(ids) > MAX_BLOCKS:
+        raise ConfigError(f"{path}: key 'blocks': at most {MAX_BLOCKS} blocks, got {len(ids)}")
+    if len(set(ids)) != len(ids) or "" in ids:
+        raise ConfigError(f"{path}: key 'blocks': every block needs a distinct id, got {ids}")
+    for i, b in enumerate(study.blocks):
+        if b.budget_hours > study.max_block_hours:
+            raise ConfigError(f"{path}: key 'blocks[{i}].budget_hours': {b.budget_hours} exceeds max_block_hours "
+                              f"{study.max_block_hours}")
+        if not b.seeds or len(set(b.seeds)) != len(b.seeds):
+            raise ConfigError(f"{path}: key 'blocks[{i}].seeds': a non-empty list of distinct seeds")
+    return study
+
+
+def result_code_hash() -> str:
+    """One hash over the code of every result-determining command (pra.codehash, per command)."""
+    from pra.codehash import code_hash
+
+    lines = "".join(f"{c}={code_hash(c)}\n" for c in RESULT_COMMANDS)
+    return hashlib.sha256(lines.encode()).hexdigest()[:16]
+
+
+def block_of(study: StudyConfig, block_id: str) -> BlockConfig:
+    for b in study.blocks:
+        if b.id == block_id:
+            return b
+    raise ConfigError(f"no block {block_id!r} in study {study.name!r} (blocks: {[b.id for b in study.blocks]})")
+
+
+def block_runs(block: BlockConfig, root: Path):
+    """(experiment config, ablation, [(variant, run)]) of a block; refuses seeds outside the ablation and
+    ablations that tune (a block runs registered doses, not a tuning)."""
+    from pra.config import load
+    from pra.model.scales import SCALES
+    from pra.plan import ablation_runs, tuned_variants
+
+    cfg = load(root / block.experiment, scales=SCALES)
+    by_name = {a.name: a for a in cfg.ablations}
+    if block.ablation not in by_name:
+        raise ConfigError(f"block {block.id!r}: no ablation {block.ablation!r} in {block.experiment} "
+                          f"({sorted(by_name)})")
+    a = by_name[block.ablation]
+    if tuned_variants(a):
+        raise ConfigError(f"block {block.id!r}: ablation {a.name!r} tunes a noise knob; a block runs registered "
+                          f"doses (set them as variant overrides)")
+    outside = sorted(set(block.seeds) - set(a.seeds))
+    if outside:
+        raise ConfigError(f"block {block.id!r}: seeds {outside} are not seeds of ablation {a.name!r} ({a.seeds})")
+    runs = [(v, r) for v, r in ablation_runs(a) if r.seed in block.seeds]
+    return cfg, a, runs
+
+
+def run_files(cfg, a) -> list[str]:
+    """The files of one run a block builds (relative to the run folder)."""
+    names = ["train.json", "eval.json"]
+    if cfg.evaluate.snapshot_every:
+        names.append("along_training.json")
+    if a.diagnostics:
+        names += ["gap.json", "accumulation.json", "approximation.json"]
+    return names
+
+
+def _git(root: Path, *args: str) -> str:
+    p = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise ConfigError(f"git {' '.join(args)}: {p.stderr.strip()}")
+    return p.stdout.strip()
+
+
+def check_registered(study_path: Path, study: StudyConfig, block: BlockConfig, root: Path) -> dict:
+    """The registration a block runs under: the study file and the block's experiment file committed as they
+    are, the code equal to the registered hash. Returns what the record states about it."""
+    files = [study_path.resolve().relative_to(root.resolve()).as_posix(), block.experiment]
+    dirty = _git(root, "status", "--porcelain", "--", *files)
+    if dirty:
+        raise ConfigError(f"block {block.id!r}: register first: commit {files} as they are (uncommitted: {dirty})")
+    if not study.code_hash:
+        raise ConfigError(f"{study_path}: key 'code_hash': empty; register the code (`python -m pra study-hash`)")
+    current = result_code_hash()
+    if current != study.code_hash:
+        raise ConfigError(f"block {block.id!r}: the result-determining code hash is {current}, the study registered "
+                          f"{study.code_hash}; run the registered code, or register the change as a deviation")
+    return {"study_file": files[0], "study_commit": _git(root, "log", "-n", "1", "--format=%H", "--", files[0]),
+            "experiment_commit": _git(root, "log", "-n", "1", "--format=%H", "--", block.experiment),
+            "code_hash": current}
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _tsv_seconds(path: Path) -> float | None:
+    """The wall seconds of a Snakemake benchmark file (its `s` column), or None."""
+    if not path.exists():
+        return None
+    head, *rows = path.read_text().splitlines()
+    cols = head.split("\t")
+    return sum(float(r.split("\t")[cols.index("s")]) for r in rows) if rows else None
+
+
+def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
+    """One run's small, committed result: its metrics, code hashes, seconds and realised input error."""
+    train = json.loads((run_dir / "train.json").read_text())
+    ev = json.loads((run_dir / "eval.json").read_text())
+    log = [json.loads(ln) for ln in (run_dir / "train_log.jsonl").read_text().splitlines() if ln.strip()]
+    tail = log[len(log) - max(1, len(log) // 5):]  # the last fifth of training
+    mean = lambda k: (sum(r[k] for r in tail) / len(tail)) if tail and all(k in r for r in tail) else None  # noqa: E731
+    sample_s = [s for s in (_tsv_seconds(p) for p in sorted((run_dir / "samples").glob("*.benchmark.tsv")))
+                if s is not None]
+    rec = {"variant": variant.name, "method": run.method, "overrides": variant.overrides, "run_id": run.variant,
+           "scale": run.scale, "seed": run.seed, "steps": train["steps"],
+           "metrics": {k: ev[k] for k in RUN_METRICS if k in ev},
+           "code_hash": {"train": train.get("code_hash"), "evaluate": ev.get("code_hash")},
+           "train_seconds": train["seconds"], "seconds_per_step": train["seconds"] / max(1, train["steps"]),
+           "sample_seconds": sum(sample_s) if sample_s else None,
+           "evaluate_seconds": _tsv_seconds(run_dir / "evaluate.benchmark.tsv"),
+           "input_mse_last_fifth": mean("input_mse"), "loss_last_fifth": mean("loss"),
+           "sampling": ev.get("sampling")}
+    for name in names:
+        if name not in ("train.json", "eval.json"):
+            rec[name.removesuffix(".json")] = json.loads((run_dir / name).read_text())
+    return rec
+
+
+def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | None = None,
+              snakemake_args: list[str] | None = None) -> dict:
+    """Run one registered block and write its record; returns block.json's content."""
+    from pra.bench.common import matmul_peak
+    from pra.io import write_json
+    from pra.plan import path_of
+
+    root = Path(root or os.getcwd())
+    study_path = Path(study_path)
+    study = load_study(study_path)
+    block = block_of(study, block_id)
+    registration = check_registered(study_path, study, block, root)
+    cfg, a, runs = block_runs(block, root)
+    results = Path("results") / cfg.name
+    names = run_files(cfg, a)
+    targets = [str(path_of(results, r) / n) for _, r in runs for n in names]
+    present = sum((root / t).exists() for t in targets)
+    started = time.time()
+    cmd = ["snakemake", "--cores", str(cores), "--configfile", block.experiment, *(snakemake_args or []), *targets]
+    print(" ".join(cmd), file=sys.stderr, flush=True)
+    p = subprocess.run(cmd, cwd=root)
+    wall = time.time() - started
+    if p.returncode != 0:
+        raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to resume")
+    out = root / study.records / block.id
+    for v, r in runs:
+        write_json(out / "runs" / f"{r.variant}__{r.method}__s{r.seed}.json",
+                   run_record(root / path_of(results, r), v, r, names))
+    import torch
+
+    record = {"study": study.name, "block": asdict(block), "registration": registration,
+              "head_commit": _git(root, "rev-parse", "HEAD"),
+              "experiment_sha256": hashlib.sha256((root / block.experiment).read_bytes()).hexdigest(),
+              "experiment_name": cfg.name, "ablation": a.name, "variants": [v.name for v in a.variants],
+              "runs": len(runs), "targets_present_before": present, "targets": len(targets),
+              "wall_seconds": wall, "cores": cores, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+              "matmul_gflops_1thread": matmul_peak(1, reps=5), "torch": torch.__version__,
+              "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    write_json(out / "block.json", record)
+    return record
+
+
+def load_records(records_dir: str | Path) -> list[dict]:
+    """Every recorded block under a study's records folder, each with its runs."""
+    out = []
+    for bj in sorted(Path(records_dir).glob("*/block.json")):
+        rec = json.loads(bj.read_text())
+        rec["run_records"] = [json.loads(p.read_text()) for p in sorted((bj.parent / "runs").glob("*.json"))]
+        out.append(rec)
+    return out
+
+
+def pool(blocks: list[dict]) -> list[dict]:
+    """The runs of several blocks of one experiment, pooled only where they ran the same result-determining
+    code and the same experiment file: raises ValueError naming the blocks otherwise (a rerun under other code
+    is another study, or a registered deviation analysed apart)."""
+    if not blocks:
+        return []
+    keys = {(b["registration"]["code_hash"], b["experiment_sha256"]) for b in blocks}
+    train_hashes = {r["code_hash"]["train"] for b in blocks for r in b["run_records"]}
+    if len(keys) > 1 or len(train_hashes) > 1:
+        desc = [(b["block"]["id"], b["registration"]["code_hash"], b["experiment_sha256"][:12]) for b in blocks]
+        raise ValueError(f"blocks ran different code or experiment files and cannot be pooled: {desc}; "
+                         f"training code hashes {sorted(map(str, train_hashes))}")
+    seen = {}
+    for b in blocks:
+        for r in b["run_records"]:
+            key = (r["variant"], r["seed"])
+            if key in seen:
+                raise ValueError(f"run {key} is recorded by blocks {seen[key]!r} and {b['block']['id']!r}")
+            seen[key] = b["block"]["id"]
+    return [r for b in blocks for r in b["run_records"]]
+
+
+# ---- the command-line jobs ---------------------------------------------------------------------
+def study_hash_job(args):
+    print(result_code_hash())
+
+
+def block_job(args):
+    rec = run_block(args.study, args.block, args.cores)
+    print(json.dumps({k: rec[k] for k in ("study", "runs", "wall_seconds", "head_commit", "cpu_model",
+                                          "matmul_gflops_1thread")}))

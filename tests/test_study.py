@@ -1,0 +1,171 @@
+"""Registered studies run in blocks (pra.study): the study file's rules, the registration a block needs, the
+pooling of block records, and one real block in a clone."""
+import json
+import sys
+
+import pytest
+import yaml
+
+from conftest import ROOT, run
+
+from pra.config import ConfigError
+
+
+def _study(**over):
+    raw = {"name": "s", "code_hash": "x", "records": "reports/s/blocks",
+           "blocks": [{"id": "b1", "experiment": "e.yaml", "ablation": "a", "seeds": [0, 1], "budget_hours": 1.0}]}
+    raw.update(over)
+    return raw
+
+
+def _write(tmp_path, raw):
+    p = tmp_path / "study.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return p
+
+
+@pytest.mark.parametrize("change, key", [
+    ({"blocks": [{"id": f"b{i}", "experiment": "e.yaml", "ablation": "a", "seeds": [i]} for i in range(9)]},
+     "at most 8 blocks"),
+    ({"blocks": [{"id": "b1", "experiment": "e.yaml", "ablation": "a", "seeds": [0], "budget_hours": 3.0}]},
+     "budget_hours"),
+    ({"blocks": [{"id": "b", "experiment": "e.yaml", "ablation": "a", "seeds": [0]}] * 2}, "distinct id"),
+    ({"blocks": [{"id": "b", "experiment": "e.yaml", "ablation": "a", "seeds": []}]}, "seeds"),
+    ({"blocks": [{"id": "b", "experiment": "e.yaml", "ablation": "a", "seeds": [0], "phase": "main"}]}, "phase"),
+    ({"bloks": []}, "bloks"),
+])
+def test_study_file_errors_name_the_key(tmp_path, change, key):
+    from pra.study import load_study
+
+    assert load_study(_write(tmp_path, _study())).blocks[0].seeds == [0, 1]
+    with pytest.raises(ConfigError, match=key):
+        load_study(_write(tmp_path, _study(**change)))
+
+
+def test_the_result_hash_covers_every_result_command_and_nothing_else(monkeypatch):
+    """The registered hash changes with the code of any result-determining command (here: the train job's
+    hash), and not with the code of a report-only command."""
+    import pra.codehash as ch
+    from pra.study import RESULT_COMMANDS, result_code_hash
+
+    base = result_code_hash()
+    real = ch.code_hash
+    for cmd in ("train", "evaluate", "prepare"):
+        assert cmd in RESULT_COMMANDS
+        monkeypatch.setattr(ch, "code_hash", lambda c, _cmd=cmd: real(c) + ("!" if c == _cmd else ""))
+        assert result_code_hash() != base, cmd
+    monkeypatch.setattr(ch, "code_hash", lambda c: real(c) + ("!" if c == "report" else ""))
+    assert result_code_hash() == base
+
+
+def _experiment(name, variants, seeds, **extra):
+    return {"name": name, "reports_dir": f"results/{name}/reports", "scales": ["tiny-XS"], "methods": ["pra"],
+            "seeds": [seeds[0]], "data": {"root": f"results/{name}/raw/digits", "resolution": 16},
+            "model": {"patch_size": 4, "z_dim": 2, "prefix_tokens": 4},
+            "train": {"steps": 8, "batch_size": 8, "warmup_steps": 2, "log_every": 2, "ckpt_every": 8},
+            "sample": {"per_class": 2, "batch_size": 20, "ode_steps": 2},
+            "evaluate": {"classifier_epochs": 1, "probe": False},
+            "ablations": [{"name": "cell", "scale": "tiny-XS", "seeds": seeds, "variants": variants}], **extra}
+
+
+def test_a_block_runs_only_registered_seeds_and_doses(tmp_path):
+    from pra.study import BlockConfig, block_runs
+
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(_experiment(
+        "e", [{"name": "tf", "method": "latent_tf"}, {"name": "pra t=1", "method": "pra",
+                                                     "overrides": {"method": {"t_min": 1.0}}}], [0, 1, 2])))
+    _, a, runs = block_runs(BlockConfig(id="b", experiment="e.yaml", ablation="cell", seeds=[1, 2]), tmp_path)
+    assert sorted((v.name, r.seed) for v, r in runs) == [("pra t=1", 1), ("pra t=1", 2), ("tf", 1), ("tf", 2)]
+    assert {r.variant for v, r in runs if v.name == "pra t=1"} == {"method.t_min=1.0"}
+    with pytest.raises(ConfigError, match=r"seeds \[5\]"):
+        block_runs(BlockConfig(id="b", experiment="e.yaml", ablation="cell", seeds=[1, 5]), tmp_path)
+    with pytest.raises(ConfigError, match="no ablation 'other'"):
+        block_runs(BlockConfig(id="b", experiment="e.yaml", ablation="other", seeds=[1]), tmp_path)
+    tuned = _experiment("e", [{"name": "pra", "method": "pra"}], [0, 1])
+    tuned["ablations"][0].update(tune_seed=9, tune_values={"t_min": [0.5, 0.75]})
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(tuned))
+    with pytest.raises(ConfigError, match="tunes a noise knob"):
+        block_runs(BlockConfig(id="b", experiment="t.yaml", ablation="cell", seeds=[0]), tmp_path)
+
+
+def test_a_block_refuses_an_uncommitted_study_or_other_code(tmp_path):
+    from pra.study import block_of, check_registered, load_study, result_code_hash
+
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    run(["git", "init", "-q"], cwd=repo)
+    (repo / "e.yaml").write_text("name: e\n")
+    study = _write(repo, _study(code_hash=result_code_hash()))
+    with pytest.raises(ConfigError, match="register first"):
+        check_registered(study, load_study(study), block_of(load_study(study), "b1"), repo)
+    run(["git", "add", "."], cwd=repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "register"], cwd=repo)
+    reg = check_registered(study, load_study(study), block_of(load_study(study), "b1"), repo)
+    assert reg["code_hash"] == result_code_hash() and len(reg["study_commit"]) == 40
+    other = _write(repo, _study(code_hash="0123456789abcdef"))
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "another hash"], cwd=repo)
+    with pytest.raises(ConfigError, match="registered 0123456789abcdef"):
+        check_registered(other, load_study(other), block_of(load_study(other), "b1"), repo)
+    (repo / "e.yaml").write_text("name: changed\n")
+    with pytest.raises(ConfigError, match="register first"):
+        check_registered(other, load_study(other), block_of(load_study(other), "b1"), repo)
+
+
+def _record(block, code="h1", exp="e1", train="t1", runs=(("pra", 0), ("tf", 0))):
+    return {"block": {"id": block}, "registration": {"code_hash": code}, "experiment_sha256": exp,
+            "run_records": [{"variant": v, "seed": s, "code_hash": {"train": train}} for v, s in runs]}
+
+
+def test_blocks_pool_only_under_the_same_code_and_experiment():
+    from pra.study import pool
+
+    a, b = _record("b1"), _record("b2", runs=(("pra", 1), ("tf", 1)))
+    assert len(pool([a, b])) == 4
+    for bad in (_record("b2", code="h2", runs=(("pra", 1),)), _record("b2", exp="e2", runs=(("pra", 1),)),
+                _record("b2", train="t2", runs=(("pra", 1),))):
+        with pytest.raises(ValueError, match="cannot be pooled"):
+            pool([a, bad])
+    with pytest.raises(ValueError, match="recorded by blocks 'b1' and 'b2'"):
+        pool([a, _record("b2")])
+
+
+@pytest.mark.slow  # a real Snakemake run of a block, in a clone
+def test_a_registered_block_runs_and_records_every_run(tmp_path):
+    repo = tmp_path / "clone"
+    run(["git", "clone", "-q", str(ROOT), str(repo)])
+    (repo / "experiments/tiny").mkdir(parents=True)
+    exp = _experiment("tinyblock", [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"}],
+                      [0, 1, 2])
+    (repo / "experiments/tiny/exp.yaml").write_text(yaml.safe_dump(exp))
+    code = run([sys.executable, "-m", "pra", "study-hash"], cwd=repo).stdout.strip()
+    study = _study(name="tiny", code_hash=code, records="reports/tiny/blocks",
+                   blocks=[{"id": "b1", "experiment": "experiments/tiny/exp.yaml", "ablation": "cell",
+                            "seeds": [1, 2], "budget_hours": 0.1}])
+    (repo / "experiments/tiny/study.yaml").write_text(yaml.safe_dump(study))
+    block = [sys.executable, "-m", "pra", "block", "--study", "experiments/tiny/study.yaml", "--block", "b1",
+             "--cores", "2"]
+    refused = run(block, cwd=repo, check=False)  # not committed yet: refused before anything runs
+    assert refused.returncode == 2 and "register first" in refused.stderr and not (repo / "results").exists()
+    run(["git", "add", "experiments/tiny"], cwd=repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "register"], cwd=repo)
+    run(block, cwd=repo, timeout=900)
+    out = repo / "reports/tiny/blocks/b1"
+    rec = json.loads((out / "block.json").read_text())
+    assert rec["registration"]["code_hash"] == code and rec["runs"] == 4 and rec["wall_seconds"] > 0
+    assert rec["head_commit"] == rec["registration"]["study_commit"]
+    assert rec["cpu_model"] and rec["matmul_gflops_1thread"] > 0 and rec["torch"]
+    runs = sorted(json.loads(p.read_text())["variant"] + str(json.loads(p.read_text())["seed"])
+                  for p in (out / "runs").glob("*.json"))
+    assert runs == ["pra1", "pra2", "tf1", "tf2"]
+    one = json.loads(next((out / "runs").glob("base__pra__s1.json")).read_text())
+    assert one["metrics"]["fid"] > 0 and one["steps"] == 8 and one["seconds_per_step"] > 0
+    assert one["input_mse_last_fifth"] is not None and one["code_hash"]["train"]
+    # the seed outside the block was not trained; the records pool
+    assert not (repo / "results/tinyblock/runs/tiny-XS/pra/base/s0/model.pt").exists()
+    from pra.study import load_records, pool
+
+    assert len(pool(load_records(repo / "reports/tiny/blocks"))) == 4
+    # rerunning the block resumes: nothing to train again, the record is rewritten
+    again = json.loads(run(block, cwd=repo).stdout.strip().splitlines()[-1])
+    assert again["runs"] == 4
+    assert json.loads((out / "block.json").read_text())["targets_present_before"] == rec["targets"]
