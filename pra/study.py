@@ -101,7 +101,7 @@ def block_runs(block: BlockConfig, root: Path):
     from pra.model.scales import SCALES
     from pra.plan import ablation_runs, tuned_variants
 
-    cfg = load(root / block.experiment, scales=SCALES)
+    cfg = load(root / "config/config.yaml", root / block.experiment, scales=SCALES)  # as the Snakefile does
     by_name = {a.name: a for a in cfg.ablations}
     if block.ablation not in by_name:
         raise ConfigError(f"block {block.id!r}: no ablation {block.ablation!r} in {block.experiment} "

@@ -69,12 +69,19 @@ def _experiment(name, variants, seeds, **extra):
 
 
 def test_a_block_runs_only_registered_seeds_and_doses(tmp_path):
+    """A block's runs: its seeds of every variant of its ablation, in the experiment file laid over the
+    project's config/config.yaml (as the Snakefile reads it)."""
     from pra.study import BlockConfig, block_runs
 
+    (tmp_path / "config").mkdir()
+    base = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    base["model"]["rope_theta"] = 50.0  # a project default the experiment does not set
+    (tmp_path / "config/config.yaml").write_text(yaml.safe_dump(base))
     (tmp_path / "e.yaml").write_text(yaml.safe_dump(_experiment(
         "e", [{"name": "tf", "method": "latent_tf"}, {"name": "pra t=1", "method": "pra",
                                                      "overrides": {"method": {"t_min": 1.0}}}], [0, 1, 2])))
-    _, a, runs = block_runs(BlockConfig(id="b", experiment="e.yaml", ablation="cell", seeds=[1, 2]), tmp_path)
+    cfg, a, runs = block_runs(BlockConfig(id="b", experiment="e.yaml", ablation="cell", seeds=[1, 2]), tmp_path)
+    assert cfg.model.rope_theta == 50.0 and cfg.model.patch_size == 4  # config.yaml's, then the experiment's
     assert sorted((v.name, r.seed) for v, r in runs) == [("pra t=1", 1), ("pra t=1", 2), ("tf", 1), ("tf", 2)]
     assert {r.variant for v, r in runs if v.name == "pra t=1"} == {"method.t_min=1.0"}
     with pytest.raises(ConfigError, match=r"seeds \[5\]"):
