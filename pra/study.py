@@ -213,7 +213,7 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     targets = [str(path_of(results, r) / n) for _, r in runs for n in names]
     present = sum((root / t).exists() for t in targets)
     started = time.time()
-    cmd = ["snakemake", "--cores", str(cores), "--configfile", block.experiment, *(snakemake_args or []), *targets]
+    cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", block.experiment]
     print(" ".join(cmd), file=sys.stderr, flush=True)
     p = subprocess.run(cmd, cwd=root)
     wall = time.time() - started
