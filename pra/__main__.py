@@ -129,6 +129,10 @@ COMMANDS = {  # name: (job, help, arguments)
               [arg("--study", required=True, help="the study file, e.g. experiments/settle2/study.yaml"),
                arg("--block", required=True, help="the block's id"),
                arg("--cores", type=int, default=2, help="Snakemake's --cores")]),
+    "pilot": ("pra.pilot:pilot_job", "a pilot block's estimates (per arm, paired per pair of arms) and the seeds "
+              "they imply -> <out>.md and <out>.json",
+              [arg("--study", required=True), arg("--block", required=True), OUT,
+               arg("--m", type=int, default=3, help="confirmatory comparisons the study will register")]),
     "report": ("pra.report.build:report_job", "tables and figures from the pipeline's JSON",
                [CONFIG, RESULTS, OUT]),
     "params": ("pra.estimate:params_job", "parameter counts of the experiment's scales as JSON",

@@ -172,9 +172,14 @@ def _tsv_seconds(path: Path) -> float | None:
 
 
 def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
-    """One run's small, committed result: its metrics, code hashes, seconds and realised input error."""
+    """One run's small, committed result: its metrics (those of eval.json and, where the ablation runs them,
+    the diagnostics' per-run scalars, as pra.ablation reads them), code hashes, seconds and realised input
+    error."""
+    from pra.ablation import variant_metrics
+
     train = json.loads((run_dir / "train.json").read_text())
     ev = json.loads((run_dir / "eval.json").read_text())
+    diagnostics = "gap.json" in names
     log = [json.loads(ln) for ln in (run_dir / "train_log.jsonl").read_text().splitlines() if ln.strip()]
     tail = log[len(log) - max(1, len(log) // 5):]  # the last fifth of training
     mean = lambda k: (sum(r[k] for r in tail) / len(tail)) if tail and all(k in r for r in tail) else None  # noqa: E731
@@ -182,16 +187,19 @@ def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
                 if s is not None]
     rec = {"variant": variant.name, "method": run.method, "overrides": variant.overrides, "run_id": run.variant,
            "scale": run.scale, "seed": run.seed, "steps": train["steps"],
-           "metrics": {k: ev[k] for k in RUN_METRICS if k in ev},
+           "metrics": variant_metrics(run_dir, probe=False, diagnostics=diagnostics),
            "code_hash": {"train": train.get("code_hash"), "evaluate": ev.get("code_hash")},
            "train_seconds": train["seconds"], "seconds_per_step": train["seconds"] / max(1, train["steps"]),
            "sample_seconds": sum(sample_s) if sample_s else None,
            "evaluate_seconds": _tsv_seconds(run_dir / "evaluate.benchmark.tsv"),
            "input_mse_last_fifth": mean("input_mse"), "loss_last_fifth": mean("loss"),
            "sampling": ev.get("sampling")}
-    for name in names:
-        if name not in ("train.json", "eval.json"):
-            rec[name.removesuffix(".json")] = json.loads((run_dir / name).read_text())
+    if diagnostics:
+        rec["code_hash"].update({k: json.loads((run_dir / f"{f}.json").read_text()).get("code_hash")
+                                 for k, f in (("gap", "gap"), ("accumulate", "accumulation"),
+                                              ("approximate", "approximation"))})
+    if "along_training.json" in names:
+        rec["along_training"] = json.loads((run_dir / "along_training.json").read_text()).get("rows")
     return rec
 
 
@@ -212,6 +220,8 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     names = run_files(cfg, a)
     targets = [str(path_of(results, r) / n) for _, r in runs for n in names]
     present = sum((root / t).exists() for t in targets)
+    out = root / study.records / block.id
+    earlier = _invocations(out / "block.json")
     started = time.time()
     cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", block.experiment]
     print(" ".join(cmd), file=sys.stderr, flush=True)
@@ -219,7 +229,6 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     wall = time.time() - started
     if p.returncode != 0:
         raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to resume")
-    out = root / study.records / block.id
     for v, r in runs:
         write_json(out / "runs" / f"{r.variant}__{r.method}__s{r.seed}.json",
                    run_record(root / path_of(results, r), v, r, names))
@@ -229,12 +238,30 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
               "head_commit": _git(root, "rev-parse", "HEAD"),
               "experiment_sha256": hashlib.sha256((root / block.experiment).read_bytes()).hexdigest(),
               "experiment_name": cfg.name, "ablation": a.name, "variants": [v.name for v in a.variants],
-              "runs": len(runs), "targets_present_before": present, "targets": len(targets),
-              "wall_seconds": wall, "cores": cores, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-              "matmul_gflops_1thread": matmul_peak(1, reps=5), "torch": torch.__version__,
-              "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+              "runs": len(runs), "targets": len(targets)}
+    this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
+            "cores": cores, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "matmul_gflops_1thread": matmul_peak(1, reps=5), "torch": torch.__version__,
+            "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    # every invocation (a resumed block has several: their wall times add up), the last one's machine on top
+    record.update({k: this[k] for k in ("cpu_model", "matmul_gflops_1thread", "torch")},
+                  invocations=earlier + [this], wall_seconds=sum(i["wall_seconds"] for i in earlier + [this]))
     write_json(out / "block.json", record)
     return record
+
+
+INVOCATION_KEYS = ("head_commit", "targets_present_before", "wall_seconds", "cores", "cpu_model", "cpu_count",
+                   "matmul_gflops_1thread", "torch", "python", "finished_utc")
+
+
+def _invocations(path: Path) -> list[dict]:
+    """The earlier invocations of a block from its block.json (none if it has not run)."""
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if "invocations" in old:
+        return old["invocations"]
+    return [{k: old.get(k) for k in INVOCATION_KEYS}]  # a record written before invocations were kept
 
 
 def load_records(records_dir: str | Path) -> list[dict]:

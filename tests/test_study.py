@@ -3,6 +3,7 @@ pooling of block records, and one real block in a clone."""
 import json
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -172,7 +173,42 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     from pra.study import load_records, pool
 
     assert len(pool(load_records(repo / "reports/tiny/blocks"))) == 4
-    # rerunning the block resumes: nothing to train again, the record is rewritten
+    # rerunning the block resumes: nothing to train again; the record keeps both invocations
     again = json.loads(run(block, cwd=repo).stdout.strip().splitlines()[-1])
     assert again["runs"] == 4
-    assert json.loads((out / "block.json").read_text())["targets_present_before"] == rec["targets"]
+    after = json.loads((out / "block.json").read_text())
+    assert [i["targets_present_before"] for i in after["invocations"]] == [0, rec["targets"]]
+    assert after["wall_seconds"] == pytest.approx(sum(i["wall_seconds"] for i in after["invocations"]))
+
+
+def _pilot_block(fids: dict[str, list[float]]):
+    runs = [{"variant": v, "seed": s, "metrics": {"fid": f, "kid": f / 1000}, "seconds_per_step": 0.1,
+             "input_mse_last_fifth": 0.01, "code_hash": {"train": "t"}}
+            for v, fs in fids.items() for s, f in enumerate(fs)]
+    return {"block": {"id": "p", "purpose": "pilot", "budget_hours": 1.0}, "registration": {"code_hash": "h",
+            "study_commit": "c" * 40}, "variants": list(fids), "run_records": runs, "wall_seconds": 3600.0,
+            "matmul_gflops_1thread": 130.0, "cpu_model": "cpu", "invocations": [{"head_commit": "d" * 40}]}
+
+
+def test_pilot_estimates_known_ratios_and_the_seeds_they_imply():
+    """An arm at exactly 0.8x another's FID on every seed reads a ratio of 0.8 with a zero-width interval and
+    8/8 seeds lower; with seed noise the pairs are the paired t of the logs, seed by seed, and the seeds needed
+    grow with that noise; the scaled wall time is the wall time times the ratio of matmul peaks."""
+    from pra.paired import paired_t
+    from pra.pilot import markdown, summarise
+
+    rng = np.random.default_rng(0)
+    base = np.exp(rng.normal(np.log(20), 0.1, 8))
+    s = summarise(_pilot_block({"a": list(base * 0.8), "b": list(base)}))
+    fid = next(p for p in s["pairs"] if p["metric"] == "fid")
+    assert fid["estimate"] == pytest.approx(0.8) and fid["ci95"] == pytest.approx([0.8, 0.8])
+    assert fid["a_lower_in"] == 8 and fid["correlation"] == pytest.approx(1.0)
+    assert s["wall_hours_at_slow_machine"] == pytest.approx(130 / 65)
+    a = base * 0.8 * np.exp(rng.normal(0, 0.1, 8))
+    noisy = summarise(_pilot_block({"a": list(a), "b": list(base)}))
+    got = next(p for p in noisy["pairs"] if p["metric"] == "fid")
+    want = paired_t(a, base, log=True, level=0.95)  # whose coverage tests/test_paired.py checks
+    assert got["estimate"] == pytest.approx(want.ratio) and got["ci95"] == pytest.approx(list(want.ratio_ci))
+    wider = summarise(_pilot_block({"a": list(base * np.exp(rng.normal(0, 0.3, 8))), "b": list(base)}))
+    assert wider["plan"]["seeds_to_detect"]["1.2"] > noisy["plan"]["seeds_to_detect"]["1.2"]
+    assert "Pilot block p" in markdown(s, "src") and "| a vs b | fid (ratio a/b) | 0.8 |" in markdown(s, "src")

@@ -1,0 +1,160 @@
+"""What a pilot block of a study says, as estimates: per arm its spread over seeds, per pair of arms the paired
+geometric-mean ratio with its interval and the correlation across seeds, and what the spread implies for the
+seeds of the registered study. Nothing here is a test: a pilot (phase 0) informs the registration.
+
+Input: the committed records of one block (pra.study: block.json and one JSON per run). Output: <out>.json and
+<out>.md.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+from pathlib import Path
+
+import numpy as np
+
+from pra.paired import paired_t, sd_of_differences, seeds_for, seeds_for_tost
+
+RATIO_METRICS = ("fid", "kid")  # analysed as logs: ratios between arms
+DIFFERENCE_METRICS = ("class_accuracy", "acc_region_excess")  # analysed as differences
+DESCRIBED = ("fid", "kid", "class_accuracy", "precision", "recall", "acc_region_excess", "acc_growth_beta",
+             "approx_pra_content_ratio")
+SLOW_GFLOPS = 65.0  # the slowest machine studies are sized for (1-thread fp32 matmul)
+
+
+def _by_arm(runs: list[dict]) -> dict[str, dict[int, dict]]:
+    out: dict[str, dict[int, dict]] = {}
+    for r in runs:
+        out.setdefault(r["variant"], {})[r["seed"]] = r
+    return out
+
+
+def _values(arm: dict[int, dict], key: str, seeds: list[int]) -> list[float] | None:
+    vals = []
+    for s in seeds:
+        r = arm[s]
+        v = r["metrics"].get(key) if key in r["metrics"] else r.get(key)
+        if v is None:
+            return None
+        vals.append(float(v))
+    return vals
+
+
+def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: float = 0.8,
+              ratios=(1.1, 1.2, 1.3), margin: float = 1.2) -> dict:
+    """The pilot's estimates (see the module docstring) from one block record with its runs."""
+    arms = _by_arm(block["run_records"])
+    names = [v for v in block["variants"] if v in arms]
+    seeds = sorted(set.intersection(*(set(arms[n]) for n in names)))
+    per_arm = {}
+    for n in names:
+        row = {"seeds": len(seeds)}
+        for key in (*DESCRIBED, "seconds_per_step", "input_mse_last_fifth", "train_seconds", "sample_seconds"):
+            v = _values(arms[n], key, seeds)
+            if v is not None:
+                row[key] = {"mean": float(np.mean(v)), "sd": float(np.std(v, ddof=1)) if len(v) > 1 else None,
+                            "min": float(min(v)), "max": float(max(v))}
+        for key in RATIO_METRICS:
+            v = _values(arms[n], key, seeds)
+            if v is not None and min(v) > 0:
+                row[f"{key}_geomean"] = float(math.exp(np.mean(np.log(v))))
+                row[f"{key}_sd_log"] = float(np.std(np.log(v), ddof=1))
+        per_arm[n] = row
+    pairs = []
+    for a, b in itertools.combinations(names, 2):
+        for key in (*RATIO_METRICS, *DIFFERENCE_METRICS):
+            va, vb = _values(arms[a], key, seeds), _values(arms[b], key, seeds)
+            if va is None or vb is None:
+                continue
+            log = key in RATIO_METRICS
+            t = paired_t(va, vb, log=log, level=0.95, names=(a, b), metric=key)
+            xa, xb = (np.log(va), np.log(vb)) if log else (np.asarray(va), np.asarray(vb))
+            corr = float(np.corrcoef(xa, xb)[0, 1]) if len(seeds) > 2 and xa.std() > 0 and xb.std() > 0 else None
+            pairs.append({"a": a, "b": b, "metric": key, "log": log, "n": t.n,
+                          "estimate": t.ratio if log else t.mean_diff,
+                          "ci95": list(t.ratio_ci) if log and t.ratio_ci else (list(t.ci) if t.ci else None),
+                          "sd_diff": t.sd_diff, "correlation": corr,
+                          "a_lower_in": int(sum(x < y for x, y in zip(va, vb)))})
+    # the seeds a registered study needs (log FID, Bonferroni over m, 80% power), from the larger per-arm sd
+    # and correlation 0 (a pilot of under 10 seeds does not estimate it well enough to lean on)
+    sds = [per_arm[n]["fid_sd_log"] for n in names if "fid_sd_log" in per_arm[n]]
+    sd = sd_of_differences(max(sds), max(sds), 0.0) if sds else None
+    level = alpha / m
+    plan = {"alpha": alpha, "m": m, "power": power_target, "sd_log_fid_max": max(sds) if sds else None,
+            "sd_of_differences": sd, "correlation_assumed": 0.0,
+            "seeds_to_detect": {str(r): seeds_for(math.log(r), sd, level, power_target) for r in ratios} if sd else {},
+            "equivalence_margin": margin,
+            "seeds_for_equivalence": seeds_for_tost(math.log(margin), sd, level, power_target) if sd else None}
+    inv = block.get("invocations") or []
+    wall = block.get("wall_seconds")
+    gflops = block.get("matmul_gflops_1thread")
+    return {"block": block["block"], "registration": block["registration"],
+            "commits": sorted({i.get("head_commit") for i in inv if i.get("head_commit")}),
+            "cpu_model": block.get("cpu_model"), "matmul_gflops_1thread": gflops, "wall_seconds": wall,
+            # a rough equivalent, not a measurement: wall time scaled by the matmul peaks
+            "wall_hours_at_slow_machine": (wall / 3600 * gflops / SLOW_GFLOPS) if wall and gflops else None,
+            "seeds": seeds, "arms": per_arm, "pairs": pairs, "plan": plan}
+
+
+def _fmt(x, digits=3):
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{x:.{digits}g}"
+    return str(x)
+
+
+def markdown(s: dict, source: str) -> str:
+    b = s["block"]
+    lines = [f"# Pilot block {b['id']} (phase 0: estimates, not tests)", "",
+             f"{b['purpose']}", "",
+             f"Source: `{source}` (the block's committed records); runs at commit(s) "
+             f"{', '.join(c[:10] for c in s['commits'])} under the registered result code hash "
+             f"`{s['registration']['code_hash']}` (study file at {s['registration']['study_commit'][:10]}). "
+             f"Machine: {s['cpu_model']}, 1-thread matmul {_fmt(s['matmul_gflops_1thread'])} GFLOP/s; "
+             f"wall time {_fmt((s['wall_seconds'] or 0) / 3600)} h (registered budget {b['budget_hours']} h on a "
+             f"{SLOW_GFLOPS:.0f} GFLOP/s machine; scaled by the matmul peaks: ~{_fmt(s['wall_hours_at_slow_machine'])} h).",
+             "", f"Seeds: {s['seeds']}.", "", "## Per arm (mean, sd over seeds; FID/KID also as geometric means)", "",
+             "| arm | FID geo. mean | FID mean (sd) | sd log FID | KID mean | class agreement | accumulation excess "
+             "| s/step | input MSE (last fifth) |", "|---|---|---|---|---|---|---|---|---|"]
+    for n, r in s["arms"].items():
+        def ms(k):
+            return f"{_fmt(r[k]['mean'])} ({_fmt(r[k]['sd'])})" if k in r else "-"
+
+        lines.append(f"| {n} | {_fmt(r.get('fid_geomean'))} | {ms('fid')} | {_fmt(r.get('fid_sd_log'))} | "
+                     f"{_fmt(r['kid']['mean']) if 'kid' in r else '-'} | {ms('class_accuracy')} | "
+                     f"{ms('acc_region_excess')} | {_fmt(r['seconds_per_step']['mean']) if 'seconds_per_step' in r else '-'} | "
+                     f"{_fmt(r['input_mse_last_fifth']['mean']) if 'input_mse_last_fifth' in r else '-'} |")
+    lines += ["", "## Pairs (paired over seeds; 95% t-intervals, unadjusted: estimates)", "",
+              "| a vs b | metric | estimate | 95% interval | seeds with a < b | correlation across seeds |",
+              "|---|---|---|---|---|---|"]
+    for p in s["pairs"]:
+        kind = "ratio a/b" if p["log"] else "difference a-b"
+        ci = f"[{_fmt(p['ci95'][0])}, {_fmt(p['ci95'][1])}]" if p["ci95"] else "-"
+        lines.append(f"| {p['a']} vs {p['b']} | {p['metric']} ({kind}) | {_fmt(p['estimate'])} | {ci} | "
+                     f"{p['a_lower_in']}/{p['n']} | {_fmt(p['correlation'], 2)} |")
+    pl = s["plan"]
+    lines += ["", "## What the spread implies for a registered study", "",
+              f"Log FID, alpha {pl['alpha']} over m = {pl['m']} (Bonferroni), power {pl['power']}, the larger per-arm "
+              f"sd of log FID ({_fmt(pl['sd_log_fid_max'])}) in both arms and correlation {pl['correlation_assumed']} "
+              f"(sd of the differences {_fmt(pl['sd_of_differences'])}):", ""]
+    for r, n in pl["seeds_to_detect"].items():
+        lines.append(f"- a ratio of {r}: {n if n else '> 1000'} seeds")
+    lines.append(f"- equivalence within a margin of {pl['equivalence_margin']}: "
+                 f"{pl['seeds_for_equivalence'] or '> 1000'} seeds")
+    return "\n".join(lines) + "\n"
+
+
+def pilot_job(args):
+    from pra.io import write_json, write_text
+    from pra.study import load_records, load_study
+
+    study = load_study(args.study)
+    recs = [r for r in load_records(study.records) if r["block"]["id"] == args.block]
+    if not recs:
+        raise SystemExit(f"no record of block {args.block!r} under {study.records}: run it first")
+    s = summarise(recs[0], m=args.m)
+    source = str(Path(study.records) / args.block)
+    write_json(Path(args.out).with_suffix(".json"), s)
+    write_text(Path(args.out).with_suffix(".md"), markdown(s, source))
+    print(markdown(s, source))
