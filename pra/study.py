@@ -222,6 +222,7 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     present = sum((root / t).exists() for t in targets)
     out = root / study.records / block.id
     earlier = _invocations(out / "block.json")
+    head = _git(root, "rev-parse", "HEAD")  # the commit the jobs start from (later commits do not count)
     started = time.time()
     cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", block.experiment]
     print(" ".join(cmd), file=sys.stderr, flush=True)
@@ -235,13 +236,13 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     import torch
 
     record = {"study": study.name, "block": asdict(block), "registration": registration,
-              "head_commit": _git(root, "rev-parse", "HEAD"),
+              "head_commit": head,
               "experiment_sha256": hashlib.sha256((root / block.experiment).read_bytes()).hexdigest(),
               "experiment_name": cfg.name, "ablation": a.name, "variants": [v.name for v in a.variants],
               "runs": len(runs), "targets": len(targets)}
     this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
             "cores": cores, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
-            "matmul_gflops_1thread": matmul_peak(1, reps=5), "torch": torch.__version__,
+            "matmul_gflops_1thread": matmul_peak(1, reps=5) / 1e9, "torch": torch.__version__,
             "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # every invocation (a resumed block has several: their wall times add up), the last one's machine on top
     record.update({k: this[k] for k in ("cpu_model", "matmul_gflops_1thread", "torch")},

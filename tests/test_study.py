@@ -161,7 +161,7 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     rec = json.loads((out / "block.json").read_text())
     assert rec["registration"]["code_hash"] == code and rec["runs"] == 4 and rec["wall_seconds"] > 0
     assert rec["head_commit"] == rec["registration"]["study_commit"]
-    assert rec["cpu_model"] and rec["matmul_gflops_1thread"] > 0 and rec["torch"]
+    assert rec["cpu_model"] and 1 < rec["matmul_gflops_1thread"] < 10_000 and rec["torch"]  # GFLOP/s
     runs = sorted(json.loads(p.read_text())["variant"] + str(json.loads(p.read_text())["seed"])
                   for p in (out / "runs").glob("*.json"))
     assert runs == ["pra1", "pra2", "tf1", "tf2"]
