@@ -80,11 +80,17 @@ def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: flo
     sds = [per_arm[n]["fid_sd_log"] for n in names if "fid_sd_log" in per_arm[n]]
     sd = sd_of_differences(max(sds), max(sds), 0.0) if sds else None
     level = alpha / m
+    def needs(sd_diff):
+        return {"sd_of_differences": sd_diff,
+                "seeds_to_detect": {str(r): seeds_for(math.log(r), sd_diff, level, power_target) for r in ratios},
+                "seeds_for_equivalence": seeds_for_tost(math.log(margin), sd_diff, level, power_target)}
+
     plan = {"alpha": alpha, "m": m, "power": power_target, "sd_log_fid_max": max(sds) if sds else None,
-            "sd_of_differences": sd, "correlation_assumed": 0.0,
-            "seeds_to_detect": {str(r): seeds_for(math.log(r), sd, level, power_target) for r in ratios} if sd else {},
-            "equivalence_margin": margin,
-            "seeds_for_equivalence": seeds_for_tost(math.log(margin), sd, level, power_target) if sd else None}
+            "correlation_assumed": 0.0, "equivalence_margin": margin, **(needs(sd) if sd else {}),
+            # per pair, from the two arms' own spreads (correlation 0 as above)
+            "pairs": [{"a": a, "b": b, **needs(sd_of_differences(per_arm[a]["fid_sd_log"], per_arm[b]["fid_sd_log"]))}
+                      for a, b in itertools.combinations(names, 2)
+                      if "fid_sd_log" in per_arm[a] and "fid_sd_log" in per_arm[b]]}
     inv = block.get("invocations") or []
     wall = block.get("wall_seconds")
     gflops = block.get("matmul_gflops_1thread")
@@ -138,10 +144,19 @@ def markdown(s: dict, source: str) -> str:
               f"Log FID, alpha {pl['alpha']} over m = {pl['m']} (Bonferroni), power {pl['power']}, the larger per-arm "
               f"sd of log FID ({_fmt(pl['sd_log_fid_max'])}) in both arms and correlation {pl['correlation_assumed']} "
               f"(sd of the differences {_fmt(pl['sd_of_differences'])}):", ""]
-    for r, n in pl["seeds_to_detect"].items():
+    for r, n in pl.get("seeds_to_detect", {}).items():
         lines.append(f"- a ratio of {r}: {n if n else '> 1000'} seeds")
     lines.append(f"- equivalence within a margin of {pl['equivalence_margin']}: "
-                 f"{pl['seeds_for_equivalence'] or '> 1000'} seeds")
+                 f"{pl.get('seeds_for_equivalence') or '> 1000'} seeds")
+    ratios = list(pl.get("seeds_to_detect", {}))
+    lines += ["", "Per pair, from the two arms' own spreads:", "",
+              "| a vs b | sd of log-FID differences | " + " | ".join(f"seeds for {r}x" for r in ratios)
+              + f" | seeds for equivalence within {pl['equivalence_margin']} |",
+              "|---|---|" + "---|" * len(ratios) + "---|"]
+    for q in pl.get("pairs", []):
+        lines.append(f"| {q['a']} vs {q['b']} | {_fmt(q['sd_of_differences'])} | "
+                     + " | ".join(str(q["seeds_to_detect"][r] or "> 1000") for r in ratios)
+                     + f" | {q['seeds_for_equivalence'] or '> 1000'} |")
     return "\n".join(lines) + "\n"
 
 
