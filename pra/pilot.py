@@ -91,6 +91,7 @@ def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: flo
             "pairs": [{"a": a, "b": b, **needs(sd_of_differences(per_arm[a]["fid_sd_log"], per_arm[b]["fid_sd_log"]))}
                       for a, b in itertools.combinations(names, 2)
                       if "fid_sd_log" in per_arm[a] and "fid_sd_log" in per_arm[b]]}
+    curves, sampling = _curves(arms, names, seeds), _sampling_noise(arms, names, seeds, per_arm)
     inv = block.get("invocations") or []
     wall = block.get("wall_seconds")
     gflops = block.get("matmul_gflops_1thread")
@@ -99,7 +100,53 @@ def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: flo
             "cpu_model": block.get("cpu_model"), "matmul_gflops_1thread": gflops, "wall_seconds": wall,
             # a rough equivalent, not a measurement: wall time scaled by the matmul peaks
             "wall_hours_at_slow_machine": (wall / 3600 * gflops / SLOW_GFLOPS) if wall and gflops else None,
-            "seeds": seeds, "arms": per_arm, "pairs": pairs, "plan": plan}
+            "seeds": seeds, "arms": per_arm, "pairs": pairs, "plan": plan, "curves": curves,
+            "sampling_noise": sampling}
+
+
+def _curves(arms, names, seeds) -> dict:
+    """Per arm and weights (ema, raw): the proxy FID along training (pra.evaluate.along), mean and sd over
+    seeds per step; {} when the runs have no evaluation along training."""
+    out: dict = {}
+    for n in names:
+        rows = {s: arms[n][s].get("along_training") for s in seeds}
+        if not all(rows.values()):
+            continue
+        for w in ("ema", "raw"):
+            steps = sorted({r["step"] for s in seeds for r in rows[s] if r["weights"] == w})
+            pts = []
+            for step in steps:
+                v = [r["fid"] for s in seeds for r in rows[s] if r["weights"] == w and r["step"] == step]
+                if len(v) == len(seeds):
+                    pts.append({"step": step, "fid_mean": float(np.mean(v)),
+                                "fid_sd": float(np.std(v, ddof=1)) if len(v) > 1 else None})
+            out.setdefault(n, {})[w] = pts
+    return out
+
+
+def _sampling_noise(arms, names, seeds, per_arm) -> dict:
+    """Two samples of each final model: the final evaluation's (sample.seed) and the last EMA row of the
+    evaluation along training (evaluate.snapshot_seed; the same size when snapshot_per_class = per_class).
+    Per arm: the log ratios per seed and the sampling sd of log FID they imply (sqrt(mean d^2 / 2)), beside the
+    seed-to-seed sd of log FID (training and sampling noise together)."""
+    out = {}
+    for n in names:
+        d, sizes = [], set()
+        for s in seeds:
+            r = arms[n][s]
+            rows = [x for x in (r.get("along_training") or []) if x["weights"] == "ema"]
+            if not rows or "fid" not in r["metrics"]:
+                break
+            last = max(rows, key=lambda x: x["step"])
+            if last["step"] != r["steps"]:
+                break
+            d.append(math.log(r["metrics"]["fid"]) - math.log(last["fid"]))
+            sizes.add(last.get("num_samples"))
+        else:
+            if d:
+                out[n] = {"log_ratios": d, "sampling_sd_log": math.sqrt(float(np.mean(np.square(d))) / 2),
+                          "seed_sd_log": per_arm[n].get("fid_sd_log"), "proxy_sizes": sorted(map(str, sizes))}
+    return out
 
 
 def _fmt(x, digits=3):
@@ -139,6 +186,24 @@ def markdown(s: dict, source: str) -> str:
         ci = f"[{_fmt(p['ci95'][0])}, {_fmt(p['ci95'][1])}]" if p["ci95"] else "-"
         lines.append(f"| {p['a']} vs {p['b']} | {p['metric']} ({kind}) | {_fmt(p['estimate'])} | {ci} | "
                      f"{p['a_lower_in']}/{p['n']} | {_fmt(p['correlation'], 2)} |")
+    if s.get("curves"):
+        arms = list(s["curves"])
+        steps = sorted({p["step"] for a in arms for p in s["curves"][a].get("ema", [])})
+        lines += ["", "## Along training (proxy FID of the EMA weights, mean (sd) over seeds; raw weights in the JSON)",
+                  "", "| step | " + " | ".join(arms) + " |", "|---|" + "---|" * len(arms)]
+        for st in steps:
+            cells = []
+            for a in arms:
+                p = next((p for p in s["curves"][a].get("ema", []) if p["step"] == st), None)
+                cells.append(f"{_fmt(p['fid_mean'])} ({_fmt(p['fid_sd'])})" if p else "-")
+            lines.append(f"| {st} | " + " | ".join(cells) + " |")
+    if s.get("sampling_noise"):
+        lines += ["", "## Sampling noise beside seed noise (two samples of each final model)", "",
+                  "| arm | log(final / second sample) per seed | sampling sd of log FID | seed sd of log FID |",
+                  "|---|---|---|---|"]
+        for a, q in s["sampling_noise"].items():
+            lines.append(f"| {a} | {', '.join(f'{x:+.3f}' for x in q['log_ratios'])} | {_fmt(q['sampling_sd_log'])} | "
+                         f"{_fmt(q['seed_sd_log'])} |")
     pl = s["plan"]
     lines += ["", "## What the spread implies for a registered study", "",
               f"Log FID, alpha {pl['alpha']} over m = {pl['m']} (Bonferroni), power {pl['power']}, the larger per-arm "

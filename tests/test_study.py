@@ -1,6 +1,7 @@
 """Registered studies run in blocks (pra.study): the study file's rules, the registration a block needs, the
 pooling of block records, and one real block in a clone."""
 import json
+import math
 import sys
 
 import numpy as np
@@ -212,3 +213,22 @@ def test_pilot_estimates_known_ratios_and_the_seeds_they_imply():
     wider = summarise(_pilot_block({"a": list(base * np.exp(rng.normal(0, 0.3, 8))), "b": list(base)}))
     assert wider["plan"]["seeds_to_detect"]["1.2"] > noisy["plan"]["seeds_to_detect"]["1.2"]
     assert "Pilot block p" in markdown(s, "src") and "| a vs b | fid (ratio a/b) | 0.8 |" in markdown(s, "src")
+
+
+def test_pilot_reads_learning_curves_and_the_noise_of_two_samples():
+    """With evaluation along training, the pilot tabulates the proxy FID per step (EMA and raw) and, from two
+    samples of each final model whose log FIDs differ by +-d, reads a sampling sd of d/sqrt(2)."""
+    from pra.pilot import markdown, summarise
+
+    block = _pilot_block({"a": [10.0, 12.0], "b": [20.0, 22.0]})
+    for r in block["run_records"]:
+        r["steps"] = 200
+        second = r["metrics"]["fid"] * math.exp(0.1 if r["seed"] == 0 else -0.1)
+        r["along_training"] = [{"step": 100, "weights": w, "fid": 3 * r["metrics"]["fid"]} for w in ("ema", "raw")] + \
+            [{"step": 200, "weights": "ema", "fid": second}, {"step": 200, "weights": "raw", "fid": second * 2}]
+    s = summarise(block)
+    assert [p["step"] for p in s["curves"]["a"]["ema"]] == [100, 200]
+    assert s["curves"]["a"]["ema"][0]["fid_mean"] == pytest.approx(33.0)
+    assert s["sampling_noise"]["a"]["sampling_sd_log"] == pytest.approx(0.1 / math.sqrt(2))
+    assert s["sampling_noise"]["a"]["log_ratios"] == pytest.approx([-0.1, 0.1])
+    assert "Along training" in markdown(s, "src") and "Sampling noise" in markdown(s, "src")
