@@ -44,8 +44,11 @@ def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: flo
               ratios=(1.1, 1.2, 1.3), margin: float = 1.2) -> dict:
     """The pilot's estimates (see the module docstring) from one block record with its runs."""
     arms = _by_arm(block["run_records"])
-    names = [v for v in block["variants"] if v in arms]
-    seeds = sorted(set.intersection(*(set(arms[n]) for n in names)))
+    names = list(block["variants"])
+    seeds = sorted(block["block"].get("seeds") or set.union(*(set(a) for a in arms.values())))
+    missing = [f"{n} s{x}" for n in names for x in seeds if x not in arms.get(n, {})]
+    if missing:
+        raise ValueError(f"block {block['block']['id']!r}: no record of the registered runs {missing}")
     per_arm = {}
     for n in names:
         row = {"seeds": len(seeds)}
@@ -80,23 +83,42 @@ def summarise(block: dict, *, alpha: float = 0.05, m: int = 3, power_target: flo
     sds = [per_arm[n]["fid_sd_log"] for n in names if "fid_sd_log" in per_arm[n]]
     sd = sd_of_differences(max(sds), max(sds), 0.0) if sds else None
     level = alpha / m
-    def needs(sd_diff):
+    def needs(sd_diff, effect=None):
         return {"sd_of_differences": sd_diff,
                 "seeds_to_detect": {str(r): seeds_for(math.log(r), sd_diff, level, power_target) for r in ratios},
-                "seeds_for_equivalence": seeds_for_tost(math.log(margin), sd_diff, level, power_target)}
+                "seeds_for_equivalence": seeds_for_tost(math.log(margin), sd_diff, level, power_target),
+                **({"pilot_ratio": math.exp(abs(effect)),
+                    "seeds_at_pilot_ratio": seeds_for(abs(effect), sd_diff, level, power_target)}
+                   if effect else {})}
+
+    def pair_plan(a, b):
+        """From the larger of two sds of the log-FID differences: the arms' own sds with correlation 0, and the
+        observed differences' sd at its one-sided 80% upper confidence bound (chi-square, n - 1 df)."""
+        from scipy import stats
+
+        va, vb = np.log(_values(arms[a], "fid", seeds)), np.log(_values(arms[b], "fid", seeds))
+        d = va - vb
+        n = len(d)
+        sd_obs = float(np.std(d, ddof=1))
+        ucb = sd_obs * math.sqrt((n - 1) / stats.chi2.ppf(0.2, n - 1))
+        sd0 = sd_of_differences(per_arm[a]["fid_sd_log"], per_arm[b]["fid_sd_log"])
+        return {"a": a, "b": b, "sd_correlation0": sd0, "sd_observed": sd_obs, "sd_observed_ucb80": ucb,
+                **needs(max(sd0, ucb), float(d.mean()))}
 
     plan = {"alpha": alpha, "m": m, "power": power_target, "sd_log_fid_max": max(sds) if sds else None,
             "correlation_assumed": 0.0, "equivalence_margin": margin, **(needs(sd) if sd else {}),
             # per pair, from the two arms' own spreads (correlation 0 as above)
-            "pairs": [{"a": a, "b": b, **needs(sd_of_differences(per_arm[a]["fid_sd_log"], per_arm[b]["fid_sd_log"]))}
-                      for a, b in itertools.combinations(names, 2)
-                      if "fid_sd_log" in per_arm[a] and "fid_sd_log" in per_arm[b]]}
+            "pairs": [pair_plan(a, b) for a, b in itertools.combinations(names, 2)
+                      if "fid_sd_log" in per_arm[a] and "fid_sd_log" in per_arm[b] and len(seeds) > 2]}
     curves, sampling = _curves(arms, names, seeds), _sampling_noise(arms, names, seeds, per_arm)
     inv = block.get("invocations") or []
+    # the invocations that built something (a resumed block's last one may only rewrite its records)
+    built = [i for i in inv if (i.get("targets_present_before") or 0) < block.get("targets", 1)] or inv
     wall = block.get("wall_seconds")
-    gflops = block.get("matmul_gflops_1thread")
+    gflops = built[0].get("matmul_gflops_1thread") if built else block.get("matmul_gflops_1thread")
     return {"block": block["block"], "registration": block["registration"],
-            "commits": sorted({i.get("head_commit") for i in inv if i.get("head_commit")}),
+            "commits": sorted({i.get("head_commit") for i in built if i.get("head_commit")}),
+            "corrections": block.get("corrections"),
             "cpu_model": block.get("cpu_model"), "matmul_gflops_1thread": gflops, "wall_seconds": wall,
             # a rough equivalent, not a measurement: wall time scaled by the matmul peaks
             "wall_hours_at_slow_machine": (wall / 3600 * gflops / SLOW_GFLOPS) if wall and gflops else None,
@@ -214,14 +236,23 @@ def markdown(s: dict, source: str) -> str:
     lines.append(f"- equivalence within a margin of {pl['equivalence_margin']}: "
                  f"{pl.get('seeds_for_equivalence') or '> 1000'} seeds")
     ratios = list(pl.get("seeds_to_detect", {}))
-    lines += ["", "Per pair, from the two arms' own spreads:", "",
-              "| a vs b | sd of log-FID differences | " + " | ".join(f"seeds for {r}x" for r in ratios)
+    lines += ["", "Per pair, from the larger of two sds of the log-FID differences: the arms' own sds with correlation 0, "
+              "and the observed paired differences' sd at its one-sided 80% upper confidence bound:", "",
+              "| a vs b | sd (corr. 0) | sd observed (80% UCB) | pilot ratio: seeds | "
+              + " | ".join(f"seeds for {r}x" for r in ratios)
               + f" | seeds for equivalence within {pl['equivalence_margin']} |",
-              "|---|---|" + "---|" * len(ratios) + "---|"]
+              "|---|---|---|---|" + "---|" * len(ratios) + "---|"]
     for q in pl.get("pairs", []):
-        lines.append(f"| {q['a']} vs {q['b']} | {_fmt(q['sd_of_differences'])} | "
+        lines.append(f"| {q['a']} vs {q['b']} | {_fmt(q['sd_correlation0'])} | {_fmt(q['sd_observed'])} "
+                     f"({_fmt(q['sd_observed_ucb80'])}) | {_fmt(q.get('pilot_ratio'))}: "
+                     f"{q.get('seeds_at_pilot_ratio') or '> 1000'} | "
                      + " | ".join(str(q["seeds_to_detect"][r] or "> 1000") for r in ratios)
                      + f" | {q['seeds_for_equivalence'] or '> 1000'} |")
+    if s.get("seeds") and len(s["seeds"]) <= 2:
+        lines += ["", f"With {len(s['seeds'])} seeds no spread is estimated: no plan is read from this block."]
+    if s.get("corrections"):
+        lines += ["", "Corrections made to this block's record by hand: "
+                  + "; ".join(f"{c['key']}: {c['recorded']} -> {c['corrected']} ({c['why']})" for c in s["corrections"])]
     return "\n".join(lines) + "\n"
 
 

@@ -138,9 +138,10 @@ def check_registered(study_path: Path, study: StudyConfig, block: BlockConfig, r
     """The registration a block runs under: the study file and the block's experiment file committed as they
     are, the code equal to the registered hash. Returns what the record states about it."""
     files = [study_path.resolve().relative_to(root.resolve()).as_posix(), block.experiment]
-    dirty = _git(root, "status", "--porcelain", "--", *files)
+    dirty = _git(root, "status", "--porcelain", "--", *files, *BASE_FILES)
     if dirty:
-        raise ConfigError(f"block {block.id!r}: register first: commit {files} as they are (uncommitted: {dirty})")
+        raise ConfigError(f"block {block.id!r}: register first: commit {files + list(BASE_FILES)} as they are "
+                          f"(uncommitted: {dirty})")
     if not study.code_hash:
         raise ConfigError(f"{study_path}: key 'code_hash': empty; register the code (`python -m pra study-hash`)")
     current = result_code_hash()
@@ -149,7 +150,32 @@ def check_registered(study_path: Path, study: StudyConfig, block: BlockConfig, r
                           f"{study.code_hash}; run the registered code, or register the change as a deviation")
     return {"study_file": files[0], "study_commit": _git(root, "log", "-n", "1", "--format=%H", "--", files[0]),
             "experiment_commit": _git(root, "log", "-n", "1", "--format=%H", "--", block.experiment),
-            "code_hash": current}
+            "code_hash": current, "command_hashes": command_hashes(),
+            "base_config_sha256": hashlib.sha256((root / "config/config.yaml").read_bytes()).hexdigest()}
+
+
+# what a block's runs also depend on besides the study and experiment files: committed as they are
+BASE_FILES = ("config/config.yaml", "Snakefile", "workflow")
+# the per-run record's job hashes, by the command that wrote them
+RECORDED_COMMANDS = {"train": "train", "evaluate": "evaluate", "gap": "gap", "accumulate": "accumulate",
+                     "approximate": "approximate"}
+
+
+def command_hashes() -> dict[str, str]:
+    from pra.codehash import code_hash
+
+    return {c: code_hash(c) for c in RESULT_COMMANDS}
+
+
+def off_registration(run_records: list[dict], registered: dict[str, str]) -> list[str]:
+    """Runs whose jobs recorded a code hash other than the registered command's (a run built earlier, or
+    code changed while the block ran): '<variant> s<seed> <job>' each."""
+    bad = []
+    for r in run_records:
+        for job, h in r["code_hash"].items():
+            if h is not None and h != registered.get(RECORDED_COMMANDS.get(job, job)):
+                bad.append(f"{r['variant']} s{r['seed']} {job}")
+    return bad
 
 
 def cpu_model() -> str:
@@ -230,9 +256,16 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     wall = time.time() - started
     if p.returncode != 0:
         raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to resume")
-    for v, r in runs:
-        write_json(out / "runs" / f"{r.variant}__{r.method}__s{r.seed}.json",
-                   run_record(root / path_of(results, r), v, r, names))
+    if result_code_hash() != registration["code_hash"]:
+        raise SystemExit(f"block {block.id!r}: the result-determining code changed while the block ran "
+                         f"({registration['code_hash']} -> {result_code_hash()}); no record written")
+    records = [(r, run_record(root / path_of(results, r), v, r, names)) for v, r in runs]
+    bad = off_registration([rec for _, rec in records], registration["command_hashes"])
+    if bad:
+        raise SystemExit(f"block {block.id!r}: runs built by other code than the registered: {bad}; remove their "
+                         f"outputs and rerun the block; no record written")
+    for r, rec in records:
+        write_json(out / "runs" / f"{r.variant}__{r.method}__s{r.seed}.json", rec)
     import torch
 
     record = {"study": study.name, "block": asdict(block), "registration": registration,
@@ -276,12 +309,18 @@ def load_records(records_dir: str | Path) -> list[dict]:
 
 
 def pool(blocks: list[dict]) -> list[dict]:
-    """The runs of several blocks of one experiment, pooled only where they ran the same result-determining
-    code and the same experiment file: raises ValueError naming the blocks otherwise (a rerun under other code
-    is another study, or a registered deviation analysed apart)."""
+    """The runs of several measurement blocks of one experiment, pooled only where they ran the same
+    result-determining code, the same experiment and base config files and the same ablation: raises ValueError
+    naming the blocks otherwise (a rerun under other code is another study, or a registered deviation analysed
+    apart). Pilot blocks are never pooled."""
     if not blocks:
         return []
-    keys = {(b["registration"]["code_hash"], b["experiment_sha256"]) for b in blocks}
+    pilots = [b["block"]["id"] for b in blocks if b["block"].get("phase") == "pilot"]
+    if pilots:
+        raise ValueError(f"blocks {pilots} are pilots (phase 0): they inform the registration and are never "
+                         f"pooled into the registered analysis")
+    keys = {(b["registration"]["code_hash"], b["experiment_sha256"], b["registration"].get("base_config_sha256"),
+             b.get("ablation")) for b in blocks}
     train_hashes = {r["code_hash"]["train"] for b in blocks for r in b["run_records"]}
     if len(keys) > 1 or len(train_hashes) > 1:
         desc = [(b["block"]["id"], b["registration"]["code_hash"], b["experiment_sha256"][:12]) for b in blocks]

@@ -104,6 +104,8 @@ def test_a_block_refuses_an_uncommitted_study_or_other_code(tmp_path):
     repo.mkdir()
     run(["git", "init", "-q"], cwd=repo)
     (repo / "e.yaml").write_text("name: e\n")
+    (repo / "config").mkdir()
+    (repo / "config/config.yaml").write_text("name: default\n")
     study = _write(repo, _study(code_hash=result_code_hash()))
     with pytest.raises(ConfigError, match="register first"):
         check_registered(study, load_study(study), block_of(load_study(study), "b1"), repo)
@@ -111,6 +113,11 @@ def test_a_block_refuses_an_uncommitted_study_or_other_code(tmp_path):
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "register"], cwd=repo)
     reg = check_registered(study, load_study(study), block_of(load_study(study), "b1"), repo)
     assert reg["code_hash"] == result_code_hash() and len(reg["study_commit"]) == 40
+    assert set(reg["command_hashes"]) >= {"train", "sample", "evaluate"} and len(reg["base_config_sha256"]) == 64
+    (repo / "config/config.yaml").write_text("name: edited\n")  # the base config counts too
+    with pytest.raises(ConfigError, match="register first"):
+        check_registered(study, load_study(study), block_of(load_study(study), "b1"), repo)
+    run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "base config"], cwd=repo)
     other = _write(repo, _study(code_hash="0123456789abcdef"))
     run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "another hash"], cwd=repo)
     with pytest.raises(ConfigError, match="registered 0123456789abcdef"):
@@ -136,6 +143,20 @@ def test_blocks_pool_only_under_the_same_code_and_experiment():
             pool([a, bad])
     with pytest.raises(ValueError, match="recorded by blocks 'b1' and 'b2'"):
         pool([a, _record("b2")])
+    pilot = _record("b2", runs=(("pra", 1),))
+    pilot["block"]["phase"] = "pilot"
+    with pytest.raises(ValueError, match="pilots"):
+        pool([a, pilot])
+
+
+def test_runs_built_by_other_code_are_named():
+    from pra.study import off_registration
+
+    registered = {"train": "T", "evaluate": "E", "gap": "G"}
+    runs = [{"variant": "pra", "seed": 0, "code_hash": {"train": "T", "evaluate": "E", "gap": "G"}},
+            {"variant": "tf", "seed": 1, "code_hash": {"train": "old", "evaluate": "E"}}]
+    assert off_registration(runs, registered) == ["tf s1 train"]
+    assert off_registration(runs[:1], registered) == []
 
 
 @pytest.mark.slow  # a real Snakemake run of a block, in a clone
@@ -188,7 +209,8 @@ def _pilot_block(fids: dict[str, list[float]]):
             for v, fs in fids.items() for s, f in enumerate(fs)]
     return {"block": {"id": "p", "purpose": "pilot", "budget_hours": 1.0}, "registration": {"code_hash": "h",
             "study_commit": "c" * 40}, "variants": list(fids), "run_records": runs, "wall_seconds": 3600.0,
-            "matmul_gflops_1thread": 130.0, "cpu_model": "cpu", "invocations": [{"head_commit": "d" * 40}]}
+            "matmul_gflops_1thread": 130.0, "cpu_model": "cpu",
+            "invocations": [{"head_commit": "d" * 40, "matmul_gflops_1thread": 130.0, "targets_present_before": 0}]}
 
 
 def test_pilot_estimates_known_ratios_and_the_seeds_they_imply():
@@ -232,3 +254,20 @@ def test_pilot_reads_learning_curves_and_the_noise_of_two_samples():
     assert s["sampling_noise"]["a"]["sampling_sd_log"] == pytest.approx(0.1 / math.sqrt(2))
     assert s["sampling_noise"]["a"]["log_ratios"] == pytest.approx([-0.1, 0.1])
     assert "Along training" in markdown(s, "src") and "Sampling noise" in markdown(s, "src")
+
+
+def test_pilot_plans_from_the_worse_of_two_spreads_and_refuses_missing_runs():
+    """Negatively correlated arms: the observed differences spread more than correlation 0 assumes, and the
+    plan uses the observed sd's upper confidence bound; a registered run without a record stops the summary."""
+    from pra.pilot import summarise
+
+    rng = np.random.default_rng(1)
+    e = rng.normal(0, 0.1, 8)
+    block = _pilot_block({"a": list(20 * np.exp(e)), "b": list(25 * np.exp(-e))})  # correlation -1
+    q = summarise(block)["plan"]["pairs"][0]
+    assert q["sd_observed"] > q["sd_correlation0"] and q["sd_observed_ucb80"] > q["sd_observed"]
+    assert q["sd_of_differences"] == pytest.approx(q["sd_observed_ucb80"])
+    assert q["pilot_ratio"] == pytest.approx(1.25, rel=0.2)
+    block["block"]["seeds"] = list(range(9))
+    with pytest.raises(ValueError, match="no record of the registered runs"):
+        summarise(block)
