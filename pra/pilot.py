@@ -250,6 +250,9 @@ def markdown(s: dict, source: str) -> str:
                      + f" | {q['seeds_for_equivalence'] or '> 1000'} |")
     if s.get("seeds") and len(s["seeds"]) <= 2:
         lines += ["", f"With {len(s['seeds'])} seeds no spread is estimated: no plan is read from this block."]
+    if s.get("deviations"):
+        lines += ["", "Deviations from the registration (the study file's list, as of this summary):", ""]
+        lines += [f"- {d}" for d in s["deviations"]]
     if s.get("corrections"):
         lines += ["", "Corrections made to this block's record by hand: "
                   + "; ".join(f"{c['key']}: {c['recorded']} -> {c['corrected']} ({c['why']})" for c in s["corrections"])]
@@ -265,6 +268,7 @@ def pilot_job(args):
     if not recs:
         raise SystemExit(f"no record of block {args.block!r} under {study.records}: run it first")
     s = summarise(recs[0], m=args.m)
+    s["deviations"] = list(study.deviations)
     source = str(Path(study.records) / args.block)
     write_json(Path(args.out).with_suffix(".json"), s)
     write_text(Path(args.out).with_suffix(".md"), markdown(s, source))

@@ -54,6 +54,8 @@ class StudyConfig:
     max_block_hours: float = opt(2.0, "Cap on every block's budget_hours.", exclusive_minimum=0.0)
     records: str = opt("reports/study/blocks", "Where each block's record is written (committed).")
     blocks: list[BlockConfig] = field(default_factory=list, metadata={"help": "The registered blocks, in order."})
+    deviations: list[str] = opt([], "Every change to the registration after it was first committed (a withdrawn "
+                                "block, a changed plan), each with its reason; the summaries print them.")
 
 
 def load_study(path: str | Path) -> StudyConfig:

@@ -35,6 +35,7 @@ def _write(tmp_path, raw):
     ({"blocks": [{"id": "b", "experiment": "e.yaml", "ablation": "a", "seeds": []}]}, "seeds"),
     ({"blocks": [{"id": "b", "experiment": "e.yaml", "ablation": "a", "seeds": [0], "phase": "main"}]}, "phase"),
     ({"bloks": []}, "bloks"),
+    ({"deviations": "p0c withdrawn"}, "deviations"),
 ])
 def test_study_file_errors_name_the_key(tmp_path, change, key):
     from pra.study import load_study
@@ -271,3 +272,15 @@ def test_pilot_plans_from_the_worse_of_two_spreads_and_refuses_missing_runs():
     block["block"]["seeds"] = list(range(9))
     with pytest.raises(ValueError, match="no record of the registered runs"):
         summarise(block)
+
+
+def test_the_committed_study_resolves_every_block():
+    """The settle2 study file as committed: every block names an ablation of its experiment file that runs
+    registered doses on its seeds (what `python -m pra block` checks before it starts)."""
+    from pra.study import block_runs, load_study
+
+    study = load_study(ROOT / "experiments/settle2/study.yaml")
+    for b in study.blocks:
+        cfg, a, runs = block_runs(b, ROOT)
+        assert runs and {r.seed for _, r in runs} == set(b.seeds), b.id
+        assert {v.name for v, _ in runs} == {v.name for v in a.variants}, b.id
