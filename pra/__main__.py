@@ -133,6 +133,9 @@ COMMANDS = {  # name: (job, help, arguments)
               "they imply -> <out>.md and <out>.json",
               [arg("--study", required=True), arg("--block", required=True), OUT,
                arg("--m", type=int, default=3, help="confirmatory comparisons the study will register")]),
+    "study-report": ("pra.study_analysis:study_report_job", "the registered analysis of a study's measurement "
+                     "blocks, once every one is recorded -> <out>.md, <out>.json, <out>_ratios.png",
+                     [arg("--study", required=True), OUT]),
     "report": ("pra.report.build:report_job", "tables and figures from the pipeline's JSON",
                [CONFIG, RESULTS, OUT]),
     "params": ("pra.estimate:params_job", "parameter counts of the experiment's scales as JSON",

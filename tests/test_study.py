@@ -284,3 +284,81 @@ def test_the_committed_study_resolves_every_block():
         cfg, a, runs = block_runs(b, ROOT)
         assert runs and {r.seed for _, r in runs} == set(b.seeds), b.id
         assert {v.name for v, _ in runs} == {v.name for v in a.variants}, b.id
+
+
+def _measured_study(tmp_path, fids: dict[str, list[float]], seeds_per_block, hypotheses):
+    """A study with measurement blocks over an experiment in tmp_path, and their records written as
+    `python -m pra block` writes them (per-run FIDs given)."""
+    import hashlib
+
+    (tmp_path / "config").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config/config.yaml").write_text((ROOT / "config/config.yaml").read_text())
+    seeds = [s for b in seeds_per_block for s in b]
+    exp = _experiment("e", [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
+                            {"name": "pra_t1", "method": "pra", "overrides": {"method": {"t_min": 1.0}}}], seeds)
+    exp["ablations"][0].update(analysis="paired", hypotheses=hypotheses, equivalence_margin=1.2)
+    (tmp_path / "e.yaml").write_text(yaml.safe_dump(exp))
+    blocks = [{"id": f"m{i}", "experiment": "e.yaml", "ablation": "cell", "seeds": b, "phase": "measurement"}
+              for i, b in enumerate(seeds_per_block)]
+    study = _write(tmp_path, _study(blocks=blocks, records="records"))
+    sha = hashlib.sha256((tmp_path / "e.yaml").read_bytes()).hexdigest()
+    for i, b in enumerate(seeds_per_block):
+        out = tmp_path / "records" / f"m{i}"
+        (out / "runs").mkdir(parents=True)
+        for v, fs in fids.items():
+            for s in b:
+                rec = {"variant": v, "method": {"tf": "latent_tf"}.get(v, "pra"), "seed": s,
+                       "metrics": {"fid": fs[seeds.index(s)], "kid": fs[seeds.index(s)] / 1000},
+                       "code_hash": {"train": "t"}, "seconds_per_step": 0.2, "input_mse_last_fifth": 0.01}
+                (out / "runs" / f"{v}_s{s}.json").write_text(json.dumps(rec))
+        (out / "block.json").write_text(json.dumps({
+            "block": blocks[i], "registration": {"code_hash": "h", "study_commit": "c" * 40,
+                                                 "base_config_sha256": "b"},
+            "experiment_sha256": sha, "ablation": "cell", "wall_seconds": 100.0,
+            "invocations": [{"head_commit": "d" * 40}]}))
+    return study
+
+
+def test_the_study_analysis_tests_only_the_registered_family_on_every_registered_block(tmp_path):
+    """Known answers: pra at exactly 0.8x latent_tf's FID on every seed is 'supported' (lower); pra_t1 within 2%
+    of pra with seed noise far inside the margin reads equivalent by TOST; the family is the m = 2 declared
+    hypotheses (Bonferroni 0.025), everything else an estimate. It refuses while a block is unrecorded and when
+    the experiment file changed after the blocks ran."""
+    from pra.study_analysis import analyse_study, markdown, ratio_figure
+
+    rng = np.random.default_rng(1)
+    base = np.exp(rng.normal(np.log(30), 0.1, 8))
+    fids = {"tf": list(base), "pra": list(base * 0.8),
+            "pra_t1": list(base * 0.8 * np.exp(rng.normal(0.0, 0.01, 8)))}
+    hyps = [{"id": "C1", "statement": "pra below latent_tf", "variant": "pra", "reference": "tf", "expect": "lower"},
+            {"id": "C2", "statement": "pra equals pra_t1", "variant": "pra", "reference": "pra_t1", "expect": "equal"}]
+    study = _measured_study(tmp_path, fids, [[0, 1, 2, 3], [4, 5, 6, 7]], hyps)
+    res = analyse_study(study, tmp_path)
+    g = res["groups"][0]
+    by = {h["id"]: h for h in g["hypotheses"]}
+    assert by["C1"]["outcome"] == "supported" and by["C1"]["comparison"]["ratio"] == pytest.approx(0.8)
+    assert by["C2"]["outcome"].startswith("supported: equivalent")
+    assert g["analysis"]["m"] == 2 and g["analysis"]["level"] == pytest.approx(0.975)
+    assert g["seeds"] == list(range(8)) and g["blocks"] == ["m0", "m1"]
+    assert g["estimates"] == []  # both comparisons with the reference (pra) are hypotheses: counted once
+    text = markdown(res)
+    assert "| C1 | pra below latent_tf |" in text and "registered at cccccccccc" in text
+    ratio_figure(res, tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").stat().st_size > 0
+
+    # noise: pra_t1 10% off pra on average with 30% seed noise cannot be shown equivalent within 1.2
+    noisy = {**fids, "pra_t1": list(base * 0.88 * np.exp(rng.normal(0.0, 0.3, 8)))}
+    res = analyse_study(_measured_study(tmp_path / "n", noisy, [[0, 1, 2, 3], [4, 5, 6, 7]], hyps), tmp_path / "n")
+    c2 = next(h for h in res["groups"][0]["hypotheses"] if h["id"] == "C2")
+    assert c2["outcome"].startswith("not shown") or c2["outcome"].startswith("contradicted")
+
+    # a registered block without its record: nothing is tested
+    import shutil
+    shutil.rmtree(tmp_path / "records" / "m1")
+    with pytest.raises(ConfigError, match=r"blocks \['m1'\] are registered and not yet recorded"):
+        analyse_study(study, tmp_path)
+    # the experiment file edited after the blocks ran
+    study = _measured_study(tmp_path / "e2", fids, [[0, 1, 2, 3]], hyps)
+    (tmp_path / "e2" / "e.yaml").write_text((tmp_path / "e2" / "e.yaml").read_text() + "# edited\n")
+    with pytest.raises(ConfigError, match="changed after blocks"):
+        analyse_study(study, tmp_path / "e2")

@@ -1,0 +1,218 @@
+"""The registered analysis of a study's measurement blocks: pooled, tested as registered, worded from the test.
+
+Once every registered measurement block of a study is recorded (pra.study), its runs are pooled per
+(experiment, ablation) (pra.study.pool: only blocks that ran the same result-determining code, experiment and
+base config files), checked complete (every registered variant on every registered seed) and analysed with the
+ablation's registered analysis (pra.analysis.analyse: the declared hypotheses as the confirmatory family, the
+other comparisons as estimates with intervals). It refuses to test anything while a registered measurement block
+is missing, or when an experiment file changed after its blocks ran (its hypotheses could have been edited after
+the results were seen).
+
+Output: <out>.json (every per-seed value, every test) and <out>.md (the registering commits, the deviations,
+the confirmatory readings, then the estimates), and <out>_ratios.png (each comparison's geometric-mean ratio with
+its interval and the per-seed ratios).
+"""
+from __future__ import annotations
+
+import hashlib
+import math
+from pathlib import Path
+
+from pra.typed import ConfigError
+
+REPORTED = ("fid", "kid", "class_accuracy", "precision", "recall", "is")
+
+
+def summary_from_runs(runs: list[dict], variants: list, reference: str, primary_metric: str) -> dict:
+    """An ablation summary (the shape pra.analysis reads) from per-run records: per variant and metric the
+    values over seeds, with the seeds they belong to."""
+    out = []
+    for v in variants:
+        mine = sorted((r for r in runs if r["variant"] == v.name), key=lambda r: r["seed"])
+        metrics = {}
+        for key in sorted({k for r in mine for k in r["metrics"]}):
+            pairs = [(r["seed"], r["metrics"][key]) for r in mine
+                     if isinstance(r["metrics"].get(key), (int, float)) and not isinstance(r["metrics"][key], bool)]
+            if pairs:
+                metrics[key] = {"values": [float(x) for _, x in pairs], "seeds": [s for s, _ in pairs]}
+        out.append({"name": v.name, "method": mine[0]["method"] if mine else v.method, "metrics": metrics})
+    seeds = sorted({r["seed"] for r in runs})
+    return {"variants": out, "seeds": seeds, "reference": reference, "primary_metric": primary_metric}
+
+
+def _reference(a) -> str:
+    names = [v.name for v in a.variants]
+    if a.reference:
+        return a.reference
+    if "pra" in names:
+        return "pra"
+    plain = [v.name for v in a.variants if not v.overrides]
+    return plain[0] if len(plain) == 1 else names[0]
+
+
+def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
+    """Every (experiment, ablation) of the study's measurement blocks, pooled and analysed as registered."""
+    from pra.analysis import analyse
+    from pra.study import block_runs, load_records, load_study, pool
+
+    root, study_path = Path(root), Path(study_path)
+    study = load_study(study_path)
+    measured = [b for b in study.blocks if b.phase == "measurement"]
+    if not measured:
+        raise ConfigError(f"{study_path}: no measurement block is registered; nothing to analyse")
+    records = {r["block"]["id"]: r for r in load_records(root / study.records)}
+    missing = [b.id for b in measured if b.id not in records]
+    if missing:
+        raise ConfigError(f"blocks {missing} are registered and not yet recorded: no hypothesis is tested before "
+                          f"every registered measurement block is in")
+    groups: dict[tuple, list] = {}
+    for b in measured:
+        groups.setdefault((b.experiment, b.ablation), []).append(b)
+    out = {"study": study.name, "study_file": str(study_path), "deviations": list(study.deviations), "groups": []}
+    for (experiment, ablation), blocks in groups.items():
+        recs = [records[b.id] for b in blocks]
+        now = hashlib.sha256((root / experiment).read_bytes()).hexdigest()
+        changed = [r["block"]["id"] for r in recs if r["experiment_sha256"] != now]
+        if changed:
+            raise ConfigError(f"{experiment} changed after blocks {changed} ran (its hypotheses are read from it): "
+                              f"restore it as registered, or analyse the change as a deviation apart")
+        runs = pool(recs)
+        _, a, _ = block_runs(blocks[0], root)
+        want = {(v.name, r.seed) for b in blocks for v, r in block_runs(b, root)[2]}
+        have = {(r["variant"], r["seed"]) for r in runs}
+        if want - have:
+            raise ConfigError(f"{experiment} / {ablation}: registered runs without a record: {sorted(want - have)}")
+        summary = summary_from_runs(runs, a.variants, _reference(a), a.primary_metric)
+        comparisons, hypotheses, desc = analyse(summary, a)
+        out["groups"].append({
+            "experiment": experiment, "ablation": ablation, "blocks": [b.id for b in blocks],
+            "registering_commits": sorted({r["registration"]["study_commit"] for r in recs}),
+            "run_commits": sorted({i["head_commit"] for r in recs for i in r.get("invocations", [r])}),
+            "code_hash": recs[0]["registration"]["code_hash"],
+            "seeds": summary["seeds"], "reference": summary["reference"], "analysis": desc,
+            "hypotheses": hypotheses, "estimates": comparisons, "summary": summary,
+            "seconds_per_step": {v.name: _mean([r.get("seconds_per_step") for r in runs if r["variant"] == v.name])
+                                 for v in a.variants},
+            "input_mse_last_fifth": {v.name: _mean([r.get("input_mse_last_fifth") for r in runs
+                                                    if r["variant"] == v.name]) for v in a.variants},
+            "wall_seconds": sum(r.get("wall_seconds") or 0 for r in recs)})
+    return out
+
+
+def _mean(xs):
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
+
+
+def _g(x, d=3):
+    return "-" if x is None else (f"{x:.{d}g}" if isinstance(x, float) else str(x))
+
+
+def _interval(c: dict) -> str:
+    if c.get("ratio_ci"):
+        return f"{_g(c['ratio'])} [{_g(c['ratio_ci'][0])}, {_g(c['ratio_ci'][1])}]"
+    if c.get("ci"):
+        return f"{_g(c['mean_diff'])} [{_g(c['ci'][0])}, {_g(c['ci'][1])}]"
+    return _g(c.get("mean_diff"))
+
+
+def markdown(res: dict) -> str:
+    lines = [f"# {res['study']}: the registered analysis", "",
+             f"From the committed block records of `{res['study_file']}`; nothing here was chosen after the "
+             f"measurement blocks ran."]
+    if res["deviations"]:
+        lines += ["", "Deviations from the registration:", ""] + [f"- {d}" for d in res["deviations"]]
+    for g in res["groups"]:
+        lines += ["", f"## {g['experiment']}, ablation `{g['ablation']}`", "",
+                  f"Blocks {', '.join(g['blocks'])}; registered at {', '.join(c[:10] for c in g['registering_commits'])}; "
+                  f"run at {', '.join(c[:10] for c in g['run_commits'])} under result code hash `{g['code_hash']}`; "
+                  f"seeds {g['seeds']}; {g['wall_seconds'] / 3600:.2f} h of block wall time.", "",
+                  g["analysis"]["text"], "", "### Confirmatory hypotheses", "",
+                  "| id | hypothesis | test | estimate (a/b or a-b) and interval | p | reading |", "|---|---|---|---|---|---|"]
+        for h in g["hypotheses"]:
+            c = h.get("comparison") or {}
+            eq = h.get("equivalence")
+            test = h.get("test", "-") + (f"; TOST within {eq['margin_ratio']:g}: p {_g(eq.get('p'))}" if eq else "")
+            lines.append(f"| {h['id']} | {h['statement']} | {test} | {_interval(c) if c else '-'} | "
+                         f"{_g(c.get('p')) if c else '-'} | {h['outcome']} |")
+        lines += ["", "### Estimates (every other variant against the reference; intervals at the family's level; "
+                  "not tests)", "", "| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"]
+        for c in g["estimates"]:
+            lines.append(f"| {c['a']} vs {c['b']} | {c['metric']}{' (ratio)' if c.get('log') else ''} | {c['n']} | "
+                         f"{_interval(c)}{' — ' + c['reading'] if c.get('reading') else ''} |")
+        lines += ["", "### Per arm", "", "| arm | method | " + " | ".join(REPORTED) + " | s/step | input MSE (last fifth) |",
+                  "|---|---|" + "---|" * len(REPORTED) + "---|---|"]
+        for v in g["summary"]["variants"]:
+            cells = []
+            for k in REPORTED:
+                m = v["metrics"].get(k)
+                if not m:
+                    cells.append("-")
+                    continue
+                vals = m["values"]
+                if k in ("fid", "kid", "is") and min(vals) > 0:
+                    cells.append(f"{math.exp(sum(map(math.log, vals)) / len(vals)):.3g} (geo.)")
+                else:
+                    cells.append(f"{sum(vals) / len(vals):.3g}")
+            lines.append(f"| {v['name']} | {v['method']} | " + " | ".join(cells) + f" | "
+                         f"{_g(g['seconds_per_step'].get(v['name']))} | {_g(g['input_mse_last_fifth'].get(v['name']))} |")
+    return "\n".join(lines) + "\n"
+
+
+def ratio_figure(res: dict, path: Path) -> None:
+    """Each comparison's geometric-mean ratio with its interval (confirmatory ones marked) and its per-seed
+    ratios, on a log axis; one panel per analysed group."""
+    import matplotlib
+    import matplotlib.ticker
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = res["groups"]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(7, 1.2 + 0.55 * max(len(g["hypotheses"]) + len(g["estimates"])
+                                                                              for g in groups) * 1.0), squeeze=False)
+    for ax, g in zip(axes[:, 0], groups):
+        rows = [(f"{h['id']}: {h['variant']} / {h['reference']}", h.get("comparison"), True) for h in g["hypotheses"]]
+        margin = g["analysis"].get("equivalence_margin")
+        for y, h in enumerate(reversed(g["hypotheses"]), start=len(rows) - len(g["hypotheses"])):
+            if h["expect"] == "equal" and margin:  # the registered equivalence margin of an 'equal' hypothesis
+                ax.fill_betweenx([y - 0.3, y + 0.3], 1 / margin, margin, color="C3", alpha=0.12, lw=0)
+        rows += [(f"{c['a']} / {c['b']}", c, False) for c in g["estimates"] if c.get("log")]
+        per_seed = {v["name"]: dict(zip(v["metrics"].get("fid", {}).get("seeds", []),
+                                        v["metrics"].get("fid", {}).get("values", [])))
+                    for v in g["summary"]["variants"]}
+        for y, (label, c, confirm) in enumerate(reversed(rows)):
+            if not c or not c.get("ratio_ci"):
+                continue
+            colour = "C3" if confirm else "C0"
+            ax.plot(c["ratio_ci"], [y, y], color=colour, lw=2)
+            ax.plot([c["ratio"]], [y], "o", color=colour)
+            a, b = per_seed.get(c["a"], {}), per_seed.get(c["b"], {})
+            seeds = [s for s in a if s in b and a[s] > 0 and b[s] > 0]
+            ax.plot([a[s] / b[s] for s in seeds], [y + 0.18] * len(seeds), "|", color="0.4", ms=6)
+        ax.set_yticks(range(len(rows)), [r[0] for r in reversed(rows)], fontsize=8)
+        ax.axvline(1.0, color="0.6", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.set_xlabel("FID ratio a / b (geometric mean over paired seeds, interval at the family's level; "
+                      "ticks: single seeds)", fontsize=8)
+        ax.set_title(f"{g['experiment']} / {g['ablation']} (red: confirmatory; shaded: the equivalence margin)",
+                     fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def study_report_job(args):
+    from pra.io import write_json, write_text
+
+    res = analyse_study(args.study)
+    out = Path(args.out)
+    write_json(out.with_suffix(".json"), res)
+    write_text(out.with_suffix(".md"), markdown(res))
+    ratio_figure(res, out.with_name(out.name + "_ratios.png"))
+    print(markdown(res))
