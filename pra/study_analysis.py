@@ -84,6 +84,7 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
             raise ConfigError(f"{experiment} / {ablation}: registered runs without a record: {sorted(want - have)}")
         summary = summary_from_runs(runs, a.variants, _reference(a), a.primary_metric)
         comparisons, hypotheses, desc = analyse(summary, a)
+        level = desc.get("level", 1 - a.alpha)
         out["groups"].append({
             "experiment": experiment, "ablation": ablation, "blocks": [b.id for b in blocks],
             "registering_commits": sorted({r["registration"]["study_commit"] for r in recs}),
@@ -91,11 +92,35 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
             "code_hash": recs[0]["registration"]["code_hash"],
             "seeds": summary["seeds"], "reference": summary["reference"], "analysis": desc,
             "hypotheses": hypotheses, "estimates": comparisons, "summary": summary,
+            "all_pairs": all_pairs(summary, level),
             "seconds_per_step": {v.name: _mean([r.get("seconds_per_step") for r in runs if r["variant"] == v.name])
                                  for v in a.variants},
             "input_mse_last_fifth": {v.name: _mean([r.get("input_mse_last_fifth") for r in runs
                                                     if r["variant"] == v.name]) for v in a.variants},
             "wall_seconds": sum(r.get("wall_seconds") or 0 for r in recs)})
+    return out
+
+
+def all_pairs(summary: dict, level: float, metrics=("fid", "kid")) -> list[dict]:
+    """Every pair of arms on every ratio metric, paired by seed on log values, with intervals at `level`:
+    estimates beside the registered family (the family's own pairs included, on KID as a second metric), never
+    tests."""
+    from pra.analysis import aligned
+    from pra.paired import paired_t
+
+    names = [v["name"] for v in summary["variants"]]
+    by = {v["name"]: v["metrics"] for v in summary["variants"]}
+    out = []
+    for i, x in enumerate(names):
+        for y in names[i + 1:]:
+            for m in metrics:
+                if m not in by[x] or m not in by[y]:
+                    continue
+                a, b, common = aligned((by[x][m]["values"], by[y][m]["values"]),
+                                       (by[x][m]["seeds"], by[y][m]["seeds"]))
+                if len(common) >= 2 and min(a + b) > 0:
+                    out.append({**paired_t(a, b, log=True, level=level, names=(x, y), metric=m).to_dict(),
+                                "role": "estimate"})
     return out
 
 
@@ -140,6 +165,10 @@ def markdown(res: dict) -> str:
         for c in g["estimates"]:
             lines.append(f"| {c['a']} vs {c['b']} | {c['metric']}{' (ratio)' if c.get('log') else ''} | {c['n']} | "
                          f"{_interval(c)}{' — ' + c['reading'] if c.get('reading') else ''} |")
+        lines += ["", f"### Every pair of arms (paired geometric-mean ratios, {g['analysis'].get('level', 0.95):.1%} "
+                  "intervals; estimates, not tests)", "", "| a vs b | metric | n | ratio and interval |", "|---|---|---|---|"]
+        for c in g["all_pairs"]:
+            lines.append(f"| {c['a']} vs {c['b']} | {c['metric']} | {c['n']} | {_interval(c)} |")
         lines += ["", "### Per arm", "", "| arm | method | " + " | ".join(REPORTED) + " | s/step | input MSE (last fifth) |",
                   "|---|---|" + "---|" * len(REPORTED) + "---|---|"]
         for v in g["summary"]["variants"]:

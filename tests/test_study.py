@@ -341,6 +341,9 @@ def test_the_study_analysis_tests_only_the_registered_family_on_every_registered
     assert g["analysis"]["m"] == 2 and g["analysis"]["level"] == pytest.approx(0.975)
     assert g["seeds"] == list(range(8)) and g["blocks"] == ["m0", "m1"]
     assert g["estimates"] == []  # both comparisons with the reference (pra) are hypotheses: counted once
+    pairs = {(c["a"], c["b"], c["metric"]): c for c in g["all_pairs"]}
+    assert len(pairs) == 6 and pairs[("tf", "pra", "fid")]["ratio"] == pytest.approx(1.25)
+    assert pairs[("tf", "pra", "kid")]["level"] == pytest.approx(0.975)  # the family's level, as estimates
     text = markdown(res)
     assert "| C1 | pra below latent_tf |" in text and "registered at cccccccccc" in text
     ratio_figure(res, tmp_path / "fig.png")
