@@ -23,9 +23,11 @@ from pra.typed import ConfigError
 REPORTED = ("fid", "kid", "class_accuracy", "precision", "recall", "is")
 
 
-def summary_from_runs(runs: list[dict], variants: list, reference: str, primary_metric: str) -> dict:
+def summary_from_runs(runs: list[dict], variants: list, declared_reference: str, primary_metric: str) -> dict:
     """An ablation summary (the shape pra.analysis reads) from per-run records: per variant and metric the
-    values over seeds, with the seeds they belong to."""
+    values over seeds, with the seeds they belong to; the reference resolved as pra.ablation resolves it."""
+    from pra.ablation import reference_variant
+
     out = []
     for v in variants:
         mine = sorted((r for r in runs if r["variant"] == v.name), key=lambda r: r["seed"])
@@ -35,19 +37,12 @@ def summary_from_runs(runs: list[dict], variants: list, reference: str, primary_
                      if isinstance(r["metrics"].get(key), (int, float)) and not isinstance(r["metrics"][key], bool)]
             if pairs:
                 metrics[key] = {"values": [float(x) for _, x in pairs], "seeds": [s for s, _ in pairs]}
-        out.append({"name": v.name, "method": mine[0]["method"] if mine else v.method, "metrics": metrics})
+        out.append({"name": v.name, "method": mine[0]["method"] if mine else v.method, "overrides": v.overrides,
+                    "metrics": metrics})
     seeds = sorted({r["seed"] for r in runs})
-    return {"variants": out, "seeds": seeds, "reference": reference, "primary_metric": primary_metric}
-
-
-def _reference(a) -> str:
-    names = [v.name for v in a.variants]
-    if a.reference:
-        return a.reference
-    if "pra" in names:
-        return "pra"
-    plain = [v.name for v in a.variants if not v.overrides]
-    return plain[0] if len(plain) == 1 else names[0]
+    ref = reference_variant({"variants": out}, declared_reference)
+    return {"variants": out, "seeds": seeds, "reference": ref["name"] if ref else None,
+            "primary_metric": primary_metric}
 
 
 def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
@@ -82,7 +77,7 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
         have = {(r["variant"], r["seed"]) for r in runs}
         if want - have:
             raise ConfigError(f"{experiment} / {ablation}: registered runs without a record: {sorted(want - have)}")
-        summary = summary_from_runs(runs, a.variants, _reference(a), a.primary_metric)
+        summary = summary_from_runs(runs, a.variants, a.reference, a.primary_metric)
         comparisons, hypotheses, desc = analyse(summary, a)
         level = desc.get("level", 1 - a.alpha)
         out["groups"].append({
