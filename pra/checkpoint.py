@@ -34,7 +34,12 @@ class TrainedModel(nn.Module):
         self.ema = copy.deepcopy(net).requires_grad_(False)
 
     @torch.no_grad()
-    def update_ema(self, decay: float) -> None:
+    def update_ema(self, decay: float, foreach: bool = False) -> None:
+        """ema <- lerp(ema, net, 1 - decay) per parameter; `foreach`: as one multi-tensor kernel (the same
+        arithmetic per element)."""
+        if foreach:
+            torch._foreach_lerp_(list(self.ema.parameters()), list(self.net.parameters()), 1.0 - decay)
+            return
         for e, p in zip(self.ema.parameters(), self.net.parameters()):
             e.lerp_(p, 1.0 - decay)
 

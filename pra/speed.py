@@ -1,5 +1,7 @@
-"""How the config's speed section applies on a device: which training modules are compiled, which dtype the
-sampling network holds, and how each position's head ODE runs (eager, or a CUDA graph).
+"""How the config's speed section applies on a device: which training modules are compiled and in which mode,
+whether the optimiser and the EMA run as fused / multi-tensor kernels, whether training's host-side checks are
+deferred to the log cadence, which dtype the sampling network holds, and how each position's head ODE runs
+(eager, or a CUDA graph). 'auto' means on CUDA only, so CPU runs keep the plain path unless a setting says 'on'.
 
 Execution settings only: none changes what is computed beyond floating-point rounding (bf16 sampling
 weights: by the tolerance the GPU benchmark measures).
@@ -15,11 +17,34 @@ from pra.rollout import HeadODE, SamplerSettings
 COMPILED_MODULES = ("trunk", "head", "encoder", "decoder")
 
 
+def _on(value: str, device: torch.device) -> bool:
+    return value == "on" or (value == "auto" and device.type == "cuda")
+
+
 def compiles(speed: SpeedConfig, device: torch.device) -> bool:
-    return speed.compile == "on" or (speed.compile == "auto" and device.type == "cuda")
+    return _on(speed.compile, device)
 
 
-def compile_modules(net: nn.Module) -> list[str]:
+def fused_optimizer(speed: SpeedConfig, device: torch.device) -> bool:
+    return _on(speed.fused_optimizer, device)
+
+
+def foreach_ema(speed: SpeedConfig, device: torch.device) -> bool:
+    return _on(speed.foreach_ema, device)
+
+
+def deferred_checks(speed: SpeedConfig, device: torch.device) -> bool:
+    return _on(speed.deferred_checks, device)
+
+
+def training(speed: SpeedConfig, device: torch.device) -> dict:
+    """What a training job ran with (recorded in train.json)."""
+    return {"compile": compiles(speed, device), "compile_mode": speed.compile_mode,
+            "fused_optimizer": fused_optimizer(speed, device), "foreach_ema": foreach_ema(speed, device),
+            "deferred_checks": deferred_checks(speed, device)}
+
+
+def compile_modules(net: nn.Module, mode: str = "default") -> list[str]:
     """torch.compile each of the network's modules in place (nn.Module.compile: parameter names and the
     state_dict are unchanged, so checkpoints do not depend on it). The KV-cached decode (Trunk.step,
     Trunk.prefill) calls the trunk's body directly and stays eager: its shapes change at every position."""
@@ -27,7 +52,7 @@ def compile_modules(net: nn.Module) -> list[str]:
     for name in COMPILED_MODULES:
         m = getattr(net, name, None)
         if m is not None:
-            m.compile()
+            m.compile(mode=None if mode == "default" else mode)
             done.append(name)
     return done
 

@@ -48,28 +48,39 @@ class Batches:
         self.gen = generator(seed * 1000 + 1)  # batch indices (CPU)
 
     def next(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rank's slice of the next batch on the device (on CUDA copied from pinned memory without
+        blocking the host)."""
         idx = torch.randint(len(self.data), (self.cfg.train.batch_size,), generator=self.gen).numpy()
         idx = idx[self.dinfo.rank * self.local:(self.dinfo.rank + 1) * self.local]
-        x = patchify(to_unit(torch.from_numpy(self.data.take(idx)).to(self.device)), self.cfg.model.patch_size)
-        return x, torch.from_numpy(self.data.labels[idx]).to(self.device)
+        x, y = torch.from_numpy(self.data.take(idx)), torch.from_numpy(self.data.labels[idx])
+        if self.device.type == "cuda":
+            x, y = x.pin_memory(), y.pin_memory()
+        x = x.to(self.device, non_blocking=True)
+        return patchify(to_unit(x), self.cfg.model.patch_size), y.to(self.device, non_blocking=True)
 
 
 @dataclass
 class MetricsLog:
     """Loss terms averaged over `log_every` steps, appended to train_log.partial.jsonl (renamed to
-    train_log.jsonl when training completes) and logged to MLflow."""
+    train_log.jsonl when training completes) and logged to MLflow. `on_device`: the sums stay tensors on the
+    device until the flush (no host synchronisation per step; pra.speed.deferred_checks)."""
     path: Path
     window: dict = field(default_factory=dict)
     last: dict = field(default_factory=dict)
+    on_device: bool = False
 
     def add(self, logs: dict) -> None:
         for k, v in logs.items():
-            self.window[k] = self.window.get(k, 0.0) + float(v)
+            self.window[k] = self.window.get(k, 0.0) + (v if self.on_device else float(v))
         self.window["_n"] = self.window.get("_n", 0) + 1
+
+    def state(self) -> dict:
+        """The open window as numbers (what a checkpoint keeps)."""
+        return {k: v if k == "_n" else float(v) for k, v in self.window.items()}
 
     def flush(self, step: int, extra: dict, device, dinfo: D.DistInfo, run: tracking.Run) -> None:
         n = self.window.pop("_n")
-        self.last = D.mean_across_ranks({k: v / n for k, v in self.window.items()}, device)
+        self.last = D.mean_across_ranks({k: float(v) / n for k, v in self.window.items()}, device)
         self.last.update(extra)
         self.window = {}
         if dinfo.is_main:
@@ -84,6 +95,30 @@ class MetricsLog:
         keep = [ln for ln in self.path.read_text().splitlines() if ln and json.loads(ln)["step"] <= step]
         with atomic_path(self.path) as tmp:
             tmp.write_text("".join(ln + "\n" for ln in keep))
+
+
+class Iteration:
+    """One iteration of the training job, as `train` runs it and the GPU benchmark times it: the batch drawn and
+    moved to the device, the step, its loss terms added to the log window and, at the log cadence, the deferred
+    non-finite check and the log's flush (to the file and MLflow)."""
+
+    def __init__(self, cfg: ExperimentConfig, ts: TrainStep, batches: Batches, noise: Noise, log: MetricsLog,
+                 run: tracking.Run, dinfo: D.DistInfo):
+        self.cfg, self.ts, self.batches, self.noise, self.log, self.run, self.dinfo = \
+            cfg, ts, batches, noise, log, run, dinfo
+
+    def __call__(self, step: int) -> int:
+        """Run step `step` (0-based); returns the number of steps done."""
+        x, y = self.batches.next()
+        result = self.ts(x, y, self.noise, step=step)
+        step += 1
+        self.log.add(result.logs)
+        tc = self.cfg.train
+        if step % tc.log_every == 0 or step == tc.steps:
+            self.ts.check(step)
+            self.log.flush(step, {"lr": self.ts.lr, "grad_norm": float(result.grad_norm)}, self.ts.device,
+                           self.dinfo, self.run)
+        return step
 
 
 def open_tracking(cfg: ExperimentConfig, out_dir: Path, uri: str | None, run_id: str | None, *, scale: str,
@@ -139,7 +174,7 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     # the metrics log grows in train_log.partial.jsonl (kept with state.pt across a resume, like it a working
     # file of the job); the finished curve is renamed to train_log.jsonl, a declared output of the rule
     state_path, final_log = out_dir / "state.pt", out_dir / "train_log.jsonl"
-    log = MetricsLog(out_dir / "train_log.partial.jsonl")
+    log = MetricsLog(out_dir / "train_log.partial.jsonl", on_device=ts.deferred)
     snapshots = out_dir / "snapshots.partial"  # kept with state.pt across a resume; snapshots/ when complete
     step, run_id = 0, None
     if state_path.exists():
@@ -159,9 +194,12 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     run = open_tracking(cfg, out_dir, tracking_uri, run_id, scale=scale, method=method, seed=seed,
                         n_params=n_params, dinfo=dinfo)
 
+    iteration = Iteration(cfg, ts, batches, noise, log, run, dinfo)
+
     def save_state() -> None:
+        ts.check(step)  # nothing computed after a non-finite loss is kept
         if dinfo.is_main:
-            C.save_state(state_path, record, ts.state(), step=step, log_window=dict(log.window),
+            C.save_state(state_path, record, ts.state(), step=step, log_window=log.state(),
                          rng={"data": batches.gen.get_state(), "noise": gen_noise.get_state()},
                          mlflow_run_id=run.run_id)
 
@@ -173,19 +211,22 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
         with StopSignals() as signals, tqdm(total=tc.steps, initial=step, desc=f"train {scale}/{method}/s{seed}",
                                             disable=not progress, mininterval=5.0) as bar:
             while step < tc.steps:
-                x, y = batches.next()
-                result = ts(x, y, noise, step=step)
-                step += 1
+                step = iteration(step)
                 bar.update(1)
-                log.add(result.logs)
-                if step % tc.log_every == 0 or step == tc.steps:
-                    log.flush(step, {"lr": ts.lr, "grad_norm": float(result.grad_norm)}, device, dinfo, run)
                 every = cfg.evaluate.snapshot_every
-                if every and step % every == 0 and step < tc.steps and dinfo.is_main:
-                    C.save_model(snapshots / f"step-{step:07d}.pt", record, ts.model, step=step,
-                                 mlflow_run_id=run.run_id)
+                if every and step % every == 0 and step < tc.steps:
+                    ts.check(step)
+                    if dinfo.is_main:
+                        C.save_model(snapshots / f"step-{step:07d}.pt", record, ts.model, step=step,
+                                     mlflow_run_id=run.run_id)
                 stop = signals.received is not None or (stop_after is not None and step >= stop_after)
-                stop = D.any_across_ranks(stop, device)
+                # every rank stops at the same step; deferred checks agree on it at the log and checkpoint cadence
+                # (stop_after is the same on every rank), otherwise every step
+                if not ts.deferred or step % tc.log_every == 0 or step % tc.ckpt_every == 0 or \
+                        (stop_after is not None and step >= stop_after):
+                    stop = D.any_across_ranks(stop, device)
+                else:
+                    stop = False
                 if (step % tc.ckpt_every == 0 or stop) and step < tc.steps:
                     save_state()
                     D.barrier()
@@ -204,7 +245,9 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
     summary = {"scale": scale, "method": method, "seed": seed, "steps": step, "params": n_params,
                "final": log.last, "seconds": elapsed, "mlflow_run_id": run.run_id, "device": str(device),
                "world_size": dinfo.world, "compiled": ts.compiled, "autocast_bf16": ts.autocast,
+               "speed": speed.training(cfg.speed, device),
                "code_hash": code_hash}
+    ts.check(step)
     if dinfo.is_main:
         C.save_model(out_dir / "model.pt", record, ts.model, step=step, mlflow_run_id=run.run_id)
         if cfg.evaluate.snapshot_every:

@@ -215,3 +215,18 @@ class SpeedConfig:
     cuda_graphs: str = opt("auto", "Replay each token's whole head ODE (every solver step and the CFG pair) as "
                            "one CUDA graph: 'auto' = on CUDA, 'off'. Same kernels as the eager loop.",
                            choices=["auto", "off"])
+    compile_mode: str = opt("default", "torch.compile mode when `compile` applies: 'default', 'reduce-overhead' "
+                            "(the compiled modules replayed as CUDA graphs), 'max-autotune'.",
+                            choices=["default", "reduce-overhead", "max-autotune"])
+    fused_optimizer: str = opt("auto", "AdamW's fused implementation (one kernel per parameter group): 'auto' = on "
+                               "CUDA only, 'on', 'off'. The same update up to floating-point rounding.",
+                               choices=["auto", "on", "off"])
+    foreach_ema: str = opt("auto", "The EMA update as one multi-tensor lerp over all parameters instead of a loop: "
+                           "'auto' = on CUDA only, 'on', 'off'. The same arithmetic per element.",
+                           choices=["auto", "on", "off"])
+    deferred_checks: str = opt("auto", "Training's non-finite-loss check and loss-term sums kept on the device and read "
+                               "by the host at the log cadence (and before every checkpoint, snapshot and the final "
+                               "model) instead of every step: 'auto' = on CUDA only, 'on', 'off'. A non-finite loss "
+                               "then stops the run within train.log_every steps (the error names the first such "
+                               "step) and nothing computed after it is written; with several processes a stop "
+                               "signal is agreed on at the same cadence.", choices=["auto", "on", "off"])
