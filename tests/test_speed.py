@@ -182,24 +182,36 @@ def test_compiled_training_step_matches_eager():
     torch.testing.assert_close(out[True][1], out[False][1], rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.slow  # the whole GPU benchmark's logic, tens of seconds
+@pytest.mark.slow  # the whole GPU benchmark's logic, with inductor compiling the 'fast' mode: about a minute
 def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
     """Every section of the GPU benchmark on tiny shapes (CPU: no CUDA graphs, no memory, no peak): it completes
-    without errors, writes both files, and its eager-vs-'graph' pair (both eager here) is identical."""
+    without errors and writes both files; training times the job's iteration in each mode with that mode's
+    speed options; sampling times whole images only, repeated, with the eager sampler at an equal batch; the
+    eager-vs-'graph' pair (both eager here) is identical."""
     from pra.bench.gpu import run_gpu_bench
 
-    r = run_gpu_bench(tiny_config(), tmp_path, device="cpu", scales=("tiny-XS",), batch=4, reps=2,
-                      sample_scales=("tiny-XS",), sample_batches=(2, 4), prefix_tokens=4, agreement_batch=2,
-                      eager_tokens=4, geometry=Geometry(16, 3, 4, 10), settings=SamplerSettings(ode_steps=3, cfg_scale=3.0))
+    cfg = tiny_config()
+    r = run_gpu_bench(cfg, tmp_path / "out", device="cpu", scales=("tiny-XS",), batch=4, reps=2, window=3,
+                      modes=("eager", "fast"), sample_scales=("tiny-XS",), sample_batches=(4, 10), eager_batch=4,
+                      agreement_batch=2, eager_tokens=4, geometry=Geometry(16, 3, 4, 10),
+                      settings=SamplerSettings(ode_steps=3, cfg_scale=3.0), work_dir=tmp_path)
     assert r["errors"] == []
-    on_disk = json.loads((tmp_path / "gpu.json").read_text())
-    assert on_disk["training"][0]["modes"]["compiled"]["step_seconds"]["pra"] > 0
+    on_disk = json.loads((tmp_path / "out" / "gpu.json").read_text())
+    t = on_disk["training"][0]
+    assert t["window"] == 3 and t["reps"] == 2 and set(t["modes"]) == {"eager", "fast"}
+    assert t["modes"]["fast"]["speed"]["deferred_checks"] == "on" and t["modes"]["eager"]["compiled"] is False
+    for mode in t["modes"].values():
+        assert 0 < mode["step_seconds_min"]["pra"] <= mode["step_seconds"]["pra"] <= mode["step_seconds_max"]["pra"]
+    assert t["flops_per_step"]["pra"] > t["flops_per_step"]["latent_tf"] > 0
+    s = on_disk["sampling"][0]
+    assert [f["batch"] for f in s["fast"]] == [4, 10] and all(len(f["seconds"]) == 2 for f in s["fast"])
+    assert s["eager_fp32"]["batch"] == 4 and s["same_batch_speedup"] > 0
     a = on_disk["agreement"][0]
     assert a["graph_vs_eager_fp32"]["max_abs"] == 0.0
     assert 0 < a["bf16_fast_vs_fp32"]["mean_abs"] < a["fp32_seed_vs_seed"]["mean_abs"]
-    assert [f["batch"] for f in on_disk["sampling"][0]["fast"]] == [2, 4]
-    md = (tmp_path / "gpu.md").read_text()
-    assert "PRA/TF" in md and "Agreement" in md
+    md = (tmp_path / "out" / "gpu.md").read_text()
+    assert "PRA/TF" in md and "Agreement" in md and "extrap" not in md
+    assert "at the configured batch 10: an FID-50K sample takes" in md
 
 
 def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
