@@ -10,6 +10,11 @@ A graph reads the head's parameters by address. Updating their values in place i
 current values), but moving the head to another device or dtype, or replacing its tensors, leaves the graph
 reading freed memory: every replay first compares the parameters' addresses, dtypes and devices with those
 at capture and refuses to run if they changed (build a new GraphedHeadODE then).
+
+The capture itself is a backend: CUDAGraphs (torch.cuda.CUDAGraph) on CUDA; RecordedSolve anywhere, which
+"captures" by running the solve once on the static buffers and "replays" by running it again into the same
+output buffer. It exists so that the logic around the graphs (one capture per key, reused for every position;
+inputs copied into the static buffers; outputs copied out; the guard) runs and is tested on the CPU.
 """
 from __future__ import annotations
 
@@ -42,12 +47,59 @@ def capture_key(cond: torch.Tensor, uncond: torch.Tensor | None, cfg_scale: floa
     return (cond.shape[0], uncond is not None and cfg_scale != 1, cond.dtype, y0.dtype)
 
 
-class GraphedHeadODE(HeadODE):
-    """HeadODE whose solve is a CUDA graph (CUDA tensors only)."""
+class CUDAGraphs:
+    """Capture on CUDA: warm-up on a side stream (cuBLAS handles, lazy inits), then torch.cuda.graph."""
 
-    def __init__(self, flow, head, settings, warmup: int = 2):
-        super().__init__(flow, head, settings)
+    def __init__(self, warmup: int = 2):
         self.warmup = warmup
+
+    def check(self, device: torch.device) -> None:
+        if device.type != "cuda":
+            raise RuntimeError("GraphedHeadODE needs CUDA tensors; use HeadODE on other devices")
+
+    def capture(self, solve, device: torch.device):
+        """Returns (graph, output buffer): graph.replay() rewrites the buffer from the static inputs."""
+        side = torch.cuda.Stream(device=device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(self.warmup):
+                solve()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = solve()
+        return graph, out
+
+
+class RecordedSolve:
+    """The capture logic without CUDA: 'capture' runs the solve on the static buffers and keeps it; 'replay'
+    runs it again and writes the result into the same output buffer, as a graph replay does. Unlike a graph it
+    re-runs the Python code at each replay, so it cannot show a host-side value frozen at capture (the guidance
+    scale is a device tensor for that reason; the CUDA test checks graph against eager)."""
+
+    class _Replay:
+        def __init__(self, solve, out):
+            self.solve, self.out, self.replays = solve, out, 0
+
+        def replay(self) -> None:
+            self.out.copy_(self.solve())
+            self.replays += 1
+
+    def check(self, device: torch.device) -> None:
+        pass
+
+    def capture(self, solve, device: torch.device):
+        out = solve()
+        return self._Replay(solve, out), out
+
+
+class GraphedHeadODE(HeadODE):
+    """HeadODE whose solve is captured once per (rows, guided, dtypes) and replayed; `backend` CUDAGraphs (CUDA
+    tensors only) by default."""
+
+    def __init__(self, flow, head, settings, warmup: int = 2, backend=None):
+        super().__init__(flow, head, settings)
+        self.backend = backend or CUDAGraphs(warmup)
         self.graphs: dict[tuple, _Captured] = {}
         self.fingerprint: tuple | None = None  # of the head's parameters when the graphs were captured
 
@@ -67,21 +119,12 @@ class GraphedHeadODE(HeadODE):
     def _capture(self, cond, uncond, y0, t0) -> _Captured:
         c = _Captured(None, cond.clone(), None if uncond is None else uncond.clone(),
                       torch.ones((), device=y0.device, dtype=y0.dtype), y0.clone(), t0.clone(), None)
-        side = torch.cuda.Stream(device=cond.device)
-        side.wait_stream(torch.cuda.current_stream(cond.device))
-        with torch.cuda.stream(side):  # warm-up outside the capture (cuBLAS handles, lazy inits)
-            for _ in range(self.warmup):
-                self._solve(c)
-        torch.cuda.current_stream(cond.device).wait_stream(side)
-        c.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(c.graph):
-            c.out = self._solve(c)
+        c.graph, c.out = self.backend.capture(lambda: self._solve(c), cond.device)
         return c
 
     def __call__(self, cond, uncond, cfg_scale, y0, t0):
         self.check_parameters()
-        if cond.device.type != "cuda":
-            raise RuntimeError("GraphedHeadODE needs CUDA tensors; use HeadODE on other devices")
+        self.backend.check(cond.device)
         key = capture_key(cond, uncond, cfg_scale, y0)
         guided = key[1]
         c = self.graphs.get(key)

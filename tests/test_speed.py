@@ -111,6 +111,37 @@ def test_a_graph_is_never_replayed_after_the_head_moved_or_changed_dtype():
     assert capture_key(c, u, 3.0, y) != capture_key(c.double(), u.double(), 3.0, y)
 
 
+def test_the_capture_logic_on_the_cpu_captures_once_per_key_and_replays_every_position():
+    """GraphedHeadODE with the CPU backend (pra.head_graph.RecordedSolve): the rollout equals the eager one bit for
+    bit; one capture per (rows, guided, dtypes), reused at every later position and batch; every position one
+    replay; a returned output is a copy, not the static buffer the next replay overwrites."""
+    from pra.head_graph import GraphedHeadODE, RecordedSolve
+
+    _, net, flow = make()
+    y = torch.tensor([1, 2, 3, 4])
+    a = rollout(net, flow, y, SETTINGS, generator(3))
+    ode = GraphedHeadODE(flow, net.head, SETTINGS, backend=RecordedSolve())
+    b = rollout(net, flow, y, SETTINGS, generator(3), ode=ode)
+    assert torch.equal(a.patches, b.patches)
+    assert len(ode.graphs) == 2  # the ramp's first position is unguided (scale 1), the others guided
+    replays = sum(c.graph.replays for c in ode.graphs.values())
+    assert replays == GEOM.num_tokens
+    rollout(net, flow, torch.tensor([5, 6, 7, 8]), SETTINGS, generator(4), ode=ode)  # same rows: no new capture
+    assert len(ode.graphs) == 2 and sum(c.graph.replays for c in ode.graphs.values()) == 2 * GEOM.num_tokens
+    rollout(net, flow, torch.tensor([1, 2]), SETTINGS, generator(4), ode=ode)  # other rows: their own graphs
+    assert len(ode.graphs) == 4
+    # outputs are copies: a later replay does not change an output already returned
+    key, c = next(iter(ode.graphs.items()))
+    rows = key[0]
+    cond = torch.randn(rows, c.cond.shape[1], generator=generator(1))
+    y0 = torch.randn(rows, c.y0.shape[1], generator=generator(2))
+    t0 = torch.zeros_like(c.t0)
+    first = ode(cond, None, 1.0, y0, t0)
+    kept = first.clone()
+    ode(cond + 1, None, 1.0, y0 + 1, t0)
+    assert torch.equal(first, kept) and not torch.equal(c.out, kept)
+
+
 @pytest.mark.skipif(not CUDA, reason="needs a CUDA device")
 def test_graphed_head_ode_replays_the_eager_solve():
     from pra.head_graph import GraphedHeadODE
