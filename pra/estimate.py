@@ -4,9 +4,9 @@ FLOPs of one training step per image are counted by torch.utils.flop_counter on 
 backward at batch 1 (CPU), attention included (pra.flops), for the experiment's method and geometry.
 GPU-hours divide them by a peak throughput times a model-FLOP utilisation. With the GPU benchmark
 (benchmarks/gpu.json, written by `python -m pra bench` on CUDA) every scale is estimated on its card (its
-nominal peak), at the MFU the benchmark measured for the scale's compiled step or, for a scale it did not
-measure, at the lowest MFU it measured for any scale (never above a measurement); without it, on the
-assumed card at the assumed MFU. Each line says which.
+nominal peak), at the MFU the benchmark measured for the scale's training iteration (in the mode a CUDA job
+runs) or, for a scale it did not measure, at the lowest MFU it measured for any scale (never above a
+measurement); without it, on the assumed card at the assumed MFU. Each line says which.
 
 Two things the single-GPU benchmark does not see are stated, not hidden: its per-GPU batch (the experiment's
 jobs run batch_size / GPUs per GPU), and the gradient all-reduce of data-parallel training, added as a model:
@@ -45,17 +45,26 @@ def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geomet
 
 
 def measured_mfu(bench: dict, scale: str, method: str) -> float | None:
-    """The compiled training step's MFU of `scale` in a GPU benchmark (pra.bench.gpu), for `method` when it was
-    measured (latent_tf and pra are), else the PRA step's."""
+    """The MFU of `scale`'s training in a GPU benchmark (pra.bench.gpu), in the mode a CUDA job runs ('fast';
+    benchmarks from before it: 'compiled'), for `method` when it was measured (latent_tf and pra are), else PRA's."""
     for t in bench.get("training", []):
-        mfu = t["scale"] == scale and t.get("modes", {}).get("compiled", {}).get("mfu")
+        if t["scale"] != scale:
+            continue
+        modes = t.get("modes", {})
+        mfu = (modes.get("fast") or modes.get("compiled") or {}).get("mfu")
         if mfu:
             return mfu.get(method, mfu.get("pra"))
     return None
 
 
+def benchmark_batch(bench: dict, scale: str) -> int | None:
+    """The per-GPU batch the benchmark timed `scale` at (or its first scale's, for a scale it did not time)."""
+    rows = bench.get("training") or [{}]
+    return next((t.get("batch") for t in rows if t.get("scale") == scale), rows[0].get("batch"))
+
+
 def lowest_measured_mfu(bench: dict, method: str) -> tuple[float, str] | None:
-    """The lowest compiled-step MFU the benchmark measured for any scale (and that scale)."""
+    """The lowest training MFU the benchmark measured for any scale (and that scale)."""
     found = [(measured_mfu(bench, t["scale"], method), t["scale"]) for t in bench.get("training", [])]
     found = [f for f in found if f[0]]
     return min(found) if found else None
@@ -87,12 +96,12 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
     if use_bench:
         g = bench.get("geometry", {})
         out["measured"] = {"device": card["device"], "peak_tflops": card["nominal_bf16_dense_flops"] / 1e12,
-                           "note": f"MFU of the compiled step measured by `python -m pra bench` on {card['device']} "
-                                   f"at {g.get('resolution')}px/{g.get('tokens')} tokens, batch "
-                                   f"{(bench.get('training') or [{}])[0].get('batch')} per GPU; every scale is "
-                                   "estimated on that card, those it did not measure at the assumed MFU"}
-    bench_batch = (bench or {}).get("training", [{}])[0].get("batch") if use_bench else None
+                           "note": f"MFU of the training iteration measured by `python -m pra bench` on "
+                                   f"{card['device']} at {g.get('resolution')}px/{g.get('tokens')} tokens (per-GPU "
+                                   "batch per scale below); every scale is estimated on that card, those it did "
+                                   "not measure at the lowest MFU it measured"}
     for scale in cfg.scales:
+        bench_batch = benchmark_batch(bench, scale) if use_bench else None
         net = build_network(cfg, scale, cfg.methods[0], geom)
         params = count_parameters(net)
         nodes = cfg.resource(scale, "train_nodes")

@@ -263,6 +263,14 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     assert xs["gpu_hours_allreduce"] == 0 and xs["gpu_hours"] == xs["gpu_hours_compute"]  # one CPU/GPU per job
     forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
     assert (forced["mfu"], forced["mfu_source"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
+    # the mode a CUDA job runs ('fast') is read before 'compiled'; each scale names the batch it was timed at
+    bench["training"] = [{"scale": "tiny-XS", "batch": 32, "modes": {"compiled": {"mfu": {"pra": 0.5}},
+                                                                    "fast": {"mfu": {"pra": 0.55}}}},
+                         {"scale": "tiny-S", "batch": 8, "modes": {"compiled": {"mfu": {"pra": 0.45}}}}]
+    r = estimate(cfg, 10, bench=bench)
+    assert r["scales"]["tiny-XS"]["methods"]["pra"]["mfu"] == 0.55
+    assert r["scales"]["tiny-S"]["methods"]["pra"]["mfu"] == 0.45
+    assert (r["scales"]["tiny-XS"]["benchmark_per_gpu_batch"], r["scales"]["tiny-S"]["benchmark_per_gpu_batch"]) == (32, 8)
 
 
 def test_the_allreduce_model_and_the_attention_flops():
