@@ -77,6 +77,18 @@ def any_across_ranks(flag: bool, device) -> bool:
     return bool(t.item() > 0)
 
 
+def first_across_ranks(value: torch.Tensor) -> int:
+    """The smallest non-negative value of a 0-d integer tensor over all ranks, -1 when every rank holds -1 (so
+    that every rank sees a step any rank flagged). One host synchronisation."""
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return int(value)
+    none = torch.iinfo(torch.long).max
+    t = torch.where(value >= 0, value, torch.full_like(value, none)).to(torch.long).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    v = int(t.item())
+    return -1 if v == none else v
+
+
 def barrier() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()

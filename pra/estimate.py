@@ -44,14 +44,27 @@ def flops_per_image(cfg: ExperimentConfig, scale: str, method: str, geom: Geomet
     return fc.get_total_flops()
 
 
-def measured_mfu(bench: dict, scale: str, method: str) -> float | None:
-    """The MFU of `scale`'s training in a GPU benchmark (pra.bench.gpu), in the mode a CUDA job runs ('fast';
-    benchmarks from before it: 'compiled'), for `method` when it was measured (latent_tf and pra are), else PRA's."""
+def job_mode(cfg: ExperimentConfig) -> str:
+    """The GPU benchmark's mode that the experiment's CUDA jobs run with its speed section (pra.bench.gpu)."""
+    from pra import speed as S
+
+    cuda = torch.device("cuda")
+    if not S.compiles(cfg.speed, cuda):
+        return "eager"
+    fast = (S.fused_optimizer(cfg.speed, cuda), S.foreach_ema(cfg.speed, cuda), S.deferred_checks(cfg.speed, cuda))
+    return "fast" if all(fast) else "compiled"
+
+
+def measured_mfu(bench: dict, scale: str, method: str, mode: str = "fast") -> float | None:
+    """The MFU of `scale`'s training in a GPU benchmark (pra.bench.gpu) in `mode` (a benchmark from before the
+    modes 'fast' had 'compiled' and 'eager' only: 'fast' reads its 'compiled'), for `method` when it was
+    measured (latent_tf and pra are), else PRA's."""
     for t in bench.get("training", []):
         if t["scale"] != scale:
             continue
         modes = t.get("modes", {})
-        mfu = (modes.get("fast") or modes.get("compiled") or {}).get("mfu")
+        row = modes.get(mode) or (modes.get("compiled") if mode == "fast" and "fast" not in modes else None)
+        mfu = (row or {}).get("mfu")
         if mfu:
             return mfu.get(method, mfu.get("pra"))
     return None
@@ -63,9 +76,9 @@ def benchmark_batch(bench: dict, scale: str) -> int | None:
     return next((t.get("batch") for t in rows if t.get("scale") == scale), rows[0].get("batch"))
 
 
-def lowest_measured_mfu(bench: dict, method: str) -> tuple[float, str] | None:
-    """The lowest training MFU the benchmark measured for any scale (and that scale)."""
-    found = [(measured_mfu(bench, t["scale"], method), t["scale"]) for t in bench.get("training", [])]
+def lowest_measured_mfu(bench: dict, method: str, mode: str = "fast") -> tuple[float, str] | None:
+    """The lowest training MFU the benchmark measured in `mode` for any scale (and that scale)."""
+    found = [(measured_mfu(bench, t["scale"], method, mode), t["scale"]) for t in bench.get("training", [])]
     found = [f for f in found if f[0]]
     return min(found) if found else None
 
@@ -100,6 +113,8 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
                                    f"{card['device']} at {g.get('resolution')}px/{g.get('tokens')} tokens (per-GPU "
                                    "batch per scale below); every scale is estimated on that card, those it did "
                                    "not measure at the lowest MFU it measured"}
+    mode = job_mode(cfg)
+    out["benchmark_mode"] = mode
     for scale in cfg.scales:
         bench_batch = benchmark_batch(bench, scale) if use_bench else None
         net = build_network(cfg, scale, cfg.methods[0], geom)
@@ -112,8 +127,8 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
             f = flops_per_image(cfg, scale, method, geom)
             total = f * cfg.train.batch_size * cfg.train.steps
             peak = out["measured"]["peak_tflops"] if use_bench else peak_tflops
-            m_mfu = measured_mfu(bench, scale, method) if use_bench else None
-            low = lowest_measured_mfu(bench, method) if use_bench and not m_mfu else None
+            m_mfu = measured_mfu(bench, scale, method, mode) if use_bench else None
+            low = lowest_measured_mfu(bench, method, mode) if use_bench and not m_mfu else None
             if m_mfu:
                 u, source = m_mfu, "measured"
             elif low:
@@ -129,7 +144,9 @@ def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 31
         out["scales"][scale] = {"params": params, "methods": per_method,
                                 "train_gpus": cfg.resource(scale, "train_gpus"), "train_nodes": nodes,
                                 "gpus_per_job": gpus, "per_gpu_batch": cfg.train.batch_size / gpus,
-                                "benchmark_per_gpu_batch": bench_batch, "allreduce_seconds_per_step": comm}
+                                "benchmark_per_gpu_batch": bench_batch, "allreduce_seconds_per_step": comm,
+                                "batch_differs_from_benchmark": bool(bench_batch) and
+                                bench_batch != cfg.train.batch_size / gpus}
     return out
 
 
@@ -171,7 +188,8 @@ def estimate_job(args):
             where = f"{v['train_nodes']} nodes x {max(1, v['train_gpus'])}" if v["train_nodes"] > 1 else \
                 f"{v['gpus_per_job']}"
             batch = f"{v['per_gpu_batch']:g} per GPU" + (
-                f" (benchmark: {v['benchmark_per_gpu_batch']})" if v["benchmark_per_gpu_batch"] else "")
+                f" (benchmark: {v['benchmark_per_gpu_batch']}{'; MFU at the job batch not measured' if v['batch_differs_from_benchmark'] else ''})"
+                if v["benchmark_per_gpu_batch"] else "")
             print(f"{s:6s} {m:14s} {v['params'] / 1e6:7.1f}M params  {e['flops_per_image'] / 1e9:8.1f} GFLOP/image/step  "
                   f"{e['gpu_hours']:9.0f} GPU-hours ({e['gpu_hours_allreduce']:.0f} of them all-reduce, modelled) "
                   f"= {e['wall_hours']:7.1f} h on {where} GPUs, {batch} "

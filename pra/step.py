@@ -22,6 +22,7 @@ from pra.model.network import PRANetwork
 from pra.noise import Noise
 from pra.objective import Objective
 from pra.optim import make_optimizer, make_scheduler
+from pra import distributed as D
 from pra import speed as S
 
 
@@ -111,11 +112,15 @@ class TrainStep:
         self._nonfinite = torch.where(first, self._step, self._nonfinite)
 
     def check(self, step: int | None = None) -> None:
-        """With deferred checks: raise FloatingPointError if any step so far had a non-finite loss (one host
-        synchronisation), naming the first such step. Without: nothing to do (every step was checked)."""
-        if not self.deferred or self._nonfinite is None:
+        """With deferred checks: raise FloatingPointError if any step so far had a non-finite loss on any rank
+        (one host synchronisation, and with several processes one all-reduce: the gradient all-reduce has
+        spread such a step's values to every rank), naming the first such step. Every rank calls it at the same
+        steps. Without deferred checks: nothing to do (every step was checked)."""
+        if not self.deferred:
             return
-        first = int(self._nonfinite)
+        flag = self._nonfinite if self._nonfinite is not None else \
+            torch.full((), -1, dtype=torch.long, device=self.device)
+        first = D.first_across_ranks(flag)
         if first >= 0:
             at = f"; checked after step {step}" if step is not None else ""
             raise FloatingPointError(f"non-finite loss at step {first} (speed.deferred_checks: read every "
@@ -133,4 +138,6 @@ class TrainStep:
     def load_state(self, state: dict) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
+        for group in self.opt.param_groups:  # the implementation is this job's setting, not the saved state's
+            group["fused"], group["foreach"] = (True if self.fused else None), None
         self.sched.load_state_dict(state["scheduler"])

@@ -220,10 +220,10 @@ def train(cfg: ExperimentConfig, *, scale: str, method: str, seed: int, data_dir
                         C.save_model(snapshots / f"step-{step:07d}.pt", record, ts.model, step=step,
                                      mlflow_run_id=run.run_id)
                 stop = signals.received is not None or (stop_after is not None and step >= stop_after)
-                # every rank stops at the same step; deferred checks agree on it at the log and checkpoint cadence
-                # (stop_after is the same on every rank), otherwise every step
-                if not ts.deferred or step % tc.log_every == 0 or step % tc.ckpt_every == 0 or \
-                        (stop_after is not None and step >= stop_after):
+                # every rank stops at the same step; with several processes and deferred checks they agree on it
+                # at the log and checkpoint cadence (stop_after is the same on every rank), otherwise every step
+                if not (ts.deferred and dinfo.enabled) or step % tc.log_every == 0 or step % tc.ckpt_every == 0 \
+                        or (stop_after is not None and step >= stop_after):
                     stop = D.any_across_ranks(stop, device)
                 else:
                     stop = False

@@ -68,3 +68,44 @@ def test_two_sampling_processes_write_the_same_shard(tmp_path, trained_pra):
     gather([tmp_path / "two.npz"], tmp_path / "g2.npz")
     a, b = np.load(tmp_path / "g1.npz"), np.load(tmp_path / "g2.npz")
     assert np.array_equal(a["arr_0"], b["arr_0"]) and np.array_equal(a["labels"], b["labels"])
+
+
+def _flag_worker(rank, world, port, flags, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world),
+                      LOCAL_RANK=str(rank))
+    import json
+
+    import torch.distributed as dist
+
+    from pra.distributed import first_across_ranks
+
+    dist.init_process_group("gloo")
+    seen = [first_across_ranks(torch.tensor(f[rank])) for f in flags]
+    # the deferred check of the training step: a non-finite step on one rank stops every rank
+    from pra.checkpoint import build_network
+    from pra.model.network import Geometry
+    from pra.step import TrainStep
+
+    cfg = tiny_config(speed={"deferred_checks": "on"})
+    ts = TrainStep(cfg, build_network(cfg, "tiny-XS", "pra", Geometry(16, 1, 4, 10)), "pra", torch.device("cpu"))
+    ts._nonfinite = torch.tensor(4 if rank == 1 else -1)
+    try:
+        ts.check(6)
+        raised = ""
+    except FloatingPointError as e:
+        raised = str(e)
+    with open(f"{out}/{rank}.json", "w") as fh:
+        json.dump({"seen": seen, "raised": raised}, fh)
+    dist.destroy_process_group()
+
+
+def test_a_flagged_step_on_one_rank_is_seen_by_every_rank(tmp_path):
+    import json
+
+    flags = [(-1, 5), (-1, -1), (7, 3), (0, -1)]
+    mp.start_processes(_flag_worker, args=(2, _free_port(), flags, str(tmp_path)), nprocs=2, start_method="spawn",
+                       join=True)
+    for rank in (0, 1):
+        r = json.loads((tmp_path / f"{rank}.json").read_text())
+        assert r["seen"] == [5, -1, 3, 0]
+        assert "non-finite loss at step 4" in r["raised"]

@@ -222,11 +222,17 @@ def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
     from pra.bench.gpu import run_gpu_bench
 
     cfg = tiny_config()
-    r = run_gpu_bench(cfg, tmp_path / "out", device="cpu", scales=("tiny-XS",), batch=4, reps=2, window=3,
-                      modes=("eager", "fast"), sample_scales=("tiny-XS",), sample_batches=(4, 10), eager_batch=4,
-                      agreement_batch=2, eager_tokens=4, geometry=Geometry(16, 3, 4, 10),
-                      settings=SamplerSettings(ode_steps=3, cfg_scale=3.0), work_dir=tmp_path)
-    assert r["errors"] == []
+    (tmp_path / "out").mkdir()  # a gpu.json of the earlier format: never kept
+    (tmp_path / "out" / "gpu.json").write_text(json.dumps({"machine": {"device": "", "torch": torch.__version__},
+                                                           "training": [{"scale": "old"}], "sampling": [{"scale": "old"}]}))
+    kw = dict(device="cpu", scales=("tiny-XS",), batch=4, reps=2, window=3, modes=("eager", "fast"),
+              sample_scales=("tiny-XS",), sample_batches=(4, 10), eager_batch=4, agreement_batch=2, eager_tokens=4,
+              geometry=Geometry(16, 3, 4, 10), settings=SamplerSettings(ode_steps=3, cfg_scale=3.0),
+              work_dir=tmp_path, keep=True)
+    r = run_gpu_bench(cfg, tmp_path / "out", sections=("training", "sampling"), **kw)
+    assert r["errors"] == [] and "kept_from_earlier_run" not in r
+    r = run_gpu_bench(cfg, tmp_path / "out", sections=("agreement",), **kw)  # the others kept from the first call
+    assert r["errors"] == [] and r["kept_from_earlier_run"]["training"] == ["tiny-XS"]
     on_disk = json.loads((tmp_path / "out" / "gpu.json").read_text())
     t = on_disk["training"][0]
     assert t["window"] == 3 and t["reps"] == 2 and set(t["modes"]) == {"eager", "fast"}
@@ -271,6 +277,10 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     assert r["scales"]["tiny-XS"]["methods"]["pra"]["mfu"] == 0.55
     assert r["scales"]["tiny-S"]["methods"]["pra"]["mfu"] == 0.45
     assert (r["scales"]["tiny-XS"]["benchmark_per_gpu_batch"], r["scales"]["tiny-S"]["benchmark_per_gpu_batch"]) == (32, 8)
+    # an experiment whose jobs run without the speed options is estimated at the 'compiled' mode's MFU
+    plain_speed = estimate(cfg.replace(speed={"deferred_checks": "off"}), 10, bench=bench)
+    assert plain_speed["benchmark_mode"] == "compiled"
+    assert plain_speed["scales"]["tiny-XS"]["methods"]["pra"]["mfu"] == 0.5
 
 
 def test_the_allreduce_model_and_the_attention_flops():

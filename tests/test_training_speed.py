@@ -75,3 +75,22 @@ def test_a_nonfinite_loss_stops_the_run_naming_its_first_step_and_nothing_after_
     if deferred == "on":
         checked = int(msg.split("checked after step ")[1].rstrip(")"))
         assert first < checked <= first + min(over["log_every"], over["ckpt_every"])
+
+
+def test_a_resumed_step_runs_its_own_optimizer_implementation_not_the_saved_one():
+    from pra.checkpoint import build_network
+    from pra.model.network import Geometry
+    from pra.step import TrainStep
+
+    def step(fused):
+        cfg = tiny_config(speed={**OFF, "fused_optimizer": fused})
+        return TrainStep(cfg, build_network(cfg, "tiny-XS", "pra", Geometry(16, 1, 4, 10)), "pra",
+                         torch.device("cpu"))
+
+    fused, plain = step("on"), step("off")
+    assert all(g["fused"] for g in fused.opt.param_groups)
+    plain.load_state(fused.state())
+    assert all(g["fused"] is None and g["foreach"] is None for g in plain.opt.param_groups)
+    again = step("on")
+    again.load_state(step("off").state())
+    assert all(g["fused"] is True for g in again.opt.param_groups)

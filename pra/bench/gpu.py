@@ -38,6 +38,7 @@ from pra.checkpoint import build_network
 
 # Dense (no sparsity) bf16 tensor-core peaks from the vendors' data sheets, TFLOP/s; the SXM parts.
 NOMINAL_BF16_TFLOPS = {"H200": 989.4, "H100": 989.4, "A100": 312.0, "L40S": 362.1, "A10": 125.0, "B200": 2250.0}
+FORMAT = 2  # of gpu.json: 2 = the job's iteration per mode, whole-image sampling (1: the step alone, prefixes)
 TARGETS = {"mfu_pra": {"PRA-S": 0.40, "PRA-L": 0.45}, "pra_over_tf": 1.25, "images_per_s_pra_s": 55.0,
            "fid50k_minutes_pra_l": 20.0}
 IMAGENET = Geometry(256, 3, 16, 1000)
@@ -114,16 +115,19 @@ def bench_training_job(cfg: ExperimentConfig, scale: str, device, geom: Geometry
                        window: int, peak: float | None, data_dir: Path, work_dir: Path,
                        modes: tuple[str, ...] = ("compiled", "fast"), profile: bool = False) -> dict:
     """The training job's iteration (pra.bench.common.JobRunner: batches from a prepared split on disk, the step,
-    logging every `window` steps) of latent_tf and pra in each mode, interleaved: median, min and max over `reps`
-    windows of `window` iterations. batch None: the experiment's per-GPU batch. FLOPs are counted once on the
-    eager step (pra.flops); each method's memory is the peak its runner adds over what was allocated before."""
+    the log flushed once per window of `window` iterations) of latent_tf and pra in every mode, all built first
+    and then timed interleaved (round after round, one window of each): median, min and max over `reps`
+    windows. batch None: the experiment's per-GPU batch. FLOPs are counted once on the eager step (pra.flops);
+    each runner's memory is the peak it adds over what was allocated before it was built."""
+    from torch import _dynamo
+
     methods = ("latent_tf", "pra")
     batch = batch or per_gpu_batch(cfg, scale)
     base_cfg = cfg.replace(train={"batch_size": batch, "log_every": window},
                            data={"resolution": geom.resolution, "channels": geom.channels},
                            model={"patch_size": geom.patch_size})
     out = {"scale": scale, "batch": batch, "tokens": geom.num_tokens, "window": window, "reps": reps, "modes": {},
-           "experiment_per_gpu_batch": per_gpu_batch(cfg, scale)}
+           "experiment_per_gpu_batch": per_gpu_batch(cfg, scale), "experiment_log_every": cfg.train.log_every}
     flops = {}
     for m in methods:
         r = StepRunner(base_cfg, scale, m, geom, batch, device=device)
@@ -132,43 +136,50 @@ def bench_training_job(cfg: ExperimentConfig, scale: str, device, geom: Geometry
         del r
         free_memory(device)
     out["flops_per_step"] = flops
+    _dynamo.reset()  # no graphs carried over from another scale
+    _dynamo.utils.counters.clear()
+    runners, first, memory = {}, {}, {}
     for mode in modes:
         compiled, speed = TRAINING_MODES[mode]
-        c = base_cfg.replace(speed=speed)
-        if compiled:
-            from torch import _dynamo
-
-            _dynamo.reset()  # no shapes carried over from another scale or mode
-        runners, first, memory = {}, {}, {}
         for m in methods:
             base = memory_allocated(device)
-            r = JobRunner(c, scale, m, data_dir, work_dir / f"logs-{mode}", device=device, compile=compiled,
-                          window=window)
-            first[m] = r.step() * window  # the first window (compilation happens here)
+            r = JobRunner(base_cfg.replace(speed=speed), scale, m, data_dir, work_dir / f"logs-{mode}",
+                          device=device, compile=compiled, window=window)
+            first[(mode, m)] = r.step() * window  # the first window (compilation happens here)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             r.step()
-            memory[m] = peak_memory(device) - base
-            runners[m] = r
-        times = time_interleaved_all(runners, warmup=0, reps=reps)
-        med = {m: statistics.median(v) for m, v in times.items()}
+            memory[(mode, m)] = peak_memory(device) - base
+            runners[(mode, m)] = r
+    out["dynamo"] = {k: dict(v) for k, v in _dynamo.utils.counters.items() if k in ("stats", "graph_break")}
+    times = time_interleaved_all(runners, warmup=0, reps=reps)
+    for mode in modes:
+        compiled, speed = TRAINING_MODES[mode]
+        t = {m: times[(mode, m)] for m in methods}
+        med = {m: statistics.median(v) for m, v in t.items()}
         row = {"speed": speed, "compiled": compiled, "step_seconds": med,
-               "step_seconds_min": {m: min(v) for m, v in times.items()},
-               "step_seconds_max": {m: max(v) for m, v in times.items()},
-               "first_window_seconds": first, "peak_memory_bytes": memory,
+               "step_seconds_min": {m: min(v) for m, v in t.items()},
+               "step_seconds_max": {m: max(v) for m, v in t.items()},
+               "first_window_seconds": {m: first[(mode, m)] for m in methods},
+               "peak_memory_bytes": {m: memory[(mode, m)] for m in methods},
                "pra_over_tf": med["pra"] / med["latent_tf"],
                "achieved_flops": {m: flops[m] / med[m] for m in methods}}
         if peak:
             row["mfu"] = {m: flops[m] / med[m] / peak for m in methods}
         out["modes"][mode] = row
-        if profile and mode == modes[-1]:
-            try:
-                out["profile"] = profile_steps(runners["pra"], device)
-                out["profile_mode"] = mode
-            except Exception as e:  # a profiler that cannot attach must not cost the timings
-                out["profile"] = f"profiler failed: {type(e).__name__}: {e}"
-        del runners, r
-        free_memory(device)
+    if len(modes) > 1:  # per round: the first mode's PRA window over the last mode's (the same round's drift)
+        a, b = times[(modes[0], "pra")], times[(modes[-1], "pra")]
+        ratios = sorted(x / y for x, y in zip(a, b))
+        out["pra_mode_ratio"] = {"modes": [modes[0], modes[-1]], "median": statistics.median(ratios),
+                                 "min": ratios[0], "max": ratios[-1]}
+    if profile:
+        try:
+            out["profile"] = profile_steps(runners[(modes[-1], "pra")], device)
+            out["profile_mode"] = modes[-1]
+        except Exception as e:  # a profiler that cannot attach must not cost the timings
+            out["profile"] = f"profiler failed: {type(e).__name__}: {e}"
+    del runners, r
+    free_memory(device)
     return out
 
 
@@ -203,21 +214,26 @@ def sync(device) -> None:
         torch.cuda.synchronize(device)
 
 
+def graphed_ode(flow, net, settings: SamplerSettings, device):
+    """The head ODE as CUDA graphs on CUDA; elsewhere the same capture logic on the recorded-solve backend (a dry
+    run's check of that logic, at eager speed)."""
+    from pra.head_graph import GraphedHeadODE, RecordedSolve
+
+    return GraphedHeadODE(flow, net.head, settings, backend=None if device.type == "cuda" else RecordedSolve())
+
+
 def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, positions: int | None, graphs: bool,
                  seed: int = 5) -> dict:
     """One batch of the first `positions` positions (all when None): seconds and peak memory. CUDA graphs are
     captured before the timing (once per job in practice) on a two-position batch of the same size."""
-    from pra.head_graph import GraphedHeadODE
-
     g = net.geometry
     n = positions or g.num_tokens
     labels = torch.arange(batch, device=device) % g.num_classes
-    graphs = graphs and device.type == "cuda"
-    ode = GraphedHeadODE(flow, net.head, settings) if graphs else HeadODE(flow, net.head, settings)
+    ode = graphed_ode(flow, net, settings, device) if graphs else HeadODE(flow, net.head, settings)
     free_memory(device)
     t = time.perf_counter()
-    if graphs:
-        rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
+    # graphs: the capture (once per job in practice); eager: the same two positions as a warm-up
+    rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
     sync(device)
     capture = time.perf_counter() - t
     t = time.perf_counter()
@@ -225,6 +241,7 @@ def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, po
     sync(device)
     sec = time.perf_counter() - t
     return {"batch": batch, "tokens": n, "seconds": sec, "capture_seconds": capture if graphs else 0.0,
+            "warmup_seconds": 0.0 if graphs else capture,
             "images_per_second": batch / sec * n / g.num_tokens,
             "extrapolated_from_tokens": None if n == g.num_tokens else n,
             "peak_memory_bytes": peak_memory(device), "patches": r.patches.float()}
@@ -232,17 +249,14 @@ def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, po
 
 def whole_image_seconds(net, flow, settings: SamplerSettings, batch: int, device, *, graphs: bool, reps: int,
                         seed: int = 5) -> dict:
-    """`reps` timings of one batch of whole images (every position). With CUDA graphs the head ODE's graphs are
-    captured first, once, on a two-position batch of the same size (once per job in practice)."""
-    from pra.head_graph import GraphedHeadODE
-
+    """`reps` timings of one batch of whole images (every position), after two positions of the same batch (the
+    graphs' capture, once per job in practice; for the eager path a warm-up)."""
     labels = torch.arange(batch, device=device) % net.geometry.num_classes
-    graphs = graphs and device.type == "cuda"
-    ode = GraphedHeadODE(flow, net.head, settings) if graphs else HeadODE(flow, net.head, settings)
+    ode = graphed_ode(flow, net, settings, device) if graphs else HeadODE(flow, net.head, settings)
     free_memory(device)
     t = time.perf_counter()
-    if graphs:
-        rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
+    # graphs: the capture (once per job in practice); eager: the same two positions as a warm-up
+    rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
     sync(device)
     capture = time.perf_counter() - t
     seconds = []
@@ -254,7 +268,8 @@ def whole_image_seconds(net, flow, settings: SamplerSettings, batch: int, device
     med = statistics.median(seconds)
     return {"batch": batch, "reps": reps, "seconds": seconds, "median_seconds": med,
             "images_per_second": batch / med, "images_per_second_range": [batch / max(seconds), batch / min(seconds)],
-            "capture_seconds": capture if graphs else 0.0, "peak_memory_bytes": peak_memory(device)}
+            "capture_seconds": capture if graphs else 0.0, "warmup_seconds": 0.0 if graphs else capture,
+            "peak_memory_bytes": peak_memory(device)}
 
 
 def bench_sampling_speed(cfg: ExperimentConfig, scale: str, device, geom: Geometry, settings: SamplerSettings, *,
@@ -311,7 +326,7 @@ def bench_agreement(cfg: ExperimentConfig, scale: str, device, geom: Geometry, s
     out = {"scale": scale, "batch": batch, "tokens": int(graph32.shape[1]), "eager_tokens": eager_tokens,
            "graph_vs_eager_fp32": dist(graph32[:, :eager_tokens], eager32),
            "bf16_fast_vs_fp32": dist(fast16, graph32), "fp32_seed_vs_seed": dist(other32, graph32)}
-    out["bf16_within_seed_spread"] = out["bf16_fast_vs_fp32"]["mean_abs"] < 0.5 * out["fp32_seed_vs_seed"]["mean_abs"]
+    out["bf16_over_seed_spread"] = out["bf16_fast_vs_fp32"]["mean_abs"] / out["fp32_seed_vs_seed"]["mean_abs"]
     free_memory(device)
     return out
 
@@ -329,8 +344,8 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
     iteration per scale (batch None: the experiment's per-GPU batch), whole-image sampling per scale (at
     `sample_batches`, default the experiment's sample.batch_size, and the eager sampler at `eager_batch`), the
     sampler's agreement on random weights. The random prepared split for training lives in `work_dir`. `keep`:
-    the sections not run now are kept from out_dir/gpu.json when it was measured on the same card and torch (a
-    benchmark split over several commands)."""
+    the rows of sections and scales not run now are kept from out_dir/gpu.json when it was written by this format
+    on the same card, torch, geometry and sampler settings (a benchmark split over several commands)."""
     import tempfile
 
     device = torch.device(device)
@@ -350,15 +365,22 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
            "targets": TARGETS, "training": [], "sampling": [], "agreement": [], "errors": []}
     if device.type == "cuda":  # (fp32 matmuls keep PyTorch's default: full fp32, no TF32)
         res["machine"]["matmul_bf16_flops_measured"] = matmul_peak_bf16(device)
+    res["format"] = FORMAT
+    res["sampling_settings"] = {"ode_steps": settings.ode_steps, "solver": settings.solver,
+                                "cfg_scale": settings.cfg_scale, "cfg_schedule": settings.cfg_schedule}
     earlier = out_dir / "gpu.json"
-    if keep and earlier.exists():  # the sections not run now, from an earlier run on the same card and torch
-        old = json.loads(earlier.read_text())
-        if (old.get("machine", {}).get("device"), old.get("machine", {}).get("torch")) == (name, torch.__version__):
-            for k in ("training", "sampling", "agreement"):
-                if k not in sections:
-                    res[k] = old.get(k, [])
+    if keep and earlier.exists():  # the sections not run now, from an earlier run of this format on the same
+        old = json.loads(earlier.read_text())  # card, torch, geometry and sampler settings
+        same = ("format", "geometry", "sampling_settings", "experiment")
+        if (old.get("machine", {}).get("device"), old.get("machine", {}).get("torch")) == (name, torch.__version__) \
+                and all(old.get(k) == res[k] for k in same):
+            now = {"training": set(scales) if "training" in sections else set(),
+                   "sampling": set(sample_scales) if "sampling" in sections else set(),
+                   "agreement": {sample_scales[0]} if "agreement" in sections else set()}
+            for k in now:  # every row of a scale not measured now
+                res[k] = [row for row in old.get(k, []) if row.get("scale") not in now[k]]
             res["errors"] = [e for e in old.get("errors", []) if e["section"].split()[0] not in sections]
-            res["kept_from_earlier_run"] = [k for k in ("training", "sampling", "agreement") if k not in sections]
+            res["kept_from_earlier_run"] = {k: [row.get("scale") for row in res[k]] for k in now}
 
     def save():
         write_json(out_dir / "gpu.json", res)
@@ -423,11 +445,15 @@ def markdown(r: dict) -> str:
                   "split on disk, the step, EMA, logging at its cadence)", "",
                   "Modes: eager (no speed options); compiled (modules compiled, plain AdamW, EMA loop, host check "
                   "every step); fast (compiled + fused AdamW, multi-tensor EMA, deferred checks: what a CUDA job "
-                  "runs by default). Seconds per iteration: median [min, max] over the windows, TF and PRA "
-                  "interleaved.", "",
+                  "runs by default). Every mode and method is built first, then timed round by round (one window of "
+                  "each per round). Seconds per iteration: median [min, max] over the windows. Random images on "
+                  "local disk (page cache), one process (no DDP, no all-reduce).", "",
                   "| scale | params | batch (experiment's per GPU) | mode | TF step | PRA step | PRA/TF | MFU (PRA) | "
                   "MFU (TF) | peak memory TF / PRA | first window TF / PRA |", "|---|---|---|---|---|---|---|---|---|---|---|"]
         order = {"eager": 0, "compiled": 1, "fast": 2}
+        t0 = r["training"][0]
+        lines[-2:-2] = [f"A window is {t0['window']} iterations with one log flush (the experiment flushes every "
+                        f"{t0['experiment_log_every']}: the benchmark syncs the host more often than the job).", ""]
         for t in r["training"]:
             for mode, v in sorted(t["modes"].items(), key=lambda kv: order.get(kv[0], 9)):
                 s, lo, hi = v["step_seconds"], v["step_seconds_min"], v["step_seconds_max"]
@@ -450,17 +476,21 @@ def markdown(r: dict) -> str:
                              f"{check_target(mfu, ('>=', goal), lambda b: f'{b * 100:.0f}%')}")
             lines.append(f"- {t['scale']}: PRA/TF {v['pra_over_tf']:.2f}: "
                          f"{check_target(v['pra_over_tf'], ('<=', TARGETS['pra_over_tf']))}")
-            if "compiled" in t["modes"]:
-                lines.append(f"- {t['scale']}: the speed options change the PRA iteration by x"
-                             f"{t['modes']['compiled']['step_seconds']['pra'] / v['step_seconds']['pra']:.2f} "
-                             "(compiled / fast)")
+            q = t.get("pra_mode_ratio")
+            if q:
+                lines.append(f"- {t['scale']}: PRA iteration, {q['modes'][0]} / {q['modes'][1]} per round: "
+                             f"{q['median']:.2f} [{q['min']:.2f}, {q['max']:.2f}] over {t['reps']} rounds")
+            d = t.get("dynamo", {})
+            if d:
+                lines.append(f"- {t['scale']}: torch.compile counters {json.dumps(d, sort_keys=True)}")
     if r["sampling"]:
         st = r["sampling"][0]["settings"]
         lines += ["", f"## Sampling, whole images ({st['ode_steps']} {st['solver']} steps per token, CFG "
                   f"{st['cfg_scale']} {st['cfg_schedule']} schedule; 50 heun, 3.0 linear are the imagenet256 settings)",
                   "", "Every row times every position of the batch (nothing extrapolated); median and range of the "
                   "repetitions. Fast path: bf16 weights, fp32 ODE state, each position's head ODE replayed as one CUDA "
-                  "graph (captured once before the timing). Eager: fp32, no graphs, at the same batch as one fast row.",
+                  "graph (captured once before the timing). Eager: fp32, no graphs, at the same batch as one fast row, "
+                  "after a two-position warm-up.",
                   "", "| scale | path | batch | reps | seconds per batch (median) | images/s [range] | CUDA-graph "
                   "capture | peak memory |", "|---|---|---|---|---|---|---|---|"]
         for s in r["sampling"]:
@@ -500,7 +530,9 @@ def markdown(r: dict) -> str:
                          ("bf16_fast_vs_fp32", "fast path (bf16 + graph) vs fp32"),
                          ("fp32_seed_vs_seed", "fp32, two different seeds (the spread)")):
             lines.append(f"| {label} | {a[k]['mean_abs']:.2e} | {a[k]['max_abs']:.2e} |")
-        lines += ["", f"- bf16 fast path within half the seed-to-seed distance: {a['bf16_within_seed_spread']}"]
+        lines += ["", f"- The fast path's mean pixel change is {a['bf16_over_seed_spread']:.3f} of the seed-to-seed "
+                  "change (same noise against another noise: a yardstick, not a test; random weights: "
+                  "`python -m pra bench-precision` measures a trained model)"]
     for t in r["training"]:
         if t.get("profile"):
             lines += ["", f"## Where the time goes: the PRA iteration at {t['scale']}, mode "

@@ -9,7 +9,13 @@ and A again (fp32, seed s) as the null of the pixel comparison: it must read exa
 Reported: the mean absolute pixel difference per AR position (pixels in [-1, 1]) of A' vs A beside B vs A, and
 where the positions hold ink (mean |x + 1| of A per position, so that blank positions are not mistaken for
 agreement); the classifier's accuracy on each sample and how often A' and B are predicted as A is; the Frechet
-distance in the evaluation's feature space of A' to A beside B to A, and with --reference each sample's FID.
+distance in the evaluation's feature space of A' to A beside B to A, and with --reference each sample's FID
+(what the pipeline reports): FID(A') - FID(A) beside FID(B) - FID(A).
+
+The yardsticks are not like for like: A' shares A's noise while B does not, so a pixel or Frechet difference
+of A' against A is paired and one of B against A is not; they show the size of bf16's change next to the
+sampling noise, they do not test it. The FID differences against the reference are the like-for-like reading.
+The head ODE runs as the sampling job runs it (CUDA graphs on CUDA, pra.speed).
 """
 from __future__ import annotations
 
@@ -23,7 +29,9 @@ from pra.checkpoint import load_trained
 from pra.flow import make_flow
 from pra.io import write_json
 from pra.model.patches import to_uint8, unpatchify
-from pra.rollout import HeadODE, SamplerSettings, balanced_labels, rollout
+from pra import speed as S
+from pra.config import SpeedConfig
+from pra.rollout import SamplerSettings, balanced_labels, rollout
 from pra.runtime import generator, resolve_device, set_threads
 from pra.sample import batch_seed
 
@@ -33,7 +41,7 @@ def draw(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed: in
          device) -> torch.Tensor:
     """Token patches [N, T, P] (float32, in [-1, 1]) of the labels, batch b drawn with pra.sample's seed."""
     out = []
-    ode = HeadODE(flow, net.head, settings)
+    ode = S.head_ode(flow, net, settings, SpeedConfig(), torch.device(device))  # as pra.sample: graphs on CUDA
     for b in range(0, len(labels), batch_size):
         r = rollout(net, flow, labels[b:b + batch_size].to(device), settings,
                     generator(batch_seed(seed, b // batch_size), device), ode=ode)
@@ -98,6 +106,7 @@ def compare_precisions(model_path: str | Path, *, classifier: str | Path, per_cl
     if reference:
         ref = load_reference(reference, space)
         out["fid"] = {k: frechet_distance(s, ref["stats"]) for k, s in stats.items()}
+        out["fid_minus_A"] = {k: out["fid"][k] - out["fid"]["A_fp32"] for k in ("A_bf16", "B_fp32")}
         out["reference"] = ref["description"]
     return out
 
@@ -123,7 +132,11 @@ def markdown(r: dict) -> str:
               f"{r['frechet_to_A']['B_fp32']:.3f}."]
     if "fid" in r:
         lines.append("- FID against the reference (" + r["reference"] + "): " +
-                     ", ".join(f"{k} {v:.2f}" for k, v in r["fid"].items()) + ".")
+                     ", ".join(f"{k} {v:.2f}" for k, v in r["fid"].items()) +
+                     f"; FID(A') - FID(A) = {r['fid_minus_A']['A_bf16']:+.3f} beside FID(B) - FID(A) = "
+                     f"{r['fid_minus_A']['B_fp32']:+.3f} (the like-for-like reading).")
+    lines += ["", "A' shares A's noise and B does not: the pixel and Frechet yardsticks set a paired change beside an "
+              "unpaired one; they size bf16's change against the sampling noise, they do not test it."]
     n = len(pp["bf16_vs_fp32"])
     lines += ["", "Per AR position (mean abs; 'ink' = mean |x + 1| of A, 0 on a blank position):", "",
               "| position | A' vs A | B vs A | ratio | ink |", "|---|---|---|---|---|"]

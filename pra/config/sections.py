@@ -228,5 +228,6 @@ class SpeedConfig:
                                "by the host at the log cadence (and before every checkpoint, snapshot and the final "
                                "model) instead of every step: 'auto' = on CUDA only, 'on', 'off'. A non-finite loss "
                                "then stops the run within train.log_every steps (the error names the first such "
-                               "step) and nothing computed after it is written; with several processes a stop "
-                               "signal is agreed on at the same cadence.", choices=["auto", "on", "off"])
+                               "step, on any rank) and nothing computed after it is written; with several processes a "
+                               "stop signal is agreed on at the same cadence, so it takes effect up to log_every "
+                               "steps later (one process: at the next step).", choices=["auto", "on", "off"])
