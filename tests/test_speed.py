@@ -247,7 +247,7 @@ def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
     assert a["graph_vs_eager_fp32"]["max_abs"] == 0.0
     assert 0 < a["bf16_fast_vs_fp32"]["mean_abs"] < a["fp32_seed_vs_seed"]["mean_abs"]
     md = (tmp_path / "out" / "gpu.md").read_text()
-    assert "PRA/TF" in md and "Agreement" in md and "extrap" not in md
+    assert "PRA/TF" in md and "Agreement" in md and "(extrap.)" not in md
     assert "at the configured batch 10: an FID-50K sample takes" in md
 
 
