@@ -14,7 +14,8 @@ distance in the evaluation's feature space of A' to A beside B to A, and with --
 
 The yardsticks are not like for like: A' shares A's noise while B does not, so a pixel or Frechet difference
 of A' against A is paired and one of B against A is not; they show the size of bf16's change next to the
-sampling noise, they do not test it. The FID differences against the reference are the like-for-like reading.
+sampling noise, they do not test it. The FID differences against the reference are like for like, but B is a
+single draw of the seed spread.
 The head ODE runs as the sampling job runs it (CUDA graphs on CUDA, pra.speed).
 """
 from __future__ import annotations
@@ -134,7 +135,8 @@ def markdown(r: dict) -> str:
         lines.append("- FID against the reference (" + r["reference"] + "): " +
                      ", ".join(f"{k} {v:.2f}" for k, v in r["fid"].items()) +
                      f"; FID(A') - FID(A) = {r['fid_minus_A']['A_bf16']:+.3f} beside FID(B) - FID(A) = "
-                     f"{r['fid_minus_A']['B_fp32']:+.3f} (the like-for-like reading).")
+                     f"{r['fid_minus_A']['B_fp32']:+.3f} (like for like, but B is one draw of the seed spread, and "
+                     f"FID at {r['samples']} samples moves with the sample).")
     lines += ["", "A' shares A's noise and B does not: the pixel and Frechet yardsticks set a paired change beside an "
               "unpaired one; they size bf16's change against the sampling noise, they do not test it."]
     n = len(pp["bf16_vs_fp32"])
