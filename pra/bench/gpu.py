@@ -222,6 +222,17 @@ def graphed_ode(flow, net, settings: SamplerSettings, device):
     return GraphedHeadODE(flow, net.head, settings, backend=None if device.type == "cuda" else RecordedSolve())
 
 
+def prepared_ode(net, flow, settings: SamplerSettings, labels: torch.Tensor, device, *, graphs: bool, seed: int):
+    """The head ODE (graphed or eager) after two positions of this batch, and their seconds: for graphs the
+    capture (once per job in practice), for the eager path a warm-up."""
+    ode = graphed_ode(flow, net, settings, device) if graphs else HeadODE(flow, net.head, settings)
+    free_memory(device)
+    t = time.perf_counter()
+    rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
+    sync(device)
+    return ode, time.perf_counter() - t
+
+
 def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, positions: int | None, graphs: bool,
                  seed: int = 5) -> dict:
     """One batch of the first `positions` positions (all when None): seconds and peak memory. CUDA graphs are
@@ -229,13 +240,7 @@ def time_rollout(net, flow, settings: SamplerSettings, batch: int, device, *, po
     g = net.geometry
     n = positions or g.num_tokens
     labels = torch.arange(batch, device=device) % g.num_classes
-    ode = graphed_ode(flow, net, settings, device) if graphs else HeadODE(flow, net.head, settings)
-    free_memory(device)
-    t = time.perf_counter()
-    # graphs: the capture (once per job in practice); eager: the same two positions as a warm-up
-    rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
-    sync(device)
-    capture = time.perf_counter() - t
+    ode, capture = prepared_ode(net, flow, settings, labels, device, graphs=graphs, seed=seed)
     t = time.perf_counter()
     r = rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=n)
     sync(device)
@@ -252,13 +257,7 @@ def whole_image_seconds(net, flow, settings: SamplerSettings, batch: int, device
     """`reps` timings of one batch of whole images (every position), after two positions of the same batch (the
     graphs' capture, once per job in practice; for the eager path a warm-up)."""
     labels = torch.arange(batch, device=device) % net.geometry.num_classes
-    ode = graphed_ode(flow, net, settings, device) if graphs else HeadODE(flow, net.head, settings)
-    free_memory(device)
-    t = time.perf_counter()
-    # graphs: the capture (once per job in practice); eager: the same two positions as a warm-up
-    rollout(net, flow, labels, settings, generator(seed, device), ode=ode, positions=2)
-    sync(device)
-    capture = time.perf_counter() - t
+    ode, capture = prepared_ode(net, flow, settings, labels, device, graphs=graphs, seed=seed)
     seconds = []
     for k in range(reps):
         t = time.perf_counter()
