@@ -183,6 +183,12 @@ def markdown(res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def equivalence_rows(hypotheses: list[dict], n_rows: int) -> list[tuple[int, dict]]:
+    """The y position of each 'equal' hypothesis in ratio_figure: rows are drawn bottom-up in reverse order of
+    the row list (hypotheses first, then estimates), so hypothesis i sits at n_rows - 1 - i."""
+    return [(n_rows - 1 - i, h) for i, h in enumerate(hypotheses) if h.get("expect") == "equal"]
+
+
 def ratio_figure(res: dict, path: Path) -> None:
     """Each comparison's geometric-mean ratio with its interval (confirmatory ones marked) and its per-seed
     ratios, on a log axis; one panel per analysed group."""
@@ -197,11 +203,10 @@ def ratio_figure(res: dict, path: Path) -> None:
                                                                               for g in groups) * 1.0), squeeze=False)
     for ax, g in zip(axes[:, 0], groups):
         rows = [(f"{h['id']}: {h['variant']} / {h['reference']}", h.get("comparison"), True) for h in g["hypotheses"]]
-        margin = g["analysis"].get("equivalence_margin")
-        for y, h in enumerate(reversed(g["hypotheses"]), start=len(rows) - len(g["hypotheses"])):
-            if h["expect"] == "equal" and margin:  # the registered equivalence margin of an 'equal' hypothesis
-                ax.fill_betweenx([y - 0.3, y + 0.3], 1 / margin, margin, color="C3", alpha=0.12, lw=0)
         rows += [(f"{c['a']} / {c['b']}", c, False) for c in g["estimates"] if c.get("log")]
+        margin = g["analysis"].get("equivalence_margin")
+        for y, h in equivalence_rows(g["hypotheses"], len(rows)) if margin else ():
+            ax.fill_betweenx([y - 0.3, y + 0.3], 1 / margin, margin, color="C3", alpha=0.12, lw=0)
         per_seed = {v["name"]: dict(zip(v["metrics"].get("fid", {}).get("seeds", []),
                                         v["metrics"].get("fid", {}).get("values", [])))
                     for v in g["summary"]["variants"]}

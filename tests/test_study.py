@@ -365,3 +365,12 @@ def test_the_study_analysis_tests_only_the_registered_family_on_every_registered
     (tmp_path / "e2" / "e.yaml").write_text((tmp_path / "e2" / "e.yaml").read_text() + "# edited\n")
     with pytest.raises(ConfigError, match="changed after blocks"):
         analyse_study(study, tmp_path / "e2")
+
+
+def test_the_equivalence_band_is_drawn_on_its_hypothesis_row():
+    from pra.study_analysis import equivalence_rows
+
+    hyps = [{"id": "C1", "expect": "lower"}, {"id": "C2", "expect": "lower"}, {"id": "C3", "expect": "equal"}]
+    # three hypotheses and one estimate: drawn bottom-up as estimate (0), C3 (1), C2 (2), C1 (3)
+    assert [(y, h["id"]) for y, h in equivalence_rows(hyps, 4)] == [(1, "C3")]
+    assert [(y, h["id"]) for y, h in equivalence_rows(hyps[::-1], 3)] == [(2, "C3")]
