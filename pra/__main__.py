@@ -62,6 +62,10 @@ COMMANDS = {  # name: (job, help, arguments)
                        arg("--uri", help="tracking URI (default: MLFLOW_TRACKING_URI or <results>/mlflow.db)"), OUT]),
     "train-classifier": ("pra.evaluate.jobs:train_classifier", "train the evaluation feature classifier",
                          [CONFIG, DATA, OUT, THREADS]),
+    "carry-classifier": ("pra.evaluate.jobs:carry_classifier", "score with a feature classifier trained elsewhere "
+                         "on the same images (evaluate.classifier_dir): checked and copied with its info",
+                         [arg("--source", required=True, help="folder with classifier.pt and classifier.json"),
+                          DATA, OUT]),
     "reference": ("pra.evaluate.jobs:reference", "reference statistics of real images and the real-data floor",
                   [CONFIG, DATA, arg("--classifier", help="classifier.pt (feature space of the embedded data)"),
                    OUT, THREADS]),
@@ -128,7 +132,11 @@ COMMANDS = {  # name: (job, help, arguments)
               "record: block.json and one JSON per run",
               [arg("--study", required=True, help="the study file, e.g. experiments/settle2/study.yaml"),
                arg("--block", required=True, help="the block's id"),
-               arg("--cores", type=int, default=2, help="Snakemake's --cores")]),
+               arg("--cores", type=int, default=2, help="Snakemake's --cores"),
+               arg("--classifier", help="score with this feature classifier (a classifier folder from the machine "
+                   "that ran the study's first block: evaluate.classifier_dir), not one trained here"),
+               arg("--new-classifier", metavar="REASON", help="accept a classifier other than the earlier blocks' "
+                   "(recorded with the reason; the analysis prints it)")]),
     "pilot": ("pra.pilot:pilot_job", "a pilot block's estimates (per arm, paired per pair of arms) and the seeds "
               "they imply -> <out>.md and <out>.json",
               [arg("--study", required=True), arg("--block", required=True), OUT,

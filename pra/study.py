@@ -27,7 +27,7 @@ import yaml
 from pra.typed import ConfigError, build, opt
 
 # the commands whose code decides a run's numbers (data, features, training, sampling, metrics, diagnostics)
-RESULT_COMMANDS = ("export", "prepare", "train-classifier", "reference", "train", "sample", "gather", "evaluate",
+RESULT_COMMANDS = ("export", "prepare", "train-classifier", "carry-classifier", "reference", "train", "sample", "gather", "evaluate",
                    "sweep-guidance", "evaluate-snapshots", "gap", "accumulate", "approximate")
 RUN_METRICS = ("fid", "kid", "is", "precision", "recall", "class_accuracy")
 MAX_BLOCKS = 8
@@ -231,9 +231,48 @@ def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
     return rec
 
 
+def earlier_scorers(study: StudyConfig, block: BlockConfig, root: Path) -> dict[str, str]:
+    """The classifier digests the study's other recorded measurement blocks of the same experiment scored with:
+    {block id: sha256} (blocks recorded before digests were kept are left out)."""
+    others = {b.id for b in study.blocks if b.id != block.id and b.phase == "measurement"
+              and b.experiment == block.experiment}
+    return {r["block"]["id"]: r["scorer"]["classifier_sha256"] for r in load_records(root / study.records)
+            if r["block"]["id"] in others and (r.get("scorer") or {}).get("classifier_sha256")}
+
+
+def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_classifier: str | None) -> None:
+    """Refuses a measurement block whose feature classifier differs from the one its study's earlier blocks of
+    the same experiment scored with, unless the change is accepted with a reason."""
+    other = {b: d for b, d in earlier.items() if d != digest}
+    if other and not new_classifier and block.phase == "measurement":
+        raise SystemExit(f"block {block.id!r}: its feature classifier (sha256 {digest[:16]}) differs from the one "
+                         f"blocks {sorted(other)} scored with ({sorted({d[:16] for d in other.values()})}): its FIDs "
+                         "would be measured in another feature space. Carry that classifier (--classifier <its "
+                         "folder>, e.g. results/<experiment>/classifier from the machine that ran them), or accept "
+                         "the change with --new-classifier REASON; nothing was trained")
+
+
+def scorer_record(results: Path, uses_classifier: bool, new_classifier: str | None) -> dict:
+    """What a block's runs were scored with: the classifier's weight digest and origin, the digest of the
+    prepared images it was trained on, the reference statistics' file digest."""
+    ref = results / "reference" / "reference.npz"
+    out = {"reference_sha256": hashlib.sha256(ref.read_bytes()).hexdigest() if ref.exists() else None}
+    if uses_classifier:
+        info = json.loads((results / "classifier" / "classifier.json").read_text())
+        out.update(classifier_sha256=info.get("sha256"), classifier_source=info.get("source"),
+                   data_sha256=info.get("data_sha256"))
+    if new_classifier:
+        out["new_classifier_reason"] = new_classifier
+    return out
+
+
 def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | None = None,
-              snakemake_args: list[str] | None = None) -> dict:
-    """Run one registered block and write its record; returns block.json's content."""
+              snakemake_args: list[str] | None = None, classifier: str | None = None,
+              new_classifier: str | None = None) -> dict:
+    """Run one registered block and write its record; returns block.json's content. classifier: a classifier
+    folder to score with (evaluate.classifier_dir); new_classifier: the reason to accept a classifier other than
+    the study's earlier blocks' (check_scorer)."""
+    import tempfile
     from pra.bench.common import matmul_peak
     from pra.io import write_json
     from pra.plan import path_of
@@ -252,12 +291,32 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     earlier = _invocations(out / "block.json")
     head = _git(root, "rev-parse", "HEAD")  # the commit the jobs start from (later commits do not count)
     started = time.time()
-    cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", block.experiment]
-    print(" ".join(cmd), file=sys.stderr, flush=True)
-    p = subprocess.run(cmd, cwd=root)
+    configs = [block.experiment]
+    with tempfile.TemporaryDirectory() as tmp:
+        if classifier:
+            if not (Path(classifier) / "classifier.pt").exists():
+                raise ConfigError(f"--classifier: {classifier} has no classifier.pt (a results/<experiment>/classifier "
+                                  "folder)")
+            extra = Path(tmp) / "classifier.yaml"
+            extra.write_text(yaml.safe_dump({"evaluate": {"classifier_dir": str(Path(classifier).resolve())}}))
+            configs.append(str(extra))
+
+        def snakemake(targets: list[str]) -> None:
+            cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", *configs]
+            print(" ".join(cmd), file=sys.stderr, flush=True)
+            p = subprocess.run(cmd, cwd=root)
+            if p.returncode != 0:
+                raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to "
+                                 "resume")
+
+        uses_classifier = not cfg.evaluate.inception_weights
+        if uses_classifier:  # the feature space first: a block in another one stops before it trains anything
+            snakemake([str(results / "classifier" / "classifier.json")])
+            digest = json.loads((root / results / "classifier" / "classifier.json").read_text()).get("sha256")
+            if digest:
+                check_scorer(block, digest, earlier_scorers(study, block, root), new_classifier)
+        snakemake(targets)
     wall = time.time() - started
-    if p.returncode != 0:
-        raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to resume")
     if result_code_hash() != registration["code_hash"]:
         raise SystemExit(f"block {block.id!r}: the result-determining code changed while the block ran "
                          f"({registration['code_hash']} -> {result_code_hash()}); no record written")
@@ -274,9 +333,10 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
               "head_commit": head,
               "experiment_sha256": hashlib.sha256((root / block.experiment).read_bytes()).hexdigest(),
               "experiment_name": cfg.name, "ablation": a.name, "variants": [v.name for v in a.variants],
-              "runs": len(runs), "targets": len(targets)}
+              "runs": len(runs), "targets": len(targets),
+              "scorer": scorer_record(root / results, uses_classifier, new_classifier)}
     this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
-            "cores": cores, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "cores": cores, "classifier_dir": classifier, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "matmul_gflops_1thread": matmul_peak(1, reps=5) / 1e9, "torch": torch.__version__,
             "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # every invocation (a resumed block has several: their wall times add up), the last one's machine on top
@@ -286,7 +346,7 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     return record
 
 
-INVOCATION_KEYS = ("head_commit", "targets_present_before", "wall_seconds", "cores", "cpu_model", "cpu_count",
+INVOCATION_KEYS = ("head_commit", "targets_present_before", "wall_seconds", "cores", "classifier_dir", "cpu_model", "cpu_count",
                    "matmul_gflops_1thread", "torch", "python", "finished_utc")
 
 
@@ -344,6 +404,7 @@ def study_hash_job(args):
 
 
 def block_job(args):
-    rec = run_block(args.study, args.block, args.cores)
+    rec = run_block(args.study, args.block, args.cores, classifier=args.classifier,
+                    new_classifier=args.new_classifier)
     print(json.dumps({k: rec[k] for k in ("study", "runs", "wall_seconds", "head_commit", "cpu_model",
                                           "matmul_gflops_1thread")}))

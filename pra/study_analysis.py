@@ -92,8 +92,34 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
                                  for v in a.variants},
             "input_mse_last_fifth": {v.name: _mean([r.get("input_mse_last_fifth") for r in runs
                                                     if r["variant"] == v.name]) for v in a.variants},
-            "wall_seconds": sum(r.get("wall_seconds") or 0 for r in recs)})
+            "wall_seconds": sum(r.get("wall_seconds") or 0 for r in recs),
+            "scorers": {r["block"]["id"]: r.get("scorer") for r in recs}})
     return out
+
+
+def feature_space_text(scorers: dict[str, dict | None]) -> str:
+    """One sentence on the feature classifiers a group's blocks scored with (pra.study.scorer_record)."""
+    digests = {b: (s or {}).get("classifier_sha256") for b, s in scorers.items()}
+    unknown = sorted(b for b, d in digests.items() if not d)
+    known = {d for d in digests.values() if d}
+    reasons = [f"{b}: {s['new_classifier_reason']}" for b, s in scorers.items() if (s or {}).get("new_classifier_reason")]
+    if len(known) == 1 and not unknown:
+        text = f"Every block scored with one feature classifier (weights sha256 {next(iter(known))[:16]})."
+    elif len(known) > 1:
+        by = {d: sorted(b for b, x in digests.items() if x == d) for d in known}
+        text = (f"The blocks scored with {len(known)} different feature classifiers ("
+                + "; ".join(f"{d[:16]}: {', '.join(bs)}" for d, bs in sorted(by.items(), key=lambda x: x[1]))
+                + "): FIDs of different blocks lie in different feature spaces; each seed's arms share one, so "
+                  "paired ratios stay like for like, pooled levels do not.")
+    else:
+        text = ""
+    if unknown:
+        text += (" " if text else "") + (f"Blocks {', '.join(unknown)} did not record their classifier's digest "
+                                         "(recorded by an older version): whether they share a feature space is "
+                                         "not known from the records.")
+    if reasons:
+        text += " Classifier changes accepted: " + "; ".join(reasons) + "."
+    return text
 
 
 def all_pairs(summary: dict, level: float, metrics=("fid", "kid")) -> list[dict]:
@@ -147,6 +173,7 @@ def markdown(res: dict) -> str:
                   f"Blocks {', '.join(g['blocks'])}; registered at {', '.join(c[:10] for c in g['registering_commits'])}; "
                   f"run at {', '.join(c[:10] for c in g['run_commits'])} under result code hash `{g['code_hash']}`; "
                   f"seeds {g['seeds']}; {g['wall_seconds'] / 3600:.2f} h of block wall time.", "",
+                  *([feature_space_text(g["scorers"]), ""] if g.get("scorers") else []),
                   g["analysis"]["text"], "", "### Confirmatory hypotheses", "",
                   "| id | hypothesis | test | estimate (a/b or a-b) and interval | p | reading |", "|---|---|---|---|---|---|"]
         for h in g["hypotheses"]:

@@ -2,6 +2,7 @@
 pooling of block records, and one real block in a clone."""
 import json
 import math
+import shutil
 import sys
 
 import numpy as np
@@ -171,7 +172,9 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     code = run([sys.executable, "-m", "pra", "study-hash"], cwd=repo).stdout.strip()
     study = _study(name="tiny", code_hash=code, records="reports/tiny/blocks",
                    blocks=[{"id": "b1", "experiment": "experiments/tiny/exp.yaml", "ablation": "cell",
-                            "seeds": [1, 2], "budget_hours": 0.1}])
+                            "seeds": [1, 2], "budget_hours": 0.1},
+                           {"id": "b2", "experiment": "experiments/tiny/exp.yaml", "ablation": "cell",
+                            "seeds": [0], "budget_hours": 0.1}])
     (repo / "experiments/tiny/study.yaml").write_text(yaml.safe_dump(study))
     block = [sys.executable, "-m", "pra", "block", "--study", "experiments/tiny/study.yaml", "--block", "b1",
              "--cores", "2"]
@@ -202,6 +205,26 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     after = json.loads((out / "block.json").read_text())
     assert [i["targets_present_before"] for i in after["invocations"]] == [0, rec["targets"]]
     assert after["wall_seconds"] == pytest.approx(sum(i["wall_seconds"] for i in after["invocations"]))
+    # the feature space the block scored in is recorded; a later block scoring in another one is refused before
+    # it trains anything, and runs in the first one with the first block's classifier carried to it
+    scorer = rec["scorer"]
+    assert scorer["classifier_source"] == "trained here" and len(scorer["classifier_sha256"]) == 64
+    assert len(scorer["data_sha256"]) == 64 and len(scorer["reference_sha256"]) == 64
+    carried = tmp_path / "carried"
+    shutil.copytree(repo / "results/tinyblock/classifier", carried)
+    from pra.evaluate.classifier import train_classifier
+
+    train_classifier(repo / "results/tinyblock/data", repo / "results/tinyblock/classifier", epochs=1, seed=5)
+    b2 = block[:-3] + ["b2", "--cores", "2"]
+    refused = run(b2, cwd=repo, check=False)
+    assert refused.returncode != 0 and "differs from the one blocks ['b1']" in refused.stderr, refused.stderr[-2000:]
+    assert not (repo / "results/tinyblock/runs/tiny-XS/pra/base/s0").exists()
+    run(b2 + ["--classifier", str(carried)], cwd=repo, timeout=900)
+    rec2 = json.loads((repo / "reports/tiny/blocks/b2/block.json").read_text())
+    assert rec2["scorer"]["classifier_sha256"] == scorer["classifier_sha256"]
+    assert rec2["scorer"]["classifier_source"] == f"carried from {carried}"
+    assert rec2["invocations"][-1]["classifier_dir"] == str(carried)
+    assert len(pool(load_records(repo / "reports/tiny/blocks"))) == 6
 
 
 def _pilot_block(fids: dict[str, list[float]]):

@@ -144,6 +144,12 @@ class SampleConfig:
 class EvaluateConfig:
     classifier_epochs: int = opt(15, "Epochs of the feature classifier trained on the default data.", minimum=1)
     classifier_seed: int = opt(0, "Seed of the feature classifier.", minimum=0)
+    classifier_dir: str = opt("", "Local folder of a feature classifier already trained on this experiment's data "
+                              "(classifier.pt and classifier.json of `python -m pra train-classifier`), scored with "
+                              "instead of training one here (`python -m pra carry-classifier` checks that it was "
+                              "trained on the same images): e.g. a study's classifier carried to another machine, "
+                              "since classifiers trained on different CPU types differ, and so do their feature "
+                              "spaces. Empty = train one here.")
     fid_reference: str = opt("train", "Real split the samples are compared with.", choices=["train", "val"])
     inception_weights: str = opt("", "Local path of torch-fidelity's pt_inception-2015-12-05 weights "
                                  "(ImageNet runs); empty = use the classifier trained here.")

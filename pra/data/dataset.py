@@ -85,6 +85,29 @@ class PreparedSplit:
     def all_images(self) -> np.ndarray:
         return self.take(np.arange(len(self)))
 
+    def sha256(self) -> str:
+        """Digest of the split's content (images and labels in order, shard by shard): equal wherever the same
+        images were prepared, whatever the folder or machine."""
+        import hashlib
+
+        h = hashlib.sha256()
+        h.update(f"{self.resolution}x{self.resolution}x{self.channels}:{len(self)}".encode())
+        for images in self._images:
+            for i in range(0, len(images), 4096):
+                h.update(np.ascontiguousarray(images[i:i + 4096]).tobytes())
+        h.update(self.labels.astype("<i8").tobytes())
+        return h.hexdigest()
+
+
+def data_sha256(data_dir: str | Path, splits=("train", "val")) -> str:
+    """Digest of the content of a prepared folder's splits (PreparedSplit.sha256)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for split in splits:
+        h.update(f"{split}:{PreparedSplit(data_dir, split).sha256()}".encode())
+    return h.hexdigest()
+
 
 def subsample(n: int, k: int, seed: int = 0) -> np.ndarray:
     """k sorted indices out of n (all when k >= n), fixed by seed."""

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pra.data.dataset import PreparedSplit
+from pra.data.dataset import PreparedSplit, data_sha256
 from pra.io import save_torch, write_json
 from pra.runtime import generator, set_threads
 
@@ -97,7 +97,62 @@ def train_classifier(data_dir: str | Path, out_dir: str | Path, *, epochs: int =
     val_acc = float((logits.argmax(1) == va.labels).mean())
     save_torch({"arch": model.arch, "state_dict": model.state_dict()}, out_dir / "classifier.pt")
     info = {"val_accuracy": val_acc, "val_count": len(va), "train_count": len(tr), "epochs": epochs,
-            "seconds": time.time() - t0, "feat_dim": model.arch["feat_dim"]}
+            "seconds": time.time() - t0, "feat_dim": model.arch["feat_dim"],
+            "sha256": weights_sha256(model), "data_sha256": data_sha256(data_dir), "source": "trained here"}
+    write_json(out_dir / "classifier.json", info)
+    return info
+
+
+def weights_sha256(model: nn.Module) -> str:
+    """Digest of a network's weights and buffers (names, dtypes, shapes, values): the identity of the feature
+    space, whatever file holds it."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def carry_classifier(source_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    """Score with a classifier trained elsewhere (evaluate.classifier_dir): it must have been trained on the same
+    images as this experiment's prepared data (its classifier.json's data_sha256) and fit their shape and
+    classes; it is copied with its info, which says where it came from."""
+    import shutil
+
+    from pra.io import atomic_path, read_json
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    missing = [n for n in ("classifier.pt", "classifier.json") if not (source_dir / n).exists()]
+    if missing:
+        raise FileNotFoundError(f"evaluate.classifier_dir: {source_dir} has no {' or '.join(missing)} (the folder "
+                                "`python -m pra train-classifier` writes, e.g. results/<experiment>/classifier)")
+    info = read_json(source_dir / "classifier.json")
+    model = load_classifier(source_dir / "classifier.pt")
+    tr = PreparedSplit(data_dir, "train")
+    if (model.arch["channels"], model.arch["num_classes"]) != (tr.channels, tr.num_classes):
+        raise ValueError(f"evaluate.classifier_dir: {source_dir}'s classifier takes {model.arch['channels']} "
+                         f"channels and {model.arch['num_classes']} classes; the data has {tr.channels} and "
+                         f"{tr.num_classes}")
+    here = data_sha256(data_dir)
+    if "data_sha256" not in info:
+        raise ValueError(f"evaluate.classifier_dir: {source_dir}/classifier.json does not say which images the "
+                         "classifier was trained on (no data_sha256: written by an older version); retrain it, or "
+                         "score with a classifier trained here")
+    if info["data_sha256"] != here:
+        raise ValueError(f"evaluate.classifier_dir: {source_dir}'s classifier was trained on other images "
+                         f"(data_sha256 {info['data_sha256'][:16]}) than this experiment's prepared data "
+                         f"({here[:16]})")
+    digest = weights_sha256(model)
+    if info.get("sha256") not in (None, digest):
+        raise ValueError(f"evaluate.classifier_dir: {source_dir}/classifier.pt does not hold the weights its "
+                         f"classifier.json names (sha256 {digest[:16]} against {info['sha256'][:16]})")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out_dir / "classifier.pt") as tmp:
+        shutil.copyfile(source_dir / "classifier.pt", tmp)
+    info = {**info, "sha256": digest, "source": f"carried from {source_dir.resolve()}"}
     write_json(out_dir / "classifier.json", info)
     return info
 

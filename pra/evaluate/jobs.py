@@ -17,6 +17,13 @@ def train_classifier(args):
     print(json.dumps(info))
 
 
+def carry_classifier(args):
+    from pra.evaluate.classifier import carry_classifier
+
+    info = carry_classifier(args.source, args.data, args.out)
+    print(json.dumps({k: info[k] for k in ("sha256", "source", "val_accuracy")}))
+
+
 def _space(cfg, classifier):
     from pra.evaluate.metrics import feature_space
 

@@ -195,6 +195,14 @@ def report_measurement_inputs(wildcards):
 # otherwise the classifier trained on this experiment's data.
 USE_CLASSIFIER = not EXP.evaluate.inception_weights
 CLASSIFIER = f"{RESULTS}/classifier/classifier.pt"
+# A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
+CARRIED_CLASSIFIER = os.path.abspath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
+if USE_CLASSIFIER and CARRIED_CLASSIFIER:
+    _absent = [n for n in ("classifier.pt", "classifier.json") if not os.path.exists(f"{CARRIED_CLASSIFIER}/{n}")]
+    if _absent:
+        raise WorkflowError(f"invalid configuration: evaluate.classifier_dir: {EXP.evaluate.classifier_dir} has no "
+                            f"{' or '.join(_absent)} (the folder `python -m pra train-classifier` writes, e.g. "
+                            "results/<experiment>/classifier)")
 REFERENCE = f"{RESULTS}/reference/reference.npz"
 
 

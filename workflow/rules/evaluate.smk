@@ -1,26 +1,52 @@
-rule train_classifier:
-    """The evaluation feature network (trained on the train split; registered with torch-fidelity)."""
-    input:
-        data=MANIFEST,
-    output:
-        weights=CLASSIFIER,
-        info=f"{RESULTS}/classifier/classifier.json",
-    params:
-        cfg=job_cfg("train-classifier"),
-        code=code("train-classifier"),
-        out=out_dir("weights"),
-    threads: 1
-    resources:
-        mem_mb=2000,
-    benchmark:
-        f"{RESULTS}/benchmarks/train_classifier.tsv"
-    log:
-        f"{RESULTS}/logs/train_classifier.log",
-    conda:
-        ENV
-    shell:
-        "python -m pra train-classifier --config-json {params.cfg:q} --data {input.data} --out {params.out} "
-        "--threads {threads} > {log} 2>&1"
+if CARRIED_CLASSIFIER:
+
+    rule carry_classifier:
+        """The evaluation feature network trained elsewhere on the same images (evaluate.classifier_dir),
+        checked and copied: a study scores every block in one feature space."""
+        input:
+            data=MANIFEST,
+            weights=f"{CARRIED_CLASSIFIER}/classifier.pt",
+            info=f"{CARRIED_CLASSIFIER}/classifier.json",
+        output:
+            weights=CLASSIFIER,
+            info=f"{RESULTS}/classifier/classifier.json",
+        params:
+            code=code("carry-classifier"),
+            source=CARRIED_CLASSIFIER,
+            out=out_dir("weights"),
+        log:
+            f"{RESULTS}/logs/carry_classifier.log",
+        conda:
+            ENV
+        shell:
+            "python -m pra carry-classifier --source {params.source:q} --data {input.data} --out {params.out} "
+            "> {log} 2>&1"
+
+else:
+
+    rule train_classifier:
+        """The evaluation feature network (trained on the train split; registered with torch-fidelity)."""
+        input:
+            data=MANIFEST,
+        output:
+            weights=CLASSIFIER,
+            info=f"{RESULTS}/classifier/classifier.json",
+        params:
+            cfg=job_cfg("train-classifier"),
+            code=code("train-classifier"),
+            out=out_dir("weights"),
+        threads: 1
+        resources:
+            mem_mb=2000,
+        benchmark:
+            f"{RESULTS}/benchmarks/train_classifier.tsv"
+        log:
+            f"{RESULTS}/logs/train_classifier.log",
+        conda:
+            ENV
+        shell:
+            "python -m pra train-classifier --config-json {params.cfg:q} --data {input.data} --out {params.out} "
+            "--threads {threads} > {log} 2>&1"
 
 
 rule reference:

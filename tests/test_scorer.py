@@ -1,0 +1,126 @@
+"""The feature space a study scores in: the classifier's identity (weights digest, the images it was trained on),
+carrying a classifier to another machine, and a block that refuses to score in another feature space."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import ROOT, run, snakemake
+from pra.data.dataset import PreparedSplit, data_sha256
+from pra.evaluate.classifier import carry_classifier, load_classifier, predict, train_classifier, weights_sha256
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, prepared):
+    out = tmp_path_factory.mktemp("clf")
+    info = train_classifier(prepared, out / "a", epochs=1, seed=0)
+    return out, info
+
+
+def test_the_data_digest_follows_the_content_not_the_folder(prepared, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(prepared, copy)
+    assert data_sha256(copy) == data_sha256(prepared)
+    assert PreparedSplit(copy, "train").sha256() != PreparedSplit(copy, "val").sha256()
+    shard = sorted(copy.glob("train*.images.npy"))[0]
+    images = np.load(shard)
+    images[3, 2, 2, 0] ^= 1  # one pixel of one image
+    np.save(shard, images)
+    assert data_sha256(copy) != data_sha256(prepared)
+    shutil.copyfile(sorted(prepared.glob("train*.images.npy"))[0], shard)
+    labels = sorted(copy.glob("train*.labels.npy"))[0]
+    lab = np.load(labels)
+    lab[[0, 1]] = lab[[1, 0]] if lab[0] != lab[1] else (lab[0], (lab[1] + 1) % 10)
+    np.save(labels, lab)
+    assert data_sha256(copy) != data_sha256(prepared)
+
+
+def test_a_classifier_records_its_weights_and_the_images_it_was_trained_on(trained, prepared):
+    out, info = trained
+    assert info["data_sha256"] == data_sha256(prepared) and info["source"] == "trained here"
+    assert info["sha256"] == weights_sha256(load_classifier(out / "a/classifier.pt"))
+    assert json.loads((out / "a/classifier.json").read_text())["sha256"] == info["sha256"]
+    # the same seed on the same machine gives the same weights; another seed another feature space
+    assert train_classifier(prepared, out / "b", epochs=1, seed=0)["sha256"] == info["sha256"]
+    assert train_classifier(prepared, out / "c", epochs=1, seed=1)["sha256"] != info["sha256"]
+
+
+def test_a_carried_classifier_scores_in_the_same_feature_space(trained, prepared, tmp_path):
+    out, info = trained
+    got = carry_classifier(out / "a", prepared, tmp_path / "carried")
+    assert got["sha256"] == info["sha256"] and got["source"].startswith("carried from ")
+    assert got["val_accuracy"] == info["val_accuracy"]
+    images = PreparedSplit(prepared, "val").all_images()[:50]
+    f0, _ = predict(load_classifier(out / "a/classifier.pt"), images)
+    f1, _ = predict(load_classifier(tmp_path / "carried/classifier.pt"), images)
+    assert np.array_equal(f0, f1)
+    assert json.loads((tmp_path / "carried/classifier.json").read_text())["sha256"] == info["sha256"]
+
+
+def test_carrying_refuses_another_dataset_altered_weights_and_an_unlabelled_classifier(trained, prepared,
+                                                                                     prepared32, tmp_path):
+    out, _ = trained
+    with pytest.raises(ValueError, match="trained on other images"):
+        carry_classifier(out / "a", prepared32, tmp_path / "x")
+    with pytest.raises(FileNotFoundError, match="evaluate.classifier_dir.*no classifier.pt"):
+        carry_classifier(tmp_path, prepared, tmp_path / "x")
+    bad = tmp_path / "bad"
+    shutil.copytree(out / "a", bad)
+    ck = torch.load(bad / "classifier.pt", weights_only=False)
+    next(iter(ck["state_dict"].values())).add_(1e-3)
+    torch.save(ck, bad / "classifier.pt")
+    with pytest.raises(ValueError, match="does not hold the weights"):
+        carry_classifier(bad, prepared, tmp_path / "x")
+    old = tmp_path / "old"
+    shutil.copytree(out / "a", old)
+    info = json.loads((old / "classifier.json").read_text())
+    info.pop("data_sha256")
+    (old / "classifier.json").write_text(json.dumps(info))
+    with pytest.raises(ValueError, match="does not say which images"):
+        carry_classifier(old, prepared, tmp_path / "x")
+    assert not (tmp_path / "x" / "classifier.pt").exists()  # nothing written by a refused carry
+
+
+def test_a_block_in_another_feature_space_is_refused_unless_accepted():
+    from pra.study import BlockConfig, check_scorer
+
+    block = BlockConfig(id="m3", experiment="e.yaml", ablation="main", seeds=[4])
+    check_scorer(block, "a" * 64, {"m1": "a" * 64, "m2": "a" * 64}, None)  # the same classifier
+    check_scorer(block, "a" * 64, {}, None)  # the first block
+    with pytest.raises(SystemExit, match=r"differs from the one blocks \['m1', 'm2'\].*--classifier"):
+        check_scorer(block, "b" * 64, {"m1": "a" * 64, "m2": "a" * 64}, None)
+    check_scorer(block, "b" * 64, {"m1": "a" * 64}, "the first machine's disk was lost")
+    check_scorer(BlockConfig(id="p0", experiment="e.yaml", ablation="main", seeds=[4], phase="pilot"),
+                 "b" * 64, {"m1": "a" * 64}, None)  # a pilot is never pooled
+
+
+def test_the_analysis_says_which_feature_spaces_its_blocks_scored_in():
+    from pra.study_analysis import feature_space_text
+
+    one = {"m1": {"classifier_sha256": "a" * 64}, "m2": {"classifier_sha256": "a" * 64}}
+    assert feature_space_text(one).startswith("Every block scored with one feature classifier (weights sha256 aaaa")
+    two = {**one, "m3": {"classifier_sha256": "b" * 64, "new_classifier_reason": "disk lost"}}
+    text = feature_space_text(two)
+    assert "2 different feature classifiers" in text and "bbbbbbbbbbbbbbbb: m3" in text and "m3: disk lost" in text
+    text = feature_space_text({"m1": None, "m2": {"classifier_sha256": "a" * 64}})
+    assert "Blocks m1 did not record" in text and "Every block" not in text
+
+
+def _dry(tmp_path, classifier_dir):
+    over = tmp_path / "carry.yaml"
+    over.write_text(yaml.safe_dump({"evaluate": {"classifier_dir": str(classifier_dir)}}))
+    return run(snakemake(tmp_path / "work", "-n", "all", "--quiet", "rules", "--configfile",
+                         ROOT / "experiments/smoke.yaml", over), check=False)
+
+
+def test_the_workflow_carries_a_given_classifier_and_rejects_a_missing_one(trained, tmp_path):
+    out, _ = trained
+    p = _dry(tmp_path, tmp_path / "nowhere")
+    assert p.returncode != 0 and "evaluate.classifier_dir" in p.stdout + p.stderr
+    assert not (tmp_path / "work" / "results").exists()
+    p = _dry(tmp_path, out / "a")
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "carry_classifier" in p.stdout + p.stderr and "train_classifier" not in p.stdout + p.stderr
