@@ -113,7 +113,9 @@ def feature_space_text(scorers: dict[str, dict | None]) -> str:
                   "paired ratios stay like for like, pooled levels do not.")
     else:
         text = ""
-    if unknown:
+    if len(unknown) == 1 and len(digests) == 1:
+        text = f"Block {unknown[0]} did not record its classifier's digest (recorded by an older version)."
+    elif unknown:
         text += (" " if text else "") + (f"Blocks {', '.join(unknown)} did not record their classifier's digest "
                                          "(recorded by an older version): whether they share a feature space is "
                                          "not known from the records.")

@@ -107,6 +107,8 @@ def test_the_analysis_says_which_feature_spaces_its_blocks_scored_in():
     assert "2 different feature classifiers" in text and "bbbbbbbbbbbbbbbb: m3" in text and "m3: disk lost" in text
     text = feature_space_text({"m1": None, "m2": {"classifier_sha256": "a" * 64}})
     assert "Blocks m1 did not record" in text and "Every block" not in text
+    assert feature_space_text({"x1": {}}) == "Block x1 did not record its classifier's digest (recorded by an older " \
+                                             "version)."
 
 
 def _dry(tmp_path, classifier_dir):
