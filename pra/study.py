@@ -27,8 +27,8 @@ import yaml
 from pra.typed import ConfigError, build, opt
 
 # the commands whose code decides a run's numbers (data, features, training, sampling, metrics, diagnostics)
-RESULT_COMMANDS = ("export", "prepare", "train-classifier", "carry-classifier", "reference", "train", "sample", "gather", "evaluate",
-                   "sweep-guidance", "evaluate-snapshots", "gap", "accumulate", "approximate")
+RESULT_COMMANDS = ("export", "prepare", "train-classifier", "carry-classifier", "reference", "train", "sample",
+                   "gather", "evaluate", "sweep-guidance", "evaluate-snapshots", "gap", "accumulate", "approximate")
 RUN_METRICS = ("fid", "kid", "is", "precision", "recall", "class_accuracy")
 MAX_BLOCKS = 8
 
@@ -232,47 +232,112 @@ def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
 
 
 def earlier_scorers(study: StudyConfig, block: BlockConfig, root: Path) -> dict[str, str]:
-    """The classifier digests the study's other recorded measurement blocks of the same experiment scored with:
-    {block id: sha256} (blocks recorded before digests were kept are left out)."""
+    """The feature networks the study's other recorded measurement blocks of the same experiment scored with:
+    {block id: feature_sha256} (blocks recorded before the digests were kept are left out)."""
     others = {b.id for b in study.blocks if b.id != block.id and b.phase == "measurement"
               and b.experiment == block.experiment}
-    return {r["block"]["id"]: r["scorer"]["classifier_sha256"] for r in load_records(root / study.records)
-            if r["block"]["id"] in others and (r.get("scorer") or {}).get("classifier_sha256")}
+    return {r["block"]["id"]: r["scorer"]["feature_sha256"] for r in load_records(root / study.records)
+            if r["block"]["id"] in others and (r.get("scorer") or {}).get("feature_sha256")}
 
 
-def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_classifier: str | None) -> None:
-    """Refuses a measurement block whose feature classifier differs from the one its study's earlier blocks of
-    the same experiment scored with, unless the change is accepted with a reason."""
-    other = {b: d for b, d in earlier.items() if d != digest}
-    if other and not new_classifier and block.phase == "measurement":
-        raise SystemExit(f"block {block.id!r}: its feature classifier (sha256 {digest[:16]}) differs from the one "
-                         f"blocks {sorted(other)} scored with ({sorted({d[:16] for d in other.values()})}): its FIDs "
+def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_classifier: str | None) -> bool:
+    """Whether a measurement block's feature network (its digest) is one its study's earlier blocks of the same
+    experiment did not score with; refuses such a block unless the change is accepted with a reason. A digest
+    that any earlier block scored with passes (after an accepted change, both are the study's)."""
+    if not earlier or digest in set(earlier.values()) or block.phase != "measurement":
+        return False
+    if not new_classifier:
+        raise SystemExit(f"block {block.id!r}: its feature network (sha256 {digest[:16]}) differs from the one blocks "
+                         f"{sorted(earlier)} scored with ({sorted({d[:16] for d in earlier.values()})}): its FIDs "
                          "would be measured in another feature space. Carry that classifier (--classifier <its "
                          "folder>, e.g. results/<experiment>/classifier from the machine that ran them), or accept "
-                         "the change with --new-classifier REASON; nothing was trained")
+                         "the change with --new-classifier REASON; no run was trained")
+    return True
 
 
-def scorer_record(results: Path, uses_classifier: bool, new_classifier: str | None) -> dict:
-    """What a block's runs were scored with: the classifier's weight digest and origin, the digest of the
-    prepared images it was trained on, the reference statistics' file digest."""
+def npz_sha256(path: Path) -> str:
+    """Digest of an npz's arrays (names, dtypes, shapes, values), not of its zip container (which holds times)."""
+    import numpy as np
+
+    h = hashlib.sha256()
+    with np.load(path) as z:
+        for k in sorted(z.files):
+            a = np.ascontiguousarray(z[k])
+            h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
+            h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def feature_digest(cfg, results: Path) -> str:
+    """The identity of the feature network a run is scored with: the Inception weights file's digest, or the
+    digest of the weights of the classifier in results/classifier (the file the evaluations load)."""
+    if cfg.evaluate.inception_weights:
+        return file_sha256(Path(cfg.evaluate.inception_weights))
+    from pra.evaluate.classifier import load_classifier, weights_sha256
+
+    return weights_sha256(load_classifier(results / "classifier" / "classifier.pt"))
+
+
+def scorer_record(cfg, results: Path, new_classifier: str | None) -> dict:
+    """What a block's runs were scored with: the feature network's kind and digest (for the classifier also its
+    origin and the digest of the images it was trained on), the reference statistics' content digest."""
     ref = results / "reference" / "reference.npz"
-    out = {"reference_sha256": hashlib.sha256(ref.read_bytes()).hexdigest() if ref.exists() else None}
-    if uses_classifier:
+    out = {"feature_network": "inception" if cfg.evaluate.inception_weights else "classifier",
+           "feature_sha256": feature_digest(cfg, results),
+           "reference_sha256": npz_sha256(ref) if ref.exists() else None}
+    if not cfg.evaluate.inception_weights:
         info = json.loads((results / "classifier" / "classifier.json").read_text())
-        out.update(classifier_sha256=info.get("sha256"), classifier_source=info.get("source"),
+        out.update(classifier_source=info.get("source"), classifier_origin=info.get("origin", info.get("source")),
                    data_sha256=info.get("data_sha256"))
     if new_classifier:
         out["new_classifier_reason"] = new_classifier
     return out
 
 
+def carried_classifier_config(root: Path, block: BlockConfig, cfg, classifier: str | None) -> str | None:
+    """The extra config file that makes the block's Snakemake run score with a carried classifier (written under
+    .snakemake/, where jobs on other nodes see it too); checks --classifier first. None without one. A results
+    folder that holds a carried classifier needs --classifier again (Snakemake would otherwise train one here
+    and score in another feature space)."""
+    own = root / "results" / cfg.name / "classifier"
+    if not classifier:
+        info = own / "classifier.json"
+        src = json.loads(info.read_text()).get("source", "") if info.exists() else ""
+        if src.startswith("carried from"):
+            raise ConfigError(f"block {block.id!r}: {own} holds a classifier {src}; give --classifier again (or "
+                              "delete that folder to train one here)")
+        return None
+    if cfg.evaluate.inception_weights:
+        raise ConfigError(f"--classifier: {block.experiment} scores with Inception (evaluate.inception_weights); "
+                          "a classifier is not used")
+    src = Path(classifier).resolve()
+    absent = [n for n in ("classifier.pt", "classifier.json") if not (src / n).exists()]
+    if absent:
+        raise ConfigError(f"--classifier: {classifier} has no {' or '.join(absent)} (a results/<experiment>/"
+                          "classifier folder from the machine that ran the study's first block)")
+    if src == own.resolve():
+        raise ConfigError(f"--classifier: {classifier} is this block's own classifier folder; carry a copy kept "
+                          "elsewhere")
+    path = root / ".snakemake" / "pra-block" / f"{block.id}-classifier.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump({"evaluate": {"classifier_dir": str(src)}}))
+    return str(path)
+
+
 def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | None = None,
               snakemake_args: list[str] | None = None, classifier: str | None = None,
               new_classifier: str | None = None) -> dict:
     """Run one registered block and write its record; returns block.json's content. classifier: a classifier
-    folder to score with (evaluate.classifier_dir); new_classifier: the reason to accept a classifier other than
-    the study's earlier blocks' (check_scorer)."""
-    import tempfile
+    folder to score with (evaluate.classifier_dir); new_classifier: the reason to accept a feature network other
+    than the study's earlier blocks' (check_scorer)."""
     from pra.bench.common import matmul_peak
     from pra.io import write_json
     from pra.plan import path_of
@@ -290,32 +355,36 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     out = root / study.records / block.id
     earlier = _invocations(out / "block.json")
     head = _git(root, "rev-parse", "HEAD")  # the commit the jobs start from (later commits do not count)
+    extra = carried_classifier_config(root, block, cfg, classifier)
     started = time.time()
-    configs = [block.experiment]
-    with tempfile.TemporaryDirectory() as tmp:
-        if classifier:
-            if not (Path(classifier) / "classifier.pt").exists():
-                raise ConfigError(f"--classifier: {classifier} has no classifier.pt (a results/<experiment>/classifier "
-                                  "folder)")
-            extra = Path(tmp) / "classifier.yaml"
-            extra.write_text(yaml.safe_dump({"evaluate": {"classifier_dir": str(Path(classifier).resolve())}}))
-            configs.append(str(extra))
 
-        def snakemake(targets: list[str]) -> None:
-            cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile", *configs]
-            print(" ".join(cmd), file=sys.stderr, flush=True)
-            p = subprocess.run(cmd, cwd=root)
-            if p.returncode != 0:
-                raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to "
-                                 "resume")
+    def snakemake(targets: list[str]) -> None:
+        cmd = ["snakemake", *targets, "--cores", str(cores), *(snakemake_args or []), "--configfile",
+               block.experiment, *([extra] if extra else [])]
+        print(" ".join(cmd), file=sys.stderr, flush=True)
+        p = subprocess.run(cmd, cwd=root)
+        if p.returncode != 0:
+            raise SystemExit(f"block {block.id!r}: snakemake failed ({p.returncode}); rerun the same command to resume")
 
-        uses_classifier = not cfg.evaluate.inception_weights
-        if uses_classifier:  # the feature space first: a block in another one stops before it trains anything
-            snakemake([str(results / "classifier" / "classifier.json")])
-            digest = json.loads((root / results / "classifier" / "classifier.json").read_text()).get("sha256")
-            if digest:
-                check_scorer(block, digest, earlier_scorers(study, block, root), new_classifier)
-        snakemake(targets)
+    # the feature space first: a block in another one stops before any run is trained
+    scored_before = earlier_scorers(study, block, root)
+    if cfg.evaluate.inception_weights:
+        changed = check_scorer(block, feature_digest(cfg, root / results), scored_before, new_classifier)
+    else:
+        if classifier:  # checked against the prepared data before Snakemake replaces anything with it
+            from pra.evaluate.classifier import check_carry
+
+            snakemake([str(results / "data" / "manifest.json")])
+            try:
+                check_carry(classifier, root / results / "data", key="--classifier")
+            except (OSError, ValueError) as e:
+                raise ConfigError(str(e)) from e
+        snakemake([str(results / "classifier" / "classifier.json")])
+        changed = check_scorer(block, feature_digest(cfg, root / results), scored_before, new_classifier)
+    if new_classifier and not changed:
+        print(f"block {block.id!r}: --new-classifier not recorded: the feature network is one the study's earlier "
+              "blocks scored with (or the first)", file=sys.stderr)
+    snakemake(targets)
     wall = time.time() - started
     if result_code_hash() != registration["code_hash"]:
         raise SystemExit(f"block {block.id!r}: the result-determining code changed while the block ran "
@@ -334,9 +403,9 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
               "experiment_sha256": hashlib.sha256((root / block.experiment).read_bytes()).hexdigest(),
               "experiment_name": cfg.name, "ablation": a.name, "variants": [v.name for v in a.variants],
               "runs": len(runs), "targets": len(targets),
-              "scorer": scorer_record(root / results, uses_classifier, new_classifier)}
+              "scorer": scorer_record(cfg, root / results, new_classifier if changed else None)}
     this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
-            "cores": cores, "classifier_dir": classifier, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "cores": cores, "classifier_dir": str(Path(classifier).resolve()) if classifier else None, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "matmul_gflops_1thread": matmul_peak(1, reps=5) / 1e9, "torch": torch.__version__,
             "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # every invocation (a resumed block has several: their wall times add up), the last one's machine on top
@@ -346,8 +415,8 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     return record
 
 
-INVOCATION_KEYS = ("head_commit", "targets_present_before", "wall_seconds", "cores", "classifier_dir", "cpu_model", "cpu_count",
-                   "matmul_gflops_1thread", "torch", "python", "finished_utc")
+INVOCATION_KEYS = ("head_commit", "targets_present_before", "wall_seconds", "cores", "classifier_dir", "cpu_model",
+                   "cpu_count", "matmul_gflops_1thread", "torch", "python", "finished_utc")
 
 
 def _invocations(path: Path) -> list[dict]:

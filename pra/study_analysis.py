@@ -98,29 +98,34 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
 
 
 def feature_space_text(scorers: dict[str, dict | None]) -> str:
-    """One sentence on the feature classifiers a group's blocks scored with (pra.study.scorer_record)."""
-    digests = {b: (s or {}).get("classifier_sha256") for b, s in scorers.items()}
+    """One sentence on the feature networks a group's blocks scored with (pra.study.scorer_record)."""
+    digests = {b: (s or {}).get("feature_sha256") for b, s in scorers.items()}
+    kinds = {b: (s or {}).get("feature_network", "classifier") for b, s in scorers.items()}
     unknown = sorted(b for b, d in digests.items() if not d)
     known = {d for d in digests.values() if d}
-    reasons = [f"{b}: {s['new_classifier_reason']}" for b, s in scorers.items() if (s or {}).get("new_classifier_reason")]
+    reasons = [f"{b}: {s['new_classifier_reason']}" for b, s in scorers.items()
+               if (s or {}).get("new_classifier_reason")]
+    name = {"classifier": "feature classifier (weights sha256", "inception": "Inception network (weights file sha256"}
     if len(known) == 1 and not unknown:
-        text = f"Every block scored with one feature classifier (weights sha256 {next(iter(known))[:16]})."
+        kind = next(iter(kinds.values()))
+        text = f"Every block scored with one {name.get(kind, kind)} {next(iter(known))[:16]})."
     elif len(known) > 1:
         by = {d: sorted(b for b, x in digests.items() if x == d) for d in known}
-        text = (f"The blocks scored with {len(known)} different feature classifiers ("
+        text = (f"The blocks scored with {len(known)} different feature networks ("
                 + "; ".join(f"{d[:16]}: {', '.join(bs)}" for d, bs in sorted(by.items(), key=lambda x: x[1]))
                 + "): FIDs of different blocks lie in different feature spaces; each seed's arms share one, so "
                   "paired ratios stay like for like, pooled levels do not.")
     else:
         text = ""
-    if len(unknown) == 1 and len(digests) == 1:
-        text = f"Block {unknown[0]} did not record its classifier's digest (recorded by an older version)."
-    elif unknown:
-        text += (" " if text else "") + (f"Blocks {', '.join(unknown)} did not record their classifier's digest "
-                                         "(recorded by an older version): whether they share a feature space is "
-                                         "not known from the records.")
+    if unknown:
+        one = len(unknown) == 1
+        text += (" " if text else "") + (f"Block{'' if one else 's'} {', '.join(unknown)} did not record "
+                                         f"{'its' if one else 'their'} feature network's digest (recorded by an "
+                                         "older version)")
+        text += "." if len(digests) == 1 else (": whether all blocks share a feature space is not known from the "
+                                               "records.")
     if reasons:
-        text += " Classifier changes accepted: " + "; ".join(reasons) + "."
+        text += " Feature network changes accepted: " + "; ".join(reasons) + "."
     return text
 
 

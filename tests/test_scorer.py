@@ -81,48 +81,95 @@ def test_carrying_refuses_another_dataset_altered_weights_and_an_unlabelled_clas
     (old / "classifier.json").write_text(json.dumps(info))
     with pytest.raises(ValueError, match="does not say which images"):
         carry_classifier(old, prepared, tmp_path / "x")
-    assert not (tmp_path / "x" / "classifier.pt").exists()  # nothing written by a refused carry
+
+
+
+def test_a_refused_carry_leaves_the_classifier_in_place(trained, prepared, tmp_path):
+    out, info = trained
+    carry_classifier(out / "a", prepared, tmp_path / "x")
+    before = {n: (tmp_path / "x" / n).read_bytes() for n in ("classifier.pt", "classifier.json")}
+    other = tmp_path / "other"
+    train_classifier(prepared, other, epochs=1, seed=3)
+    ck = torch.load(other / "classifier.pt", weights_only=False)
+    next(iter(ck["state_dict"].values())).add_(1e-3)  # weights that are not the ones its info names
+    torch.save(ck, other / "classifier.pt")
+    with pytest.raises(ValueError, match="does not hold the weights"):
+        carry_classifier(other, prepared, tmp_path / "x")
+    assert {n: (tmp_path / "x" / n).read_bytes() for n in before} == before
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["classifier.json", "classifier.pt"]
+    # a carry of a carry keeps where the classifier was trained
+    again = carry_classifier(tmp_path / "x", prepared, tmp_path / "y")
+    assert again["origin"] == f"trained in {(out / 'a').resolve()}"
+    assert again["source"] == f"carried from {(tmp_path / 'x').resolve()}"
 
 
 def test_a_block_in_another_feature_space_is_refused_unless_accepted():
     from pra.study import BlockConfig, check_scorer
 
     block = BlockConfig(id="m3", experiment="e.yaml", ablation="main", seeds=[4])
-    check_scorer(block, "a" * 64, {"m1": "a" * 64, "m2": "a" * 64}, None)  # the same classifier
-    check_scorer(block, "a" * 64, {}, None)  # the first block
+    a, b, c = "a" * 64, "b" * 64, "c" * 64
+    assert check_scorer(block, a, {"m1": a, "m2": a}, None) is False  # the same classifier
+    assert check_scorer(block, a, {}, "no earlier block") is False  # the first block: nothing to differ from
     with pytest.raises(SystemExit, match=r"differs from the one blocks \['m1', 'm2'\].*--classifier"):
-        check_scorer(block, "b" * 64, {"m1": "a" * 64, "m2": "a" * 64}, None)
-    check_scorer(block, "b" * 64, {"m1": "a" * 64}, "the first machine's disk was lost")
-    check_scorer(BlockConfig(id="p0", experiment="e.yaml", ablation="main", seeds=[4], phase="pilot"),
-                 "b" * 64, {"m1": "a" * 64}, None)  # a pilot is never pooled
+        check_scorer(block, b, {"m1": a, "m2": a}, None)
+    assert check_scorer(block, b, {"m1": a}, "the first machine's disk was lost") is True
+    # after an accepted change both classifiers are the study's; a third is refused again
+    m4 = BlockConfig(id="m4", experiment="e.yaml", ablation="main", seeds=[6])
+    assert check_scorer(m4, a, {"m1": a, "m3": b}, None) is False
+    assert check_scorer(m4, b, {"m1": a, "m3": b}, None) is False
+    with pytest.raises(SystemExit, match="differs"):
+        check_scorer(m4, c, {"m1": a, "m3": b}, None)
+    pilot = BlockConfig(id="p0", experiment="e.yaml", ablation="main", seeds=[4], phase="pilot")
+    assert check_scorer(pilot, b, {"m1": a}, None) is False  # a pilot is never pooled
 
 
 def test_the_analysis_says_which_feature_spaces_its_blocks_scored_in():
     from pra.study_analysis import feature_space_text
 
-    one = {"m1": {"classifier_sha256": "a" * 64}, "m2": {"classifier_sha256": "a" * 64}}
+    one = {"m1": {"feature_network": "classifier", "feature_sha256": "a" * 64},
+           "m2": {"feature_network": "classifier", "feature_sha256": "a" * 64}}
     assert feature_space_text(one).startswith("Every block scored with one feature classifier (weights sha256 aaaa")
-    two = {**one, "m3": {"classifier_sha256": "b" * 64, "new_classifier_reason": "disk lost"}}
+    two = {**one, "m3": {"feature_sha256": "b" * 64, "new_classifier_reason": "disk lost"}}
     text = feature_space_text(two)
-    assert "2 different feature classifiers" in text and "bbbbbbbbbbbbbbbb: m3" in text and "m3: disk lost" in text
-    text = feature_space_text({"m1": None, "m2": {"classifier_sha256": "a" * 64}})
-    assert "Blocks m1 did not record" in text and "Every block" not in text
-    assert feature_space_text({"x1": {}}) == "Block x1 did not record its classifier's digest (recorded by an older " \
-                                             "version)."
+    assert "2 different feature networks" in text and "bbbbbbbbbbbbbbbb: m3" in text and "m3: disk lost" in text
+    text = feature_space_text({"m1": None, "m2": {"feature_sha256": "a" * 64}})
+    assert "Block m1 did not record its feature network's digest" in text and "Every block" not in text
+    assert "not known from the records" in text
+    assert feature_space_text({"x1": None}) == ("Block x1 did not record its feature network's digest (recorded by "
+                                                "an older version).")
+    inception = {b: {"feature_network": "inception", "feature_sha256": "d" * 64} for b in ("m1", "m2")}
+    assert feature_space_text(inception).startswith("Every block scored with one Inception network")
 
 
-def _dry(tmp_path, classifier_dir):
+def _dry(tmp_path, evaluate, name=None):
     over = tmp_path / "carry.yaml"
-    over.write_text(yaml.safe_dump({"evaluate": {"classifier_dir": str(classifier_dir)}}))
+    over.write_text(yaml.safe_dump({"evaluate": evaluate, **({"name": name} if name else {})}))
     return run(snakemake(tmp_path / "work", "-n", "all", "--quiet", "rules", "--configfile",
                          ROOT / "experiments/smoke.yaml", over), check=False)
 
 
 def test_the_workflow_carries_a_given_classifier_and_rejects_a_missing_one(trained, tmp_path):
     out, _ = trained
-    p = _dry(tmp_path, tmp_path / "nowhere")
+    p = _dry(tmp_path, {"classifier_dir": str(tmp_path / "nowhere")})
     assert p.returncode != 0 and "evaluate.classifier_dir" in p.stdout + p.stderr
-    assert not (tmp_path / "work" / "results").exists()
-    p = _dry(tmp_path, out / "a")
+    assert "has no classifier.pt or classifier.json" in p.stdout + p.stderr
+    p = _dry(tmp_path, {"classifier_dir": str(out / "a"), "inception_weights": str(out / "a/classifier.pt")})
+    assert p.returncode != 0 and "config key 'evaluate.classifier_dir'" in p.stdout + p.stderr
+    p = _dry(tmp_path, {"classifier_dir": str(out / "a")})
     assert p.returncode == 0, p.stdout + p.stderr
     assert "carry_classifier" in p.stdout + p.stderr and "train_classifier" not in p.stdout + p.stderr
+
+
+def test_a_carried_classifier_stays_until_the_user_says_otherwise(trained, prepared, tmp_path):
+    """A results folder whose classifier was carried is not silently retrained when the key is left out."""
+    out, _ = trained
+    own = tmp_path / "work/results/carried-dry/classifier"
+    carry_classifier(out / "a", prepared, own)
+    p = _dry(tmp_path, {}, name="carried-dry")
+    assert p.returncode != 0, p.stdout + p.stderr
+    assert "evaluate.classifier_dir: empty, but results/carried-dry/classifier holds a classifier carried from" \
+        in p.stdout + p.stderr
+    p = _dry(tmp_path, {"classifier_dir": str(own)}, name="carried-dry")
+    assert p.returncode != 0 and "own classifier folder" in p.stdout + p.stderr
+    p = _dry(tmp_path, {"classifier_dir": str(out / "a")}, name="carried-dry")
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -208,7 +208,8 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     # the feature space the block scored in is recorded; a later block scoring in another one is refused before
     # it trains anything, and runs in the first one with the first block's classifier carried to it
     scorer = rec["scorer"]
-    assert scorer["classifier_source"] == "trained here" and len(scorer["classifier_sha256"]) == 64
+    assert scorer["feature_network"] == "classifier" and scorer["classifier_source"] == "trained here"
+    assert len(scorer["feature_sha256"]) == 64
     assert len(scorer["data_sha256"]) == 64 and len(scorer["reference_sha256"]) == 64
     carried = tmp_path / "carried"
     shutil.copytree(repo / "results/tinyblock/classifier", carried)
@@ -221,9 +222,14 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     assert not (repo / "results/tinyblock/runs/tiny-XS/pra/base/s0").exists()
     run(b2 + ["--classifier", str(carried)], cwd=repo, timeout=900)
     rec2 = json.loads((repo / "reports/tiny/blocks/b2/block.json").read_text())
-    assert rec2["scorer"]["classifier_sha256"] == scorer["classifier_sha256"]
-    assert rec2["scorer"]["classifier_source"] == f"carried from {carried}"
-    assert rec2["invocations"][-1]["classifier_dir"] == str(carried)
+    assert rec2["scorer"]["feature_sha256"] == scorer["feature_sha256"]
+    assert rec2["scorer"]["classifier_source"] == f"carried from {carried.resolve()}"
+    assert rec2["invocations"][-1]["classifier_dir"] == str(carried.resolve())
+    # the reference statistics were rebuilt in the carried feature space: equal to the first block's
+    assert rec2["scorer"]["reference_sha256"] == scorer["reference_sha256"]
+    # leaving the carried classifier out later is refused, not retrained here
+    again = run(b2, cwd=repo, check=False)
+    assert again.returncode == 2 and "give --classifier again" in again.stderr, again.stderr[-2000:]
     assert len(pool(load_records(repo / "reports/tiny/blocks"))) == 6
 
 

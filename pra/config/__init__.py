@@ -139,6 +139,9 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
                           "samples apart from the final one)")
     if any(x < 0 for x in cfg.sample.cfg_sweep) or len(set(cfg.sample.cfg_sweep)) != len(cfg.sample.cfg_sweep):
         raise ConfigError("config key 'sample.cfg_sweep': non-negative, distinct guidance scales")
+    if cfg.evaluate.classifier_dir and cfg.evaluate.inception_weights:
+        raise ConfigError("config key 'evaluate.classifier_dir': set with evaluate.inception_weights, which scores "
+                          "in Inception's features; a classifier is not used")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
     for sc, over in cfg.resources.scale_overrides.items():

@@ -116,43 +116,56 @@ def weights_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def carry_classifier(source_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
-    """Score with a classifier trained elsewhere (evaluate.classifier_dir): it must have been trained on the same
-    images as this experiment's prepared data (its classifier.json's data_sha256) and fit their shape and
-    classes; it is copied with its info, which says where it came from."""
-    import shutil
+def check_carry(source_dir: str | Path, data_dir: str | Path, key: str = "evaluate.classifier_dir") -> tuple[dict, str]:
+    """A classifier trained elsewhere may score this experiment only if it was trained on the same images as its
+    prepared data (classifier.json's data_sha256), fits their shape and classes, and its file holds the weights its
+    info names. Returns (its info, its weights digest); raises naming `key` otherwise. Writes nothing."""
+    from pra.io import read_json
 
-    from pra.io import atomic_path, read_json
-
-    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    source_dir = Path(source_dir)
     missing = [n for n in ("classifier.pt", "classifier.json") if not (source_dir / n).exists()]
     if missing:
-        raise FileNotFoundError(f"evaluate.classifier_dir: {source_dir} has no {' or '.join(missing)} (the folder "
+        raise FileNotFoundError(f"{key}: {source_dir} has no {' or '.join(missing)} (the folder "
                                 "`python -m pra train-classifier` writes, e.g. results/<experiment>/classifier)")
     info = read_json(source_dir / "classifier.json")
     model = load_classifier(source_dir / "classifier.pt")
     tr = PreparedSplit(data_dir, "train")
     if (model.arch["channels"], model.arch["num_classes"]) != (tr.channels, tr.num_classes):
-        raise ValueError(f"evaluate.classifier_dir: {source_dir}'s classifier takes {model.arch['channels']} "
-                         f"channels and {model.arch['num_classes']} classes; the data has {tr.channels} and "
-                         f"{tr.num_classes}")
-    here = data_sha256(data_dir)
+        raise ValueError(f"{key}: {source_dir}'s classifier takes {model.arch['channels']} channels and "
+                         f"{model.arch['num_classes']} classes; the data has {tr.channels} and {tr.num_classes}")
     if "data_sha256" not in info:
-        raise ValueError(f"evaluate.classifier_dir: {source_dir}/classifier.json does not say which images the "
-                         "classifier was trained on (no data_sha256: written by an older version); retrain it, or "
-                         "score with a classifier trained here")
+        raise ValueError(f"{key}: {source_dir}/classifier.json does not say which images the classifier was "
+                         "trained on (no data_sha256: written by an older version); retrain it, or score with a "
+                         "classifier trained here")
+    here = data_sha256(data_dir)
     if info["data_sha256"] != here:
-        raise ValueError(f"evaluate.classifier_dir: {source_dir}'s classifier was trained on other images "
-                         f"(data_sha256 {info['data_sha256'][:16]}) than this experiment's prepared data "
-                         f"({here[:16]})")
+        raise ValueError(f"{key}: {source_dir}'s classifier was trained on other images (data_sha256 "
+                         f"{info['data_sha256'][:16]}) than this experiment's prepared data ({here[:16]})")
     digest = weights_sha256(model)
     if info.get("sha256") not in (None, digest):
-        raise ValueError(f"evaluate.classifier_dir: {source_dir}/classifier.pt does not hold the weights its "
-                         f"classifier.json names (sha256 {digest[:16]} against {info['sha256'][:16]})")
+        raise ValueError(f"{key}: {source_dir}/classifier.pt does not hold the weights its classifier.json names "
+                         f"(sha256 {digest[:16]} against {info['sha256'][:16]})")
+    return info, digest
+
+
+def carry_classifier(source_dir: str | Path, data_dir: str | Path, out_dir: str | Path) -> dict:
+    """Score with a classifier trained elsewhere (evaluate.classifier_dir), checked by check_carry, copied (the
+    copy's weights verified before it replaces anything) with its info, which says where it came from (`source`:
+    this copy's folder; `origin`: where it was trained)."""
+    import shutil
+
+    from pra.io import atomic_path
+
+    source_dir, out_dir = Path(source_dir), Path(out_dir)
+    info, digest = check_carry(source_dir, data_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with atomic_path(out_dir / "classifier.pt") as tmp:
         shutil.copyfile(source_dir / "classifier.pt", tmp)
-    info = {**info, "sha256": digest, "source": f"carried from {source_dir.resolve()}"}
+        if weights_sha256(load_classifier(tmp)) != digest:
+            raise OSError(f"{source_dir}/classifier.pt: the copy does not hold the source's weights")
+    source = f"carried from {source_dir.resolve()}"
+    info = {**info, "sha256": digest, "source": source,
+            "origin": info.get("origin") or f"trained in {source_dir.resolve()}"}
     write_json(out_dir / "classifier.json", info)
     return info
 

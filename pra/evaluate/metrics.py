@@ -52,8 +52,8 @@ class FeatureSpace:
 
     def check(self) -> None:
         if not self.weights:
-            raise FileNotFoundError(INCEPTION_HELP if self.kind == "inception" else
-                                    "the classifier feature space needs classifier.pt (rule train_classifier)")
+            raise FileNotFoundError(INCEPTION_HELP if self.kind == "inception" else "the classifier feature space "
+                                    "needs classifier.pt (rule train_classifier or carry_classifier)")
         if not Path(self.weights).exists():
             raise FileNotFoundError(f"feature extractor weights not found: {self.weights}. " +
                                     (INCEPTION_HELP if self.kind == "inception" else ""))

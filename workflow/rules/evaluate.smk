@@ -1,26 +1,27 @@
-if CARRIED_CLASSIFIER:
+if USE_CLASSIFIER and CARRIED_CLASSIFIER:
 
     rule carry_classifier:
         """The evaluation feature network trained elsewhere on the same images (evaluate.classifier_dir),
-        checked and copied: a study scores every block in one feature space."""
+        checked and copied: a study scores every block in one feature space. The source's weights digest is the
+        param (a copy of the same classifier with a newer file time does not rerun anything)."""
         input:
             data=MANIFEST,
-            weights=f"{CARRIED_CLASSIFIER}/classifier.pt",
-            info=f"{CARRIED_CLASSIFIER}/classifier.json",
+            weights=ancient(f"{CARRIED_CLASSIFIER}/classifier.pt"),
+            info=ancient(f"{CARRIED_CLASSIFIER}/classifier.json"),
         output:
             weights=CLASSIFIER,
             info=f"{RESULTS}/classifier/classifier.json",
         params:
             code=code("carry-classifier"),
-            source=CARRIED_CLASSIFIER,
+            sha256=CARRIED_CLASSIFIER_SHA256,
             out=out_dir("weights"),
         log:
             f"{RESULTS}/logs/carry_classifier.log",
         conda:
             ENV
         shell:
-            "python -m pra carry-classifier --source {params.source:q} --data {input.data} --out {params.out} "
-            "> {log} 2>&1"
+            'python -m pra carry-classifier --source "$(dirname {input.weights:q})" --data {input.data} '
+            "--out {params.out} > {log} 2>&1"
 
 else:
 
