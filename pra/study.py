@@ -232,15 +232,16 @@ def run_record(run_dir: Path, variant, run, names: list[str]) -> dict:
 
 
 def earlier_scorers(study: StudyConfig, block: BlockConfig, root: Path) -> dict[str, str]:
-    """The feature networks the study's other recorded measurement blocks of the same experiment scored with:
-    {block id: feature_sha256} (blocks recorded before the digests were kept are left out)."""
-    others = {b.id for b in study.blocks if b.id != block.id and b.phase == "measurement"
-              and b.experiment == block.experiment}
+    """The feature networks the study's recorded measurement blocks of the same experiment (this block's own
+    earlier record included) scored with: {block id: feature_sha256} (records from before the digests were kept
+    are left out)."""
+    others = {b.id for b in study.blocks if b.phase == "measurement" and b.experiment == block.experiment}
     return {r["block"]["id"]: r["scorer"]["feature_sha256"] for r in load_records(root / study.records)
             if r["block"]["id"] in others and (r.get("scorer") or {}).get("feature_sha256")}
 
 
-def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_classifier: str | None) -> bool:
+def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_classifier: str | None,
+                 kind: str = "classifier") -> bool:
     """Whether a measurement block's feature network (its digest) is one its study's earlier blocks of the same
     experiment did not score with; refuses such a block unless the change is accepted with a reason. A digest
     that any earlier block scored with passes (after an accepted change, both are the study's)."""
@@ -249,9 +250,11 @@ def check_scorer(block: BlockConfig, digest: str, earlier: dict[str, str], new_c
     if not new_classifier:
         raise SystemExit(f"block {block.id!r}: its feature network (sha256 {digest[:16]}) differs from the one blocks "
                          f"{sorted(earlier)} scored with ({sorted({d[:16] for d in earlier.values()})}): its FIDs "
-                         "would be measured in another feature space. Carry that classifier (--classifier <its "
-                         "folder>, e.g. results/<experiment>/classifier from the machine that ran them), or accept "
-                         "the change with --new-classifier REASON; no run was trained")
+                         "would be measured in another feature space. "
+                         + ("Carry that classifier (--classifier <its folder>, e.g. results/<experiment>/classifier "
+                            "from the machine that ran them)" if kind == "classifier" else
+                            "Use the Inception weights file they used (evaluate.inception_weights)")
+                         + ", or accept the change with --new-classifier REASON; no run was trained")
     return True
 
 
@@ -280,7 +283,13 @@ def feature_digest(cfg, results: Path) -> str:
     """The identity of the feature network a run is scored with: the Inception weights file's digest, or the
     digest of the weights of the classifier in results/classifier (the file the evaluations load)."""
     if cfg.evaluate.inception_weights:
-        return file_sha256(Path(cfg.evaluate.inception_weights))
+        path = Path(cfg.evaluate.inception_weights).expanduser()
+        path = path if path.is_absolute() else results.parent.parent / path  # relative to the repository
+        if not path.exists():
+            from pra.evaluate.metrics import INCEPTION_HELP
+
+            raise ConfigError(f"evaluate.inception_weights: {path} does not exist. {INCEPTION_HELP}")
+        return file_sha256(path)
     from pra.evaluate.classifier import load_classifier, weights_sha256
 
     return weights_sha256(load_classifier(results / "classifier" / "classifier.pt"))
@@ -308,6 +317,8 @@ def carried_classifier_config(root: Path, block: BlockConfig, cfg, classifier: s
     folder that holds a carried classifier needs --classifier again (Snakemake would otherwise train one here
     and score in another feature space)."""
     own = root / "results" / cfg.name / "classifier"
+    if not classifier and cfg.evaluate.inception_weights:
+        return None
     if not classifier:
         info = own / "classifier.json"
         src = json.loads(info.read_text()).get("source", "") if info.exists() else ""
@@ -369,7 +380,8 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
     # the feature space first: a block in another one stops before any run is trained
     scored_before = earlier_scorers(study, block, root)
     if cfg.evaluate.inception_weights:
-        changed = check_scorer(block, feature_digest(cfg, root / results), scored_before, new_classifier)
+        changed = check_scorer(block, feature_digest(cfg, root / results), scored_before, new_classifier,
+                               kind="inception")
     else:
         if classifier:  # checked against the prepared data before Snakemake replaces anything with it
             from pra.evaluate.classifier import check_carry
@@ -377,8 +389,9 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
             snakemake([str(results / "data" / "manifest.json")])
             try:
                 check_carry(classifier, root / results / "data", key="--classifier")
-            except (OSError, ValueError) as e:
-                raise ConfigError(str(e)) from e
+            except Exception as e:  # noqa: BLE001 -- whatever makes the folder unusable: named, nothing replaced
+                raise ConfigError(str(e) if isinstance(e, (OSError, ValueError)) else
+                                  f"--classifier: {classifier}: {type(e).__name__}: {e}") from e
         snakemake([str(results / "classifier" / "classifier.json")])
         changed = check_scorer(block, feature_digest(cfg, root / results), scored_before, new_classifier)
     if new_classifier and not changed:
@@ -405,7 +418,8 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
               "runs": len(runs), "targets": len(targets),
               "scorer": scorer_record(cfg, root / results, new_classifier if changed else None)}
     this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
-            "cores": cores, "classifier_dir": str(Path(classifier).resolve()) if classifier else None, "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "cores": cores, "classifier_dir": str(Path(classifier).resolve()) if classifier else None,
+            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
             "matmul_gflops_1thread": matmul_peak(1, reps=5) / 1e9, "torch": torch.__version__,
             "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # every invocation (a resumed block has several: their wall times add up), the last one's machine on top

@@ -1,7 +1,9 @@
 """The feature space a study scores in: the classifier's identity (weights digest, the images it was trained on),
 carrying a classifier to another machine, and a block that refuses to score in another feature space."""
+import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -97,6 +99,29 @@ def test_a_refused_carry_leaves_the_classifier_in_place(trained, prepared, tmp_p
         carry_classifier(other, prepared, tmp_path / "x")
     assert {n: (tmp_path / "x" / n).read_bytes() for n in before} == before
     assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["classifier.json", "classifier.pt"]
+    with pytest.raises(ValueError, match="is the source folder itself"):
+        carry_classifier(tmp_path / "x", prepared, tmp_path / "x")
+    assert {n: (tmp_path / "x" / n).read_bytes() for n in before} == before
+
+
+def test_a_copy_that_does_not_hold_the_weights_replaces_nothing(trained, prepared, tmp_path, monkeypatch):
+    out, _ = trained
+    carry_classifier(out / "a", prepared, tmp_path / "x")
+    before = {n: (tmp_path / "x" / n).read_bytes() for n in ("classifier.pt", "classifier.json")}
+    other = tmp_path / "other"
+    train_classifier(prepared, other, epochs=1, seed=3)
+
+    wrong = (out / "a/classifier.pt").read_bytes()
+
+    def corrupt(src, dst, *a, **k):  # the bytes of another classifier arrive instead
+        Path(dst).write_bytes(wrong)
+        return dst
+
+    monkeypatch.setattr(shutil, "copyfile", corrupt)
+    with pytest.raises(OSError, match="the copy does not hold the source's weights"):
+        carry_classifier(other, prepared, tmp_path / "x")
+    assert {n: (tmp_path / "x" / n).read_bytes() for n in before} == before
+    assert sorted(p.name for p in (tmp_path / "x").iterdir()) == ["classifier.json", "classifier.pt"]  # no temp
     # a carry of a carry keeps where the classifier was trained
     again = carry_classifier(tmp_path / "x", prepared, tmp_path / "y")
     assert again["origin"] == f"trained in {(out / 'a').resolve()}"
@@ -121,6 +146,32 @@ def test_a_block_in_another_feature_space_is_refused_unless_accepted():
         check_scorer(m4, c, {"m1": a, "m3": b}, None)
     pilot = BlockConfig(id="p0", experiment="e.yaml", ablation="main", seeds=[4], phase="pilot")
     assert check_scorer(pilot, b, {"m1": a}, None) is False  # a pilot is never pooled
+
+
+def test_the_record_names_the_feature_network_the_evaluations_load(trained, prepared, tmp_path):
+    from pra.config import ConfigError, ExperimentConfig
+    from pra.study import feature_digest, scorer_record
+
+    results = tmp_path / "repo/results/e"
+    carry_classifier(trained[0] / "a", prepared, results / "classifier")
+    cfg = ExperimentConfig()
+    rec = scorer_record(cfg, results, "disk lost")
+    assert rec["feature_network"] == "classifier" and rec["feature_sha256"] == trained[1]["sha256"]
+    assert rec["classifier_origin"] == f"trained in {(trained[0] / 'a').resolve()}"
+    assert rec["data_sha256"] == data_sha256(prepared) and rec["reference_sha256"] is None
+    assert rec["new_classifier_reason"] == "disk lost" and "new_classifier_reason" not in scorer_record(cfg, results,
+                                                                                                        None)
+    # the digest is the weights file's, not what classifier.json claims
+    info = json.loads((results / "classifier/classifier.json").read_text())
+    (results / "classifier/classifier.json").write_text(json.dumps({**info, "sha256": "0" * 64}))
+    assert feature_digest(cfg, results) == trained[1]["sha256"]
+    # Inception: the weights file's digest, relative paths from the repository; a missing file named
+    (tmp_path / "repo/weights.pth").write_bytes(b"inception weights")
+    inception = cfg.replace(evaluate={"inception_weights": "weights.pth"})
+    assert feature_digest(inception, results) == hashlib.sha256(b"inception weights").hexdigest()
+    assert scorer_record(inception, results, None)["feature_network"] == "inception"
+    with pytest.raises(ConfigError, match="evaluate.inception_weights: .*missing.pth does not exist"):
+        feature_digest(cfg.replace(evaluate={"inception_weights": "missing.pth"}), results)
 
 
 def test_the_analysis_says_which_feature_spaces_its_blocks_scored_in():

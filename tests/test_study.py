@@ -215,11 +215,26 @@ def test_a_registered_block_runs_and_records_every_run(tmp_path):
     shutil.copytree(repo / "results/tinyblock/classifier", carried)
     from pra.evaluate.classifier import train_classifier
 
+    from pra.study import npz_sha256
+
     train_classifier(repo / "results/tinyblock/data", repo / "results/tinyblock/classifier", epochs=1, seed=5)
+    reference = repo / "results/tinyblock/reference/reference.npz"
+    run(["snakemake", str(reference.relative_to(repo)), "--cores", "2", "--configfile", "experiments/tiny/exp.yaml"],
+        cwd=repo)
+    assert npz_sha256(reference) != scorer["reference_sha256"]  # now in the other classifier's space
     b2 = block[:-3] + ["b2", "--cores", "2"]
     refused = run(b2, cwd=repo, check=False)
     assert refused.returncode != 0 and "differs from the one blocks ['b1']" in refused.stderr, refused.stderr[-2000:]
     assert not (repo / "results/tinyblock/runs/tiny-XS/pra/base/s0").exists()
+    # a folder that was not trained on these images is refused before Snakemake replaces anything
+    bad = tmp_path / "bad"
+    shutil.copytree(carried, bad)
+    info = json.loads((bad / "classifier.json").read_text())
+    (bad / "classifier.json").write_text(json.dumps({**info, "data_sha256": "0" * 64}))
+    here = (repo / "results/tinyblock/classifier/classifier.pt").read_bytes()
+    refused = run(b2 + ["--classifier", str(bad)], cwd=repo, check=False)
+    assert refused.returncode == 2 and "--classifier: " in refused.stderr and "other images" in refused.stderr
+    assert (repo / "results/tinyblock/classifier/classifier.pt").read_bytes() == here
     run(b2 + ["--classifier", str(carried)], cwd=repo, timeout=900)
     rec2 = json.loads((repo / "reports/tiny/blocks/b2/block.json").read_text())
     assert rec2["scorer"]["feature_sha256"] == scorer["feature_sha256"]

@@ -157,16 +157,18 @@ def carry_classifier(source_dir: str | Path, data_dir: str | Path, out_dir: str 
     from pra.io import atomic_path
 
     source_dir, out_dir = Path(source_dir), Path(out_dir)
+    if out_dir.resolve() == source_dir.resolve():
+        raise ValueError(f"carry-classifier: --out {out_dir} is the source folder itself")
     info, digest = check_carry(source_dir, data_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / "classifier.pt") as tmp:
-        shutil.copyfile(source_dir / "classifier.pt", tmp)
-        if weights_sha256(load_classifier(tmp)) != digest:
-            raise OSError(f"{source_dir}/classifier.pt: the copy does not hold the source's weights")
     source = f"carried from {source_dir.resolve()}"
     info = {**info, "sha256": digest, "source": source,
             "origin": info.get("origin") or f"trained in {source_dir.resolve()}"}
-    write_json(out_dir / "classifier.json", info)
+    # both files are complete and the copy verified before either replaces what is there
+    with atomic_path(out_dir / "classifier.json") as tmp_info, atomic_path(out_dir / "classifier.pt") as tmp:
+        shutil.copyfile(source_dir / "classifier.pt", tmp)
+        if weights_sha256(load_classifier(tmp)) != digest:
+            raise OSError(f"{source_dir}/classifier.pt: the copy does not hold the source's weights")
+        write_json(tmp_info, info)
     return info
 
 

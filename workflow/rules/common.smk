@@ -1,6 +1,7 @@
 import os
 
 import json
+import shlex
 
 from pra import plan
 from pra.jobconfig import TRAIN_EXECUTION, reads
@@ -197,7 +198,7 @@ USE_CLASSIFIER = not EXP.evaluate.inception_weights
 CLASSIFIER = f"{RESULTS}/classifier/classifier.pt"
 REFERENCE = f"{RESULTS}/reference/reference.npz"
 # A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
-CARRIED_CLASSIFIER = os.path.abspath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
+CARRIED_CLASSIFIER = os.path.realpath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
 CARRIED_CLASSIFIER_SHA256 = ""
 if USE_CLASSIFIER and CARRIED_CLASSIFIER:
     _absent = [n for n in ("classifier.pt", "classifier.json") if not os.path.exists(f"{CARRIED_CLASSIFIER}/{n}")]
@@ -205,19 +206,26 @@ if USE_CLASSIFIER and CARRIED_CLASSIFIER:
         raise WorkflowError(f"invalid configuration: evaluate.classifier_dir: {EXP.evaluate.classifier_dir} has no "
                             f"{' or '.join(_absent)} (the folder `python -m pra train-classifier` writes, e.g. "
                             "results/<experiment>/classifier)")
-    if CARRIED_CLASSIFIER == os.path.abspath(os.path.dirname(CLASSIFIER)):
+    if CARRIED_CLASSIFIER == os.path.realpath(os.path.dirname(CLASSIFIER)):
         raise WorkflowError(f"invalid configuration: evaluate.classifier_dir: {EXP.evaluate.classifier_dir} is this "
                             "experiment's own classifier folder; carry a copy kept elsewhere")
     with open(f"{CARRIED_CLASSIFIER}/classifier.json") as _fh:
         CARRIED_CLASSIFIER_SHA256 = json.load(_fh).get("sha256", "")
-elif USE_CLASSIFIER and os.path.exists(f"{RESULTS}/classifier/classifier.json"):
-    # a carried classifier stays until the user says otherwise: training one here would score in another space
-    with open(f"{RESULTS}/classifier/classifier.json") as _fh:
-        _source = json.load(_fh).get("source", "")
-    if _source.startswith("carried from"):
-        raise WorkflowError(f"invalid configuration: evaluate.classifier_dir: empty, but {RESULTS}/classifier holds a "
-                            f"classifier {_source}; set evaluate.classifier_dir to it again, or delete "
-                            f"{RESULTS}/classifier to train one here")
+
+
+def classifier_training_input(wildcards):
+    """The data the classifier is trained on; refuses to replace a classifier that was carried here (training one
+    here would rescore the experiment in another feature space): the user sets evaluate.classifier_dir again or
+    deletes the folder."""
+    info = f"{RESULTS}/classifier/classifier.json"
+    if os.path.exists(info):
+        with open(info) as fh:
+            source = json.load(fh).get("source", "")
+        if source.startswith("carried from"):
+            raise WorkflowError(f"evaluate.classifier_dir: empty, but {RESULTS}/classifier holds a classifier "
+                                f"{source}; set evaluate.classifier_dir to it again, or delete {RESULTS}/classifier "
+                                "to train one here")
+    return MANIFEST
 
 
 def classifier_input(wildcards):

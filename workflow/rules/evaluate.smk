@@ -2,12 +2,10 @@ if USE_CLASSIFIER and CARRIED_CLASSIFIER:
 
     rule carry_classifier:
         """The evaluation feature network trained elsewhere on the same images (evaluate.classifier_dir),
-        checked and copied: a study scores every block in one feature space. The source's weights digest is the
-        param (a copy of the same classifier with a newer file time does not rerun anything)."""
+        checked and copied: a study scores every block in one feature space. Its param is the source's weights
+        digest, not its path: the same classifier in another folder, or with a newer file time, reruns nothing."""
         input:
             data=MANIFEST,
-            weights=ancient(f"{CARRIED_CLASSIFIER}/classifier.pt"),
-            info=ancient(f"{CARRIED_CLASSIFIER}/classifier.json"),
         output:
             weights=CLASSIFIER,
             info=f"{RESULTS}/classifier/classifier.json",
@@ -20,15 +18,15 @@ if USE_CLASSIFIER and CARRIED_CLASSIFIER:
         conda:
             ENV
         shell:
-            'python -m pra carry-classifier --source "$(dirname {input.weights:q})" --data {input.data} '
-            "--out {params.out} > {log} 2>&1"
+            f"python -m pra carry-classifier --source {shlex.quote(CARRIED_CLASSIFIER)} "
+            "--data {input.data} --out {params.out} > {log} 2>&1"
 
 else:
 
     rule train_classifier:
         """The evaluation feature network (trained on the train split; registered with torch-fidelity)."""
         input:
-            data=MANIFEST,
+            data=classifier_training_input,
         output:
             weights=CLASSIFIER,
             info=f"{RESULTS}/classifier/classifier.json",
