@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from pra.runtime import cpu_model
 from pra.typed import ConfigError, build, opt
 
 # the commands whose code decides a run's numbers (data, features, training, sampling, metrics, diagnostics)
@@ -178,16 +179,6 @@ def off_registration(run_records: list[dict], registered: dict[str, str]) -> lis
             if h is not None and h != registered.get(RECORDED_COMMANDS.get(job, job)):
                 bad.append(f"{r['variant']} s{r['seed']} {job}")
     return bad
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _tsv_seconds(path: Path) -> float | None:

@@ -45,6 +45,9 @@ def test_a_classifier_records_its_weights_and_the_images_it_was_trained_on(train
     assert info["data_sha256"] == data_sha256(prepared) and info["source"] == "trained here"
     assert info["sha256"] == weights_sha256(load_classifier(out / "a/classifier.pt"))
     assert json.loads((out / "a/classifier.json").read_text())["sha256"] == info["sha256"]
+    from pra.runtime import cpu_model
+
+    assert info["cpu_model"] == cpu_model() and info["torch"] == torch.__version__
     # the same seed on the same machine gives the same weights; another seed another feature space
     assert train_classifier(prepared, out / "b", epochs=1, seed=0)["sha256"] == info["sha256"]
     assert train_classifier(prepared, out / "c", epochs=1, seed=1)["sha256"] != info["sha256"]
@@ -224,3 +227,15 @@ def test_a_carried_classifier_stays_until_the_user_says_otherwise(trained, prepa
     assert p.returncode != 0 and "own classifier folder" in p.stdout + p.stderr
     p = _dry(tmp_path, {"classifier_dir": str(out / "a")}, name="carried-dry")
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_the_report_names_the_classifier_its_fids_were_measured_with(trained, prepared, tmp_path):
+    from pra.report.build import classifier_identity
+
+    out, info = trained
+    text = classifier_identity(info)
+    assert f"weights sha256 {info['sha256'][:16]}, trained here on {info['cpu_model']}." in text
+    assert "comparable in level only with FIDs measured by the same classifier" in text
+    carried = carry_classifier(out / "a", prepared, tmp_path / "c")
+    assert f"trained in {(out / 'a').resolve()} on " in classifier_identity(carried)
+    assert classifier_identity(None) == "" and classifier_identity({"val_accuracy": 0.9}) == ""
