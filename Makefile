@@ -3,6 +3,9 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 CORES  ?= all
+# pytest-xdist workers for the test suite (more than the cores: most of the slow tests wait on Slurm, DVC
+# and Snakemake's job start-up rather than compute); TEST_WORKERS=0 runs it in this one process
+TEST_WORKERS ?= 3
 
 .PHONY: install run smoke test test-fast clean-results
 
@@ -24,11 +27,11 @@ smoke: $(STAMP)
 	. $(VENV)/bin/activate && snakemake --cores $(CORES) all --configfile experiments/smoke.yaml
 
 test: $(STAMP)
-	. $(VENV)/bin/activate && python -m pytest -q
+	. $(VENV)/bin/activate && python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup
 
 # the unit and component tests only (no real Snakemake/DVC/Slurm/browser runs)
 test-fast: $(STAMP)
-	. $(VENV)/bin/activate && python -m pytest -q -m "not slow"
+	. $(VENV)/bin/activate && python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not slow"
 
 clean-results:
 	rm -rf results .snakemake

@@ -78,3 +78,11 @@ def trained_pra(tmp_path_factory, prepared):
     out = tmp_path_factory.mktemp("trained_pra")
     train(tiny_config(), scale="tiny-XS", method="pra", seed=0, data_dir=prepared, out_dir=out, progress=False)
     return out / "model.pt"
+
+
+def pytest_collection_modifyitems(config, items):
+    """The tests marked slow (real pipeline, DVC and Slurm runs: minutes each) are collected first. `make test`
+    spreads the suite over pytest-xdist workers, which take the next test when they finish one: long tests
+    started first keep any of them from running alone at the end. The order changes nothing else (no test
+    depends on another's results)."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

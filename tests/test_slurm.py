@@ -13,7 +13,8 @@ import torch
 import yaml
 from conftest import ROOT, snakemake
 
-pytestmark = pytest.mark.slow  # a real Slurm cluster
+# a real Slurm cluster, one per machine: its tests run in one pytest-xdist worker, one after another
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("slurm")]
 
 START = ROOT / "tests" / "slurm" / "start_cluster.sh"
 
