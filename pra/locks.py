@@ -4,8 +4,8 @@ A SIGKILLed Snakemake leaves `.snakemake/locks/` behind, and the next run refuse
 `snakemake --unlock`. `python -m pra release-lock` (what `make run` calls first) unlocks only if the folder has
 locks and no live process on this machine is a Snakemake running in that folder (judged from /proc: its
 command line names snakemake, its working directory is the folder). Where /proc cannot tell (another OS,
-another user's processes hidden), it does nothing and says so: the README's manual `snakemake --unlock` is
-the way then. A Snakemake on another machine sharing the folder is invisible here: do not use this on a
+another user's processes hidden), it does nothing and says so: the manual `snakemake --unlock`
+(docs/configuration.md, "After a crash") is the way then. A Snakemake on another machine sharing the folder is invisible here: do not use this on a
 shared file system while a run may be active elsewhere.
 """
 from __future__ import annotations
