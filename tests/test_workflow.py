@@ -49,9 +49,12 @@ def tiny_experiment(tmp_path):
                      "snapshot_per_class": 2, "diagnostic_images": 100, "diagnostic_permutations": 19,
                      "diagnostic_subsamples": 20},
         "speed": {"sample_precision": "bf16"},  # not the CPU default: to see the speed section reach the jobs
-        "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True,
+        # the tune checkpoint: pra's t_min chosen on seed 1, measured on seed 0; "pra z=3" fixes its own t_min
+        "ablations": [{"name": "mini", "scale": "tiny-XS", "seeds": [0], "diagnostics": True, "tune_seed": 1,
+                       "tune_values": {"t_min": [0.5, 0.75]},
                        "variants": [{"name": "tf", "method": "latent_tf"}, {"name": "pra", "method": "pra"},
-                                    {"name": "pra z=3", "method": "pra", "overrides": {"model": {"z_dim": 3}}}]}],
+                                    {"name": "pra z=3", "method": "pra",
+                                     "overrides": {"model": {"z_dim": 3}, "method": {"t_min": 0.5}}}]}],
     }
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(cfg))
@@ -65,11 +68,32 @@ def test_real_run_end_to_end(tiny_experiment):
     res = work / "results" / name
     table = (res / "reports/tables/runs.md").read_text()
     assert "| tiny-XS | pra | base | 0 |" in table and "| tiny-XS | latent_tf | base | 0 |" in table
-    assert "| tiny-XS | pra | model.z_dim=3 | 0 |" in table
+    assert "| tiny-XS | pra | method.t_min=0.5+model.z_dim=3 | 0 |" in table
     metrics = json.loads((res / "reports/metrics.json").read_text())
     assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
     ablation = json.loads((res / "ablations/mini.json").read_text())
     assert [v["name"] for v in ablation["variants"]] == ["tf", "pra", "pra z=3"]
+    # the tune checkpoint: pra's t_min chosen on the tuning seed by FID, the measurement run trained at the choice;
+    # the variant that sets t_min itself is not tuned
+    choices = json.loads((res / "tuning/mini.json").read_text())
+    assert set(choices) == {"pra"}, choices
+    scores = {s["value"]: s["fid"] for s in choices["pra"]["scores"]}
+    for value, fid in scores.items():
+        tuning_run = res / f"runs/tiny-XS/pra/method.t_min={value}/s1"
+        assert json.loads((tuning_run / "eval.json").read_text())["fid"] == fid
+    assert choices["pra"]["value"] == min(scores, key=scores.get)
+    measured = {v["name"]: v for v in ablation["variants"]}
+    assert measured["pra"]["variant"] == choices["pra"]["variant_id"] == f"method.t_min={choices['pra']['value']}"
+    assert measured["pra z=3"]["tuning"] is None
+    import torch
+
+    chosen = torch.load(res / f"runs/tiny-XS/pra/{measured['pra']['variant']}/s0/model.pt", weights_only=False)
+    assert chosen["config"]["method"]["t_min"] == choices["pra"]["value"]
+    # the measurement run is evaluated along training and reported like every planned run
+    along = (res / "reports/tables/along_training.md").read_text()
+    for label in (f"tiny-XS pra [{measured['pra']['variant']}] s0", "tiny-XS pra [method.t_min=0.75] s1",
+                  "tiny-XS latent_tf s0"):
+        assert f"| {label} | 12 |" in along, label
     assert (res / "reports/tables/ablation_mini.md").exists()
     assert (res / "reports/figures/input_gap_mini.png").stat().st_size > 1000
     assert (res / "reports/figures/samples.png").stat().st_size > 1000
@@ -84,7 +108,8 @@ def test_real_run_end_to_end(tiny_experiment):
     exp = client.get_experiment_by_name(name)
     runs = client.search_runs([exp.experiment_id])
     training = [r for r in runs if "pra.role" not in r.data.tags]
-    assert sorted(r.data.tags["method"] for r in training) == ["latent_tf", "pra", "pra"]
+    # latent_tf; pra: the main grid's, two tuning runs, the tuned measurement run, z=3
+    assert sorted(r.data.tags["method"] for r in training) == ["latent_tf"] + ["pra"] * 5
     assert all("loss" in r.data.metrics and "fid" in r.data.metrics for r in training)
     assert all(r.info.status == "FINISHED" for r in training)
     # evaluation along training: the snapshot (step 6) and the final model (12), logged into each training run

@@ -88,7 +88,7 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     rows, probes, logs, along, guidance = [], {}, {}, {}, {}
     panels = [("real (val split)", val.all_images(), val.labels)]
     seen = set()
-    for r in runs(cfg):
+    for r in [*runs(cfg), *measurement_runs(cfg, results)]:  # every run, the tuned arms' measurement runs included
         d = path_of(results, r)
         ev = {**read_json(d / "eval.json"), "variant": r.variant}
         rows.append(ev)
@@ -110,12 +110,6 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
                                 title=f"{name}, seed {r.seed}: 8 samples per class (EMA weights, sampling seed "
                                       f"{cfg.sample.seed}) beside real val images")
             written.append(p)
-
-    for r in measurement_runs(cfg, results):  # every run in the tables and metrics.json, tuned arms' included
-        d = path_of(results, r)
-        rows.append({**read_json(d / "eval.json"), "variant": r.variant})
-        if cfg.evaluate.probe:
-            probes[(r.scale, r.method, r.variant, r.seed)] = read_json(d / "probe.json")
 
     built = [tables.main_table(rows, floor, ref["extractor"], ref["description"], dataset),
              tables.runs_table(rows, floor, probes, ref["extractor"], ref["description"],

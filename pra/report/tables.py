@@ -166,7 +166,7 @@ def along_training_table(along: dict) -> Table:
             n = r["num_samples"]
         for step in sorted(by_step):
             e, w = by_step[step].get("ema", {}), by_step[step].get("raw", {})
-            recs.append({"run": _run_label({"scale": scale, "method": method, "variant": variant, "seed": seed}),
+            recs.append({"run": f"{scale} {_run_label({'method': method, 'variant': variant})} s{seed}",
                          "step": step, "proxy FID ↓ (EMA)": fmt(e.get("fid")), "proxy FID ↓ (raw)": fmt(w.get("fid")),
                          "class acc. ↑ (EMA)": fmt(e.get("class_accuracy")),
                          "class acc. ↑ (raw)": fmt(w.get("class_accuracy"))})
@@ -186,7 +186,7 @@ def guidance_table(guidance: dict) -> Table:
         g = guidance[key]
         for r in g["rows"]:
             n = r["num_samples"]
-            recs.append({"run": _run_label({"scale": scale, "method": method, "variant": variant, "seed": seed}),
+            recs.append({"run": f"{scale} {_run_label({'method': method, 'variant': variant})} s{seed}",
                          "guidance scale": fmt(r["cfg_scale"]), "proxy FID ↓": fmt(r["fid"]),
                          "class acc. ↑": fmt(r.get("class_accuracy")),
                          "chosen": "yes" if r["cfg_scale"] == g["chosen"] else "", "seconds": fmt(r["seconds"], 1)})

@@ -180,15 +180,19 @@ def report_diagnostics(wildcards):
 
 
 def report_measurement_inputs(wildcards):
-    """eval.json, the training log (and probe.json) of the tuned ablation variants' measurement runs, which the
-    report lists with every other run (known after the tuning checkpoint)."""
+    """What the report reads of the tuned ablation variants' measurement runs (known after the tuning checkpoint),
+    as of every other run: eval.json, the training log, the samples, and probe.json, along_training.json and
+    guidance.json where the experiment makes them."""
     known = {tuple(r.values()) for r in runs()}
-    names = ["eval.json", "train_log.jsonl"] + (["probe.json"] if EXP.evaluate.probe else [])
+    names = ["eval.json", "train_log.jsonl", "samples.npz"] + (["probe.json"] if EXP.evaluate.probe else []) + \
+        (["along_training.json"] if EXP.evaluate.snapshot_every else [])
     out = []
     for a in EXP.ablations:
         if plan.tuned_variants(a):
             extra = [r for r in ablation_runs(a) if tuple(r.values()) not in known]
             out += [f for name in names for f in for_runs(os.path.join(RUN, name), extra)]
+            out += for_runs(os.path.join(RUN, "guidance.json"),
+                            [r for r in extra if plan.sweeps_guidance(EXP, plan.Run(**r))])
     return list(dict.fromkeys(out))
 
 
