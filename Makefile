@@ -22,7 +22,7 @@ install: $(STAMP)
 run: $(STAMP)
 	. $(VENV)/bin/activate && python -m pra release-lock && snakemake --cores $(CORES) all
 
-# the whole pipeline on a tiny configuration (a few minutes: docs/pipeline.md)
+# the whole pipeline on a tiny configuration (about 9 minutes on 2 cores: docs/pipeline.md)
 smoke: $(STAMP)
 	. $(VENV)/bin/activate && snakemake --cores $(CORES) all --configfile experiments/smoke.yaml
 
