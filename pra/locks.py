@@ -5,8 +5,8 @@ A SIGKILLed Snakemake leaves `.snakemake/locks/` behind, and the next run refuse
 locks and no live process on this machine is a Snakemake running in that folder (judged from /proc: its
 command line names snakemake, its working directory is the folder). Where /proc cannot tell (another OS,
 another user's processes hidden), it does nothing and says so: the manual `snakemake --unlock`
-(docs/configuration.md, "After a crash") is the way then. A Snakemake on another machine sharing the folder is invisible here: do not use this on a
-shared file system while a run may be active elsewhere.
+(docs/configuration.md, "After a crash") is the way then. A Snakemake on another machine sharing the folder is
+invisible here: do not use this on a shared file system while a run may be active elsewhere.
 """
 from __future__ import annotations
 

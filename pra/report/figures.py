@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from pra.io import atomic_path
+from pra.report.tables import run_label
 
 
 def _plt():
@@ -84,12 +85,6 @@ CONSTRUCTION_COLORS = {"teacher_forcing": "#1f77b4", "reconstruction": "#17becf"
 
 def color_of(method: str, i: int = 0) -> str:
     return METHOD_COLORS.get(method, f"C{i % 10}")
-
-
-def run_label(key: tuple) -> str:
-    """(scale, method, variant, seed) as a legend entry."""
-    scale, method, variant, seed = key
-    return f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
 
 
 def finish(fig, axes, out_path: str | Path, legend_axis, fontsize: int, ncol: int = 1) -> None:

@@ -83,9 +83,10 @@ def latex_escape(s: str) -> str:
 
 
 # ---- the tables -------------------------------------------------------------------------------------
-def _run_label(r: dict) -> str:
-    v = r.get("variant", "base")
-    return r["method"] + ("" if v == "base" else f" [{v}]")
+def run_label(key: tuple) -> str:
+    """(scale, method, variant, seed) as the tables and the figures name a run."""
+    scale, method, variant, seed = key
+    return f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
 
 
 def main_table(rows: list[dict], floor: dict, extractor: str, reference: str, dataset: str) -> Table:
@@ -97,7 +98,8 @@ def main_table(rows: list[dict], floor: dict, extractor: str, reference: str, da
                      "FID ↓": fmt(fid), "IS ↑": fmt(is_, 1), "precision ↑": MISSING, "recall ↑": MISSING,
                      "source": f"paper: {source}"})
     for r in sorted(rows, key=lambda r: (r["scale"], r["method"], r.get("variant", "base"), r["seed"])):
-        recs.append({"setting": dataset, "method": f"{r['scale']} {_run_label(r)} s{r['seed']}",
+        label = run_label((r["scale"], r["method"], r.get("variant", "base"), r["seed"]))
+        recs.append({"setting": dataset, "method": label,
                      "params": fmt(r.get("params")), "FID ↓": fmt(r.get("fid")), "IS ↑": fmt(r.get("is")),
                      "precision ↑": fmt(r.get("precision"), 3), "recall ↑": fmt(r.get("recall"), 3),
                      "source": f"measured here ({r.get('num_samples')} samples)"})
@@ -166,7 +168,7 @@ def along_training_table(along: dict) -> Table:
             n = r["num_samples"]
         for step in sorted(by_step):
             e, w = by_step[step].get("ema", {}), by_step[step].get("raw", {})
-            recs.append({"run": f"{scale} {_run_label({'method': method, 'variant': variant})} s{seed}",
+            recs.append({"run": run_label(key),
                          "step": step, "proxy FID ↓ (EMA)": fmt(e.get("fid")), "proxy FID ↓ (raw)": fmt(w.get("fid")),
                          "class acc. ↑ (EMA)": fmt(e.get("class_accuracy")),
                          "class acc. ↑ (raw)": fmt(w.get("class_accuracy"))})
@@ -186,7 +188,7 @@ def guidance_table(guidance: dict) -> Table:
         g = guidance[key]
         for r in g["rows"]:
             n = r["num_samples"]
-            recs.append({"run": f"{scale} {_run_label({'method': method, 'variant': variant})} s{seed}",
+            recs.append({"run": run_label(key),
                          "guidance scale": fmt(r["cfg_scale"]), "proxy FID ↓": fmt(r["fid"]),
                          "class acc. ↑": fmt(r.get("class_accuracy")),
                          "chosen": "yes" if r["cfg_scale"] == g["chosen"] else "", "seconds": fmt(r["seconds"], 1)})
