@@ -103,3 +103,25 @@ def test_seed_interval_is_the_t_interval_and_absent_for_one_seed():
     assert t.loc["pra", "FID ↓ per seed"] == "7.00, 8.00" and t.loc["pra", "seeds"] == 2
     assert t.loc["pra", "FID ↓ mean [95% CI]"].startswith("7.50 [")
     assert t.loc["z=8", "FID ↓ mean [95% CI]"] == "9.00"  # one seed: no interval
+
+
+def test_run_styles_tell_variants_apart_and_give_each_group_one_legend_entry():
+    from pra.report.figures import run_styles
+
+    keys = [("tiny-S", "pra", v, s) for v in ("method.t_min=0.25", "method.t_min=0.75") for s in (0, 1, 2)] + \
+        [("tiny-S", "latent_tf", "base", 0), ("tiny-B", "latent_tf", "base", 0)]
+    st = run_styles(keys)
+    pra25 = [st[("tiny-S", "pra", "method.t_min=0.25", s)] for s in (0, 1, 2)]
+    pra75 = st[("tiny-S", "pra", "method.t_min=0.75", 0)]
+    # seeds of one variant share colour and dash; two variants of one method do not share a colour
+    assert len({(p["color"], p["dash"]) for p in pra25}) == 1
+    assert pra25[0]["color"] != pra75["color"]
+    # one legend entry per (scale, method, variant), naming the seeds
+    assert [p["label"] for p in pra25] == ["tiny-S pra [method.t_min=0.25] (3 seeds: s0-s2)", None, None]
+    assert st[("tiny-S", "latent_tf", "base", 0)]["label"] == "tiny-S latent_tf s0"
+    # a method with one variant keeps its own colour; scales differ in dash and marker
+    from matplotlib.colors import to_rgb
+    from pra.report.figures import METHOD_COLORS
+    assert st[("tiny-S", "latent_tf", "base", 0)]["color"] == to_rgb(METHOD_COLORS["latent_tf"])
+    a, b = st[("tiny-S", "latent_tf", "base", 0)], st[("tiny-B", "latent_tf", "base", 0)]
+    assert a["dash"] != b["dash"] and a["marker"] != b["marker"]

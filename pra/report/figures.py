@@ -87,72 +87,134 @@ def color_of(method: str, i: int = 0) -> str:
     return METHOD_COLORS.get(method, f"C{i % 10}")
 
 
-def finish(fig, axes, out_path: str | Path, legend_axis, fontsize: int, ncol: int = 1) -> None:
-    """Grids, one legend, tight layout, PNG + PDF, close."""
+def shade(color: str, k: int, n: int) -> tuple:
+    """The k-th of n shades of one colour, darker to lighter (the colour itself when n is 1)."""
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array(to_rgb(color))
+    t = 0.0 if n == 1 else -0.45 + 0.9 * k / (n - 1)
+    return tuple(rgb * (1 + t) if t < 0 else rgb + (1 - rgb) * t)
+
+
+def run_styles(keys) -> dict:
+    """(scale, method, variant, seed) -> {"color", "dash", "marker", "label"} for the per-run line figures.
+    One colour per (method, variant): the method's colour, in darker to lighter shades across its variants;
+    one dash and marker per scale; seeds of one (scale, method, variant) share its style, and the first of
+    them carries the legend entry, which names the group and its seeds (the other seeds' labels are None)."""
+    keys = sorted(keys)
+    variants: dict = {}
+    for scale, method, variant, _ in keys:
+        variants.setdefault(method, [])
+        if variant not in variants[method]:
+            variants[method].append(variant)
+    scales = list(dict.fromkeys(k[0] for k in keys))
+    seeds: dict = {}
+    for scale, method, variant, seed in keys:
+        seeds.setdefault((scale, method, variant), []).append(seed)
+    out, methods = {}, list(variants)
+    for scale, method, variant, seed in keys:
+        vs = variants[method]
+        group = seeds[(scale, method, variant)]
+        first = seed == group[0]
+        name = run_label((scale, method, variant, seed)).rsplit(" s", 1)[0]
+        label = f"{name} s{seed}" if len(group) == 1 else f"{name} ({len(group)} seeds: {_seed_list(group)})"
+        out[(scale, method, variant, seed)] = {
+            "color": shade(color_of(method, methods.index(method)), vs.index(variant), len(vs)),
+            "dash": ["-", "--", ":", "-."][scales.index(scale) % 4],
+            "marker": "os^vD"[scales.index(scale) % 5],
+            "label": label if first else None}
+    return out
+
+
+def _seed_list(seeds: list) -> str:
+    s = sorted(seeds)
+    if s == list(range(s[0], s[-1] + 1)) and len(s) > 2:
+        return f"s{s[0]}-s{s[-1]}"
+    return ", ".join(f"s{x}" for x in s)
+
+
+def finish_below(fig, axes, out_path: str | Path, fontsize: int = 7) -> None:
+    """Grids, one legend for the whole figure below the axes (never over the curves), PNG + PDF, close.
+    Legend entries are collected from every axis, each label once."""
     for ax in axes:
         ax.grid(alpha=0.3)
-    legend_axis.legend(fontsize=fontsize, ncol=ncol)
-    fig.tight_layout()
+    handles = {}
+    for ax in axes:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(lab, h)
+    w, h = fig.get_size_inches()
+    entry = 0.45 + 0.056 * fontsize / 7 * max(map(len, handles), default=0)  # inches: marker + text
+    ncol = max(1, min(len(handles), 4, int(w // entry)))
+    rows = -(-len(handles) // ncol)
+    extra = 0.2 + 0.17 * rows * fontsize / 7
+    fig.set_size_inches(w, h + extra)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol, fontsize=fontsize,
+               frameon=False)
+    fig.tight_layout(rect=(0, extra / (h + extra), 1, 1))
     save(fig, out_path)
     _plt().close(fig)
 
 
 def training_curves(logs: dict, out_path: str | Path) -> None:
-    """logs: (scale, method, variant, seed) -> list of log rows. Head loss and reconstruction loss vs step."""
+    """logs: (scale, method, variant, seed) -> list of log rows. Head loss and reconstruction loss vs step;
+    styles from run_styles."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    styles = {}
-    for i, (key, rows) in enumerate(sorted(logs.items())):
-        scale, method, variant, seed = key
-        label = run_label(key)
-        ls = styles.setdefault(scale, ["-", "--", ":", "-."][len(styles) % 4])
+    styles = run_styles(logs)
+    for key, rows in sorted(logs.items()):
+        st = styles[key]
+        kw = dict(color=st["color"], lw=1.3, label=st["label"])
         steps = [r["step"] for r in rows]
-        axes[0].plot(steps, [r["loss_head"] for r in rows], ls, color=color_of(method, i), label=label, lw=1.3)
+        axes[0].plot(steps, [r["loss_head"] for r in rows], st["dash"], **kw)
         if rows and "loss_recon" in rows[0]:
-            axes[1].plot(steps, [r["loss_recon"] for r in rows], ls, color=color_of(method, i), label=label, lw=1.3)
+            axes[1].plot(steps, [r["loss_recon"] for r in rows], st["dash"], **kw)
     axes[0].set(xlabel="training step", ylabel="flow-matching loss of the head (v-loss)", yscale="log",
                 title="head loss (z for latent methods, the 64-d patch for pixel methods)")
     axes[1].set(xlabel="training step", ylabel="pixel reconstruction MSE ([-1, 1] pixels)", yscale="log",
                 title="reconstruction D(z, h) vs x (latent methods)")
-    finish(fig, axes, out_path, axes[0], 7, ncol=2)
+    finish_below(fig, axes, out_path)
 
 
 def along_training(along: dict, out_path: str | Path) -> None:
     """along: (scale, method, variant, seed) -> along_training.json. Proxy FID (left) and class agreement
-    (right) against the training step; solid: EMA weights, dashed: raw weights; one colour per run."""
+    (right) against the training step; solid: EMA weights, dashed: raw weights; colours and markers from
+    run_styles (one colour per method and variant, one marker per scale)."""
     plt = _plt()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    for i, (key, d) in enumerate(sorted(along.items())):
-        method, label = key[1], run_label(key)
+    styles = run_styles(along)
+    for key, d in sorted(along.items()):
+        st = styles[key]
         for weights, ls in (("ema", "-"), ("raw", "--")):
             rows = sorted((r for r in d["rows"] if r["weights"] == weights), key=lambda r: r["step"])
             steps = [r["step"] for r in rows]
-            kw = dict(color=color_of(method, i), lw=1.3, marker="o", ms=3)
-            axes[0].plot(steps, [r["fid"] for r in rows], ls, label=f"{label} ({weights})", **kw)
+            kw = dict(color=st["color"], lw=1.3, marker=st["marker"], ms=3)
+            label = st["label"] if weights == "ema" else None
+            axes[0].plot(steps, [r["fid"] for r in rows], ls, label=label, **kw)
             if rows and "class_accuracy" in rows[0]:
                 axes[1].plot(steps, [r["class_accuracy"] for r in rows], ls, **kw)
     axes[0].set(xlabel="training step", ylabel="proxy FID (classifier features)", yscale="log",
                 title="proxy FID along training (solid EMA, dashed raw)")
     axes[1].set(xlabel="training step", ylabel="class agreement of the proxy samples", ylim=(0, 1),
                 title="class agreement along training")
-    finish(fig, axes, out_path, axes[0], 6, ncol=2)
+    finish_below(fig, axes, out_path)
 
 
 def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
     """guidance: (scale, method, variant, seed) -> guidance.json. Proxy FID against the guidance scale per
-    run; the chosen scale circled."""
+    run; the chosen scale circled; styles from run_styles."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for i, (key, g) in enumerate(sorted(guidance.items())):
-        method, label = key[1], run_label(key)
+    styles = run_styles(guidance)
+    for key, g in sorted(guidance.items()):
+        st = styles[key]
         xs = [r["cfg_scale"] for r in g["rows"]]
         ys = [r["fid"] for r in g["rows"]]
-        ax.plot(xs, ys, "-o", color=color_of(method, i), ms=3, lw=1.3, label=label)
+        ax.plot(xs, ys, st["dash"], marker=st["marker"], color=st["color"], ms=3, lw=1.3, label=st["label"])
         best = next(r for r in g["rows"] if r["cfg_scale"] == g["chosen"])
-        ax.plot([best["cfg_scale"]], [best["fid"]], "o", ms=10, mfc="none", color=color_of(method, i))
+        ax.plot([best["cfg_scale"]], [best["fid"]], "o", ms=10, mfc="none", color=st["color"])
     ax.set(xlabel="guidance scale (at the last AR position)", ylabel="proxy FID", yscale="log",
            title="guidance sweep on a proxy sample (circle: chosen)")
-    finish(fig, [ax], out_path, ax, 6)
+    finish_below(fig, [ax], out_path, fontsize=6)
 
 
 def approximation(approx: dict, out_path: str | Path, title: str = "") -> None:
