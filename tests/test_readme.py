@@ -1,5 +1,5 @@
-"""The README: short, its links resolve, its two commands are the Makefile's, and it quotes no measured
-number (results live in reports/ and benchmarks/, generated)."""
+"""The README and the docs: short, their links and named paths resolve, the two commands are the Makefile's,
+the README quotes no measured number (results live in reports/ and benchmarks/, generated)."""
 import re
 
 from conftest import ROOT
@@ -33,3 +33,25 @@ def test_short_and_free_of_measured_numbers():
     prose = re.sub(r"`[^`]*`|\([^)]*\)|\[[^\]]*\]", "", README)  # commands, paths and link texts aside
     numbers = set(re.findall(r"\d+(?:[.x]\d+)*", prose))
     assert numbers <= allowed, numbers - allowed
+
+
+def test_the_paths_the_docs_name_exist():
+    """Every repository path a doc names in code style (`pra/...`, `tests/...`, ...) is there."""
+    for doc in [ROOT / "README.md", *(ROOT / "docs").glob("*.md")]:
+        for p in re.findall(r"`((?:pra|tests|workflow|experiments|config|benchmarks|slurm|profiles)/[\w./-]*)`",
+                            doc.read_text()):
+            assert (ROOT / p).exists(), (doc.name, p)
+
+
+def test_every_method_is_complete_where_docs_extending_says():
+    """A method in METHODS has its row in pra/inputs.py's table, a colour in the figures and a mention in
+    docs/method.md (the schema and one training step per method: test_config, test_model)."""
+    from pra.config import METHODS
+    from pra.inputs import __doc__ as table
+    from pra.report.figures import METHOD_COLORS
+
+    method_md = (ROOT / "docs/method.md").read_text()
+    for m in METHODS:
+        assert re.search(rf"^\| {m} +\|", table, re.M), f"{m}: no row in pra/inputs.py's table"
+        assert m in METHOD_COLORS, f"{m}: no colour in pra/report/figures.py METHOD_COLORS"
+        assert re.search(rf"\b{m}\b", method_md), f"{m}: not in docs/method.md"
