@@ -214,13 +214,22 @@ COMMANDS = {  # name: (job, help, arguments)
 }
 
 
+def _json_arg(flag: str, text: str):
+    from pra.config import ConfigError
+
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{flag}: not JSON ({e})") from None
+
+
 def experiment_config(args):
     """The validated config of --config-json (a rule's subset of a config the Snakefile validated whole),
     --config YAML files (later ones override) or the defaults."""
     from pra import config as C
 
     if getattr(args, "config_json", None):
-        passed = json.loads(args.config_json)
+        passed = _json_arg("--config-json", args.config_json)
         if not isinstance(passed, dict):
             raise C.ConfigError("--config-json: the top level must be a mapping")
         if args.command in READS:
@@ -236,7 +245,7 @@ def experiment_config(args):
     else:
         cfg = C.ExperimentConfig()
     if getattr(args, "speed_json", None):  # the execution settings (pra.jobconfig.EXECUTION)
-        passed = json.loads(args.speed_json)
+        passed = _json_arg("--speed-json", args.speed_json)
         unknown = sorted(set(passed) - {"speed", "train"})
         if unknown:
             raise C.ConfigError(f"--speed-json: only the execution settings (speed, {', '.join(TRAIN_EXECUTION)}); "

@@ -11,12 +11,11 @@ from pathlib import Path
 import numpy as np
 
 from pra.config import AblationConfig, ExperimentConfig
+from pra.endpoints import ACCUMULATION_KEYS, EVAL_KEYS
 from pra.io import read_json
 from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
 from pra.analysis import NOT_INTERPRETABLE, analyse
 from pra.statistics import Comparison, verdict
-
-EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
 
 
 def gap_metrics(gap: dict) -> dict[str, float]:
@@ -32,13 +31,6 @@ def gap_metrics(gap: dict) -> dict[str, float]:
             if "minus_tf_mmd2" in row:
                 m[f"gap_{space}_{name}_mmd2_minus_tf"] = row["minus_tf_mmd2"]
     return m
-
-
-# accumulation.json's per-run scalars (its "summary"): the region's excess with the full own prefix and its
-# permutation p, the two distances, the floor, D(0) over the floor, the EB-M-style ratio, the growth exponent and
-# the feedback effect on the classifier's agreement
-ACCUMULATION_KEYS = ("region_excess", "p_region_excess", "distance_true_prefix", "distance_own_prefix", "floor",
-                     "d0_minus_floor", "ebm_ratio", "growth_beta", "feedback_effect")
 
 
 def variant_metrics(d: Path, *, probe: bool, diagnostics: bool) -> dict[str, float]:

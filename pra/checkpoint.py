@@ -104,9 +104,25 @@ def differences(stored, current, prefix: str = "") -> list[str]:
     return [] if stored == current else [prefix or "<root>"]
 
 
+class CorruptCheckpointError(RuntimeError):
+    pass
+
+
+def read(path: str | Path, map_location="cpu") -> dict:
+    """torch.load of a checkpoint; an unreadable file raises CorruptCheckpointError naming it (the pipeline
+    writes checkpoints atomically, so a damaged one was damaged afterwards: by a disk, a copy, an edit)."""
+    try:
+        return torch.load(path, map_location=map_location, weights_only=False)
+    except FileNotFoundError:
+        raise
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, OSError, ... by damage
+        raise CorruptCheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it (state.pt: "
+                                     f"the run then trains from the start; model.pt: rerun its train job)") from e
+
+
 def load_resumable(path: str | Path, record: dict) -> dict:
     """Load state.pt for a resume; ConfigError naming the keys if it was written by another run or config."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
+    ck = read(path)
     if ck.get("format") != FORMAT:
         raise ConfigError(f"{path} was written in checkpoint format {ck.get('format', 1)} (this code writes "
                           f"{FORMAT}); delete it to train this run from the start")
@@ -132,7 +148,7 @@ def stored_config(ck: dict) -> ExperimentConfig:
 
 def load_trained(path: str | Path, device: torch.device | str = "cpu", use_ema: bool = True):
     """Load a final model.pt; returns (network in eval mode, config, checkpoint metadata)."""
-    ck = torch.load(path, map_location=device, weights_only=False)
+    ck = read(path, device)
     cfg = stored_config(ck)
     geom = Geometry(**ck["geometry"])
     model = TrainedModel(build_network(cfg, ck["scale"], ck["method"], geom))

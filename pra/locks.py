@@ -72,4 +72,6 @@ def release(workdir: str | Path = ".") -> str:
 
 
 def release_job(args) -> None:
+    if not Path(args.directory).is_dir():
+        sys.exit(f"release-lock: {args.directory}: no such directory")
     print(release(args.directory), file=sys.stderr)

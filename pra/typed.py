@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
 import typing
 from dataclasses import field
 from typing import Any, Mapping
@@ -20,14 +22,16 @@ class ConfigError(ValueError):
 
 
 def opt(default, help: str, *, choices=None, minimum=None, maximum=None, exclusive_minimum=None,
-        item_choices=None, length: int | None = None, allow_empty: bool = False,
-        reconstruction: bool = False, paper: bool = False):
-    """A field with its documentation and constraints. Lists: `item_choices` (allowed items), `length` (exact
-    number of items), `allow_empty`. reconstruction=True marks a value the source does not publish;
-    paper=True a published one."""
+        item_choices=None, item_minimum=None, unique: bool = False, length: int | None = None,
+        allow_empty: bool = False, pattern: str | None = None, reconstruction: bool = False, paper: bool = False):
+    """A field with its documentation and constraints. Lists: `item_choices` (allowed items), `item_minimum`,
+    `unique` (no item twice), `length` (exact number of items), `allow_empty`. Strings: `pattern` (a regular
+    expression the whole value matches). Floats are finite. reconstruction=True marks a value the source does
+    not publish; paper=True a published one."""
     meta = {"help": help, "choices": choices, "minimum": minimum, "maximum": maximum,
-            "exclusive_minimum": exclusive_minimum, "item_choices": item_choices, "length": length,
-            "allow_empty": allow_empty, "reconstruction": reconstruction, "paper": paper}
+            "exclusive_minimum": exclusive_minimum, "item_choices": item_choices, "item_minimum": item_minimum,
+            "unique": unique, "length": length, "allow_empty": allow_empty, "pattern": pattern,
+            "reconstruction": reconstruction, "paper": paper}
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda d=default: type(d)(d), metadata=meta)
     return field(default=default, metadata=meta)
@@ -76,6 +80,11 @@ def check_value(path: tuple, value, tp, meta: Mapping) -> Any:
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
     if tp is float:
         value = float(value)
+        if not math.isfinite(value):
+            raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
+    if tp is str and meta.get("pattern") is not None and not re.fullmatch(meta["pattern"], value):
+        raise ConfigError(f"config key '{key}': {value!r} does not match {meta['pattern']} (it names files and "
+                          f"folders)")
     if tp is dict:
         value = json.loads(json.dumps(value))  # a plain, detached copy
     if tp is list:
@@ -91,6 +100,12 @@ def check_value(path: tuple, value, tp, meta: Mapping) -> Any:
                 raise ConfigError(f"config key '{key}': item {item!r} is not {etype.__name__}")
             if allowed is not None and item not in allowed:
                 raise ConfigError(f"config key '{key}': {item!r} is not one of {allowed}")
+            if etype is float and not math.isfinite(item):
+                raise ConfigError(f"config key '{key}': item {item!r} is not a finite number")
+            if meta.get("item_minimum") is not None and item < meta["item_minimum"]:
+                raise ConfigError(f"config key '{key}': item {item!r} is below the minimum {meta['item_minimum']}")
+        if meta.get("unique") and len({json.dumps(v, sort_keys=True) for v in value}) != len(value):
+            raise ConfigError(f"config key '{key}': an item appears twice in {value!r}")
         value = [float(v) for v in value] if etype is float else list(value)
     if meta.get("choices") is not None and value not in meta["choices"]:
         raise ConfigError(f"config key '{key}': {value!r} is not one of {meta['choices']}")
@@ -146,11 +161,15 @@ def json_schema(cls) -> dict:
             s["items"] = json_schema(etype) if dataclasses.is_dataclass(etype) else {"type": SCHEMA_TYPES[etype]}
             if m.get("item_choices"):
                 s["items"]["enum"] = m["item_choices"]
+            if m.get("item_minimum") is not None:
+                s["items"]["minimum"] = m["item_minimum"]
+            if m.get("unique"):
+                s["uniqueItems"] = True
             s["minItems"] = m["length"] if m.get("length") is not None else (0 if m.get("allow_empty") else 1)
             if m.get("length") is not None:
                 s["maxItems"] = m["length"]
         for k_src, k_dst in (("choices", "enum"), ("minimum", "minimum"), ("maximum", "maximum"),
-                             ("exclusive_minimum", "exclusiveMinimum")):
+                             ("exclusive_minimum", "exclusiveMinimum"), ("pattern", "pattern")):
             if m.get(k_src) is not None:
                 s[k_dst] = m[k_src]
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()

@@ -31,6 +31,22 @@ def test_schema_file_in_sync():
     ({"method": {"p_sample": 1.5}}, "method.p_sample"),
     ({"sample": {"cfg_interval": [0.8, 0.2]}}, "sample.cfg_interval"),
     ({"model": {"decoder_context": "yes"}}, "model.decoder_context"),
+    # a seed twice would be pooled as two independent runs; seeds name folders (s<seed>)
+    ({"seeds": [0, 0]}, "seeds"),
+    ({"seeds": [-1]}, "seeds"),
+    ({"methods": ["pra", "pra"]}, "methods"),
+    # NaN passes every comparison with a bound, infinity the lower ones
+    ({"train": {"lr": float("nan")}}, "train.lr"),
+    ({"train": {"lr": float("inf")}}, "train.lr"),
+    ({"method": {"t_min": float("nan")}}, "method.t_min"),
+    ({"sample": {"cfg_sweep": [1.0, float("nan")]}}, "sample.cfg_sweep"),
+    # names become folders and shell words
+    ({"name": "../../escape"}, "name"),
+    ({"name": ""}, "name"),
+    ({"resources": {"scale_overrides": {"tinyXS": {"train_gpus": 2}}}}, "resources.scale_overrides.tinyXS"),
+    ({"evaluate": {"probe": False}, "ablations": [{"name": "x", "scale": "tiny-XS", "primary_metric": "probe_top1",
+                                                  "variants": [{"name": "a", "method": "pra"}]}]},
+     "ablations[0].primary_metric"),
 ])
 def test_invalid_values_name_the_key(raw, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
@@ -46,6 +62,9 @@ def test_schema_agrees_with_validator():
         jsonschema.validate({"train": {"steps": 0}}, schema)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({"train": {"bogus": 1}}, schema)
+    for bad in ({"seeds": [1, 1]}, {"seeds": [-1]}, {"name": "a/b"}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
 
 
 def test_every_reconstruction_is_marked_in_config_yaml():
@@ -75,6 +94,21 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
     bad.write_text(yaml.safe_dump({"name": "bad", "train": {"steps": -1}}))
     p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
     assert p.returncode != 0 and "steps" in p.stdout + p.stderr
+
+    # a local file the config names must exist (else a job would fail on it after hours of training)
+    for key, value in (("evaluate", {"reference_stats": str(tmp_path / "VIRTUAL.npz")}),
+                       ("resources", {"container": str(tmp_path / "pra.sif")})):
+        bad.write_text(yaml.safe_dump({"name": "bad", key: value}))
+        p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
+        assert p.returncode != 0 and f"{key}.{next(iter(value))}" in p.stdout + p.stderr, p.stderr[-2000:]
+        assert "does not exist" in p.stdout + p.stderr
+
+
+def test_cli_reports_bad_json_and_a_missing_folder_without_a_traceback():
+    p = run(["python", "-m", "pra", "config", "--config-json", "{bad"], check=False)
+    assert p.returncode == 2 and "--config-json: not JSON" in p.stderr and "Traceback" not in p.stderr
+    p = run(["python", "-m", "pra", "release-lock", "--directory", "/nonexistent/folder"], check=False)
+    assert p.returncode == 1 and "no such directory" in p.stderr and "Traceback" not in p.stderr
 
 
 def test_cli_reports_config_errors(tmp_path):

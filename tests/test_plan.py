@@ -77,6 +77,26 @@ V = [{"name": "a", "method": "pra"}, {"name": "b", "method": "latent_tf"}]
     ([{"name": "x", "scale": "tiny-XS", "variants": V,
        "hypotheses": [{"id": "H1", "metric": "fid", "variant": "a", "reference": "zz", "expect": "lower"}]}],
      "ablations[0].hypotheses[0].reference", "is not a variant"),
+    # a seed twice would be pooled as independent seeds (a zero-variance "test")
+    ([{"name": "x", "scale": "tiny-XS", "seeds": [1, 1], "variants": V}], "ablations[0].seeds", "appears twice"),
+    ([{"name": "a/b c", "scale": "tiny-XS", "variants": V}], "ablations[0].name", "does not match"),
+    # endpoints are checked by name, and against what the ablation measures
+    ([{"name": "x", "scale": "tiny-XS", "variants": V, "primary_metric": "fidd"}], "ablations[0].primary_metric",
+     "not a per-run metric"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": V,
+       "hypotheses": [{"id": "H1", "metric": "fiid", "variant": "a", "reference": "b", "expect": "lower"}]}],
+     "ablations[0].hypotheses[0].metric", "not a per-run metric"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": V,
+       "hypotheses": [{"id": "H1", "metric": "gap_inputs_pra_mmd2_excess", "variant": "a", "reference": "a",
+                       "reference_metric": "gap_inputs_teacher_forcing_mmd2_excess", "expect": "lower"}]}],
+     "ablations[0].hypotheses[0].metric", "only with diagnostics"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": V, "diagnostics": True,
+       "hypotheses": [{"id": "H1", "metric": "gap_inputs_pra_mmd2_excess", "variant": "a", "reference": "a",
+                       "reference_metric": "gap_inputs_teacher_forcing_mmd2_excesss", "expect": "lower"}]}],
+     "ablations[0].hypotheses[0].reference_metric", "not a per-run metric"),
+    # tuning with no variant to tune
+    ([{"name": "x", "scale": "tiny-XS", "tune_seed": 9, "tune_values": {"pixel_noise_sigma": [0.1, 0.2]},
+       "variants": V}], "ablations[0].tune_seed", "no variant has a knob"),
 ])
 def test_ablation_cross_checks_name_the_key(ablations, key, message):
     from pra.config import from_dict

@@ -8,7 +8,7 @@ from PIL import Image
 
 from pra.data.dataset import PreparedSplit
 from pra.data.imagefolder import center_crop_arr
-from pra.data.prepare import BadImagesError, prepare
+from pra.data.prepare import BadImagesError, EmptySplitError, prepare
 
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 
@@ -97,19 +97,53 @@ def test_prepare_resumes_finished_shards(tmp_path, fake_imagenet):
               val_labels=fake_imagenet / "LOC_val_solution.csv")
     prepare(fake_imagenet, out, **kw)
     first = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.images.npy")}
+    # shards with unreadable files are read again by every run (the files may have been fixed)
+    clean = {n for n in first if not json.loads((out / n.replace(".images.npy", ".json")).read_text())["bad"]}
+    assert 0 < len(clean) < len(first)
     before = PreparedSplit(out, "train").all_images()
-    # simulate an interruption: the last train shard and the manifest are gone
-    last = sorted(first)[-1]
+    # simulate an interruption: the last clean train shard and the manifest are gone
+    last = sorted(clean)[-1]
     (out / last).unlink()
     (out / "manifest.json").unlink()
     m = prepare(fake_imagenet, out, **kw)
-    assert m["reused_shards"] == len(first) - 1 + 2  # every train shard but one, and both val shards
+    assert m["reused_shards"] == len(clean) - 1 + 2  # every clean train shard but one, and both val shards
     again = {p.name: p.stat().st_mtime_ns for p in out.glob("train-*.images.npy")}
-    assert all(again[n] == first[n] for n in first if n != last)
+    assert all(again[n] == first[n] for n in clean if n != last)
+    assert np.array_equal(PreparedSplit(out, "train").all_images(), before)
+    # a truncated shard (a full disk, a killed copy) is rebuilt, not reused
+    victim = out / sorted(clean)[0]
+    victim.write_bytes(victim.read_bytes()[:200])
+    m = prepare(fake_imagenet, out, **kw)
+    assert m["reused_shards"] == len(clean) - 1 + 2
     assert np.array_equal(PreparedSplit(out, "train").all_images(), before)
     # a changed setting invalidates every shard
     m = prepare(fake_imagenet, out, **{**kw, "resolution": 8})
     assert m["reused_shards"] == 0 and PreparedSplit(out, "train").all_images().shape[1] == 8
+
+
+def test_a_fixed_image_is_read_again(tmp_path, fake_imagenet):
+    """A run that failed on unreadable files succeeds once they are fixed, whatever their new size."""
+    out = tmp_path / "prep"
+    kw = dict(resolution=16, channels=3, shard_size=4, workers=1, progress=False,
+              val_labels=fake_imagenet / "LOC_val_solution.csv")
+    with pytest.raises(BadImagesError, match="corrupt.JPEG"):
+        prepare(fake_imagenet, out, **kw)
+    for name in ("corrupt.JPEG", "not_an_image.JPEG"):
+        path = next(fake_imagenet.rglob(name))
+        _img(np.random.default_rng(3), 40, 40).save(path, "JPEG")
+    m = prepare(fake_imagenet, out, **kw)
+    assert m["bad_files"] == 0 and m["splits"]["train"]["count"] == 18
+
+
+def test_a_split_without_usable_images_is_an_error(tmp_path, fake_imagenet):
+    for p in (fake_imagenet / "train").rglob("*"):
+        if p.is_file():
+            p.write_bytes(b"not an image")
+    out = tmp_path / "prep"
+    with pytest.raises(EmptySplitError, match="train split has no usable image"):
+        prepare(fake_imagenet, out, resolution=16, channels=3, progress=False, on_bad_image="skip",
+                val_labels=fake_imagenet / "LOC_val_solution.csv")
+    assert not (out / "manifest.json").exists()
 
 
 def test_flat_val_without_labels_is_a_clear_error(tmp_path, fake_imagenet):

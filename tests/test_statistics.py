@@ -64,7 +64,7 @@ def test_welch_holm_family_counts_each_distinct_comparison_once():
     from pra.ablation import outcome
     from pra.analysis import analyse
 
-    a = _ablation(hypotheses=[
+    a = _ablation(diagnostics=True, hypotheses=[
         {"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"},
         {"id": "H2", "metric": "gap_inputs_pra_mmd2_excess", "variant": "pra", "reference": "pra",
          "reference_metric": "gap_inputs_teacher_forcing_mmd2_excess", "expect": "lower"}])

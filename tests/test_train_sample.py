@@ -164,3 +164,30 @@ def test_load_trained_uses_ema(trained):
     assert meta["method"] == "pra" and meta["step"] == cfg.train.steps
     diffs = [not torch.equal(a, b) for a, b in zip(net_ema.parameters(), net_raw.parameters())]
     assert any(diffs)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, damage):
+    from pra.checkpoint import CorruptCheckpointError, load_resumable
+
+    path = tmp_path / "state.pt"
+    torch.save({"format": 2, "weights": torch.zeros(20000)}, path)
+    path.write_bytes(path.read_bytes()[:5000] if damage == "truncated" else b"not a checkpoint")
+    with pytest.raises(CorruptCheckpointError, match=r"state\.pt: unreadable checkpoint .*delete it"):
+        load_resumable(path, {})
+    with pytest.raises(CorruptCheckpointError, match="model.pt: rerun its train job"):
+        load_trained(path)
+
+
+def test_atomic_writes_keep_the_umask_mode(tmp_path):
+    """Results are readable by the group a umask allows (mkstemp alone would make every file 0600)."""
+    import os
+
+    from pra.io import write_json
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "a.json", {"x": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o640

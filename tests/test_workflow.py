@@ -73,6 +73,12 @@ def test_real_run_end_to_end(tiny_experiment):
     assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
     ablation = json.loads((res / "ablations/mini.json").read_text())
     assert [v["name"] for v in ablation["variants"]] == ["tf", "pra", "pra z=3"]
+    # every per-run metric the summary holds is an endpoint the config accepts (pra.endpoints), and the
+    # diagnostics' families are all there
+    from pra.endpoints import needs
+    names = {k for v in ablation["variants"] for k in v["metrics"]}
+    assert all(needs(k) in (None, "probe", "diagnostics") for k in names)
+    assert {"gap_inputs_pra_mmd2_excess", "acc_region_excess", "probe_top1", "train_seconds"} <= names, names
     # the tune checkpoint: pra's t_min chosen on the tuning seed by FID, the measurement run trained at the choice;
     # the variant that sets t_min itself is not tuned
     choices = json.loads((res / "tuning/mini.json").read_text())

@@ -19,8 +19,8 @@ from typing import Collection, Mapping
 import yaml
 
 from pra.config import ablations as _ablations
-from pra.config.ablations import (DEFAULT_SETTLE_ARMS, OVERRIDABLE, AblationConfig, HypothesisConfig,
-                                  VariantConfig, settle_default)
+from pra.config.ablations import (DEFAULT_SETTLE_ARMS, NAME_PATTERN, OVERRIDABLE, AblationConfig,
+                                  HypothesisConfig, VariantConfig, settle_default)
 from pra.config.sections import (ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
                                  MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, SpeedConfig,
                                  TrainConfig)
@@ -35,12 +35,15 @@ __all__ = ["ExperimentConfig", "from_dict", "load", "json_schema", "reconstructi
 
 @dataclass(frozen=True)
 class ExperimentConfig:
-    name: str = opt("default", "Experiment name; artifacts go to results/<name>/.")
+    name: str = opt("default", "Experiment name; artifacts go to results/<name>/ (letters, digits, '.', '_', '-').",
+                    pattern=NAME_PATTERN)
     device: str = opt("auto", "'auto' (CUDA if available), 'cpu' or 'cuda'.", choices=["auto", "cpu", "cuda"])
     reports_dir: str = opt("reports", "Where the report stage writes tables and figures.")
-    scales: list[str] = opt(["tiny-S"], "Model scales to train (see `python -m pra scales`).")
-    methods: list[str] = opt(["pra"], f"Training methods, from {list(METHODS)}.", item_choices=list(METHODS))
-    seeds: list[int] = opt([0], "Training seeds.")
+    scales: list[str] = opt(["tiny-S"], "Model scales to train (see `python -m pra scales`).", unique=True)
+    methods: list[str] = opt(["pra"], f"Training methods, from {list(METHODS)}.", item_choices=list(METHODS),
+                             unique=True)
+    seeds: list[int] = opt([0], "Training seeds (distinct: each is one independent run).", item_minimum=0,
+                           unique=True)
     data: DataConfig = field(default_factory=DataConfig, metadata={"help": "Data preparation."})
     model: ModelConfig = field(default_factory=ModelConfig, metadata={"help": "Architecture shared by all scales."})
     method: MethodConfig = field(default_factory=MethodConfig, metadata={"help": "Input construction per method."})
@@ -129,8 +132,6 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
     lo, hi = cfg.sample.cfg_interval
     if not 0.0 <= lo <= hi <= 1.0:
         raise ConfigError(f"config key 'sample.cfg_interval': need 0 <= lo <= hi <= 1, got {[lo, hi]}")
-    if len(set(cfg.methods)) != len(cfg.methods) or len(set(cfg.scales)) != len(cfg.scales):
-        raise ConfigError("config keys 'methods'/'scales': duplicates are not allowed")
     if cfg.evaluate.snapshot_every and cfg.evaluate.snapshot_seed == cfg.sample.seed:
         raise ConfigError("config key 'evaluate.snapshot_seed': must differ from sample.seed (the proxy samples "
                           "along training are drawn apart from the final sample)")
@@ -147,11 +148,14 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
     for sc, over in cfg.resources.scale_overrides.items():
         if not isinstance(over, Mapping):
             raise ConfigError(f"config key 'resources.scale_overrides.{sc}': expected a mapping")
+        if scales is not None and sc not in scales:
+            raise ConfigError(f"config key 'resources.scale_overrides.{sc}': unknown scale {sc!r} (known: "
+                              f"{sorted(scales)})")
         for k, v in over.items():
             if k not in {f.name for f in dataclasses.fields(ResourcesConfig)} or k in ("scale_overrides", "container"):
                 raise ConfigError(f"unknown config key 'resources.scale_overrides.{sc}.{k}'")
             check_value(("resources", "scale_overrides", sc, k), v, int, field_meta(ResourcesConfig, k))
-    _ablations.check(cfg.ablations, cfg.with_overrides, scales)
+    _ablations.check(cfg.ablations, cfg.with_overrides, scales, probe=cfg.evaluate.probe)
 
 
 def load(*paths: str | Path, scales: Collection[str] | None = None) -> ExperimentConfig:

@@ -5,10 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
+from pra import endpoints
 from pra.config.sections import ILL_POSED_METHODS, METHODS, NOISE_KNOBS, MethodConfig
 from pra.typed import ConfigError, check_value, field_meta, opt
 
 OVERRIDABLE = ("model", "method", "train", "sample")
+# names that become folder and file names (experiments, ablations)
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
 
 
 @dataclass(frozen=True)
@@ -25,7 +28,7 @@ class HypothesisConfig:
     id: str = opt("H1", "Short label of the hypothesis (a row of the outcome table).")
     statement: str = opt("", "The hypothesis in words, declared in the experiment file before the run.")
     metric: str = opt("fid", "Its endpoint: a per-run metric of the ablation summary (fid, class_accuracy, "
-                      "gap_inputs_<construction>_mmd2, acc_accumulated, ...; `python -m pra ablation` lists them).")
+                      "gap_inputs_<construction>_mmd2_excess, acc_region_excess, ...: pra.endpoints).")
     variant: str = opt("", "The variant tested.")
     reference: str = opt("", "The variant it is compared with (may be the same variant with another metric).")
     reference_metric: str = opt("", "The reference's metric (empty: the same metric), e.g. the input gap of "
@@ -38,10 +41,13 @@ class HypothesisConfig:
 
 @dataclass(frozen=True)
 class AblationConfig:
-    name: str = opt("settle", "Ablation name (one MLflow parent run, one table).")
+    name: str = opt("settle", "Ablation name (one MLflow parent run, one table, "
+                    "results/<experiment>/ablations/<name>.json; letters, digits, '.', '_', '-').",
+                    pattern=NAME_PATTERN)
     scale: str = opt("tiny-S", "Model scale of every variant.")
     method: str = opt("", "Default method of the variants.", choices=["", *METHODS])
-    seeds: list[int] = opt([0], "Training seeds of every variant.")
+    seeds: list[int] = opt([0], "Training seeds of every variant (distinct: each is one independent run).",
+                           item_minimum=0, unique=True)
     diagnostics: bool = opt(False, "Also measure the input-distribution gap and error accumulation of every "
                             "variant.")
     variants: list[VariantConfig] = opt([], "The variants compared.")
@@ -83,9 +89,10 @@ def settle_default() -> list:
 
 
 def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping], object],
-          scales: Collection[str] | None = None) -> None:
-    """The relations inside each ablation (names, references, tuning values); `validate_overrides` checks a
-    variant's overrides against the whole config; `scales`: the known scale names (None: not checked)."""
+          scales: Collection[str] | None = None, probe: bool = True) -> None:
+    """The relations inside each ablation (names, references, tuning values, endpoints); `validate_overrides`
+    checks a variant's overrides against the whole config; `scales`: the known scale names (None: not checked);
+    `probe`: whether the experiment probes (evaluate.probe), so that probe_top1 is measured."""
     names = [a.name for a in ablations]
     if len(set(names)) != len(names):
         raise ConfigError(f"config key 'ablations': duplicate ablation names {names}")
@@ -130,6 +137,15 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         if len(lengths) > 1:
             raise ConfigError(f"config key '{where}.tune_values': every knob needs the same number of values "
                               f"(the same tuning budget), got {a.tune_values}")
+        endpoint_keys = [("primary_metric", a.primary_metric)] + [
+            (f"hypotheses[{j}].{k}", getattr(h, k)) for j, h in enumerate(a.hypotheses)
+            for k in ("metric", "reference_metric") if getattr(h, k)]
+        for key, metric in endpoint_keys:
+            _check_endpoint(f"{where}.{key}", metric, a.diagnostics, probe)
+        if a.tune_seed >= 0 and not any(NOISE_KNOBS.get(m) in a.tune_values and NOISE_KNOBS[m] not in v.overrides.get(
+                "method", {}) for v in a.variants for m in [v.method or a.method]):
+            raise ConfigError(f"config key '{where}.tune_seed': no variant has a knob of tune_values to tune "
+                              f"({sorted(a.tune_values)}; a variant that sets its knob is not tuned)")
         if a.reference and a.reference not in vnames:
             raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
         methods = {v.name: v.method or a.method for v in a.variants}
@@ -145,3 +161,14 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
                     raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} trains "
                                       f"with {methods[getattr(h, key)]}, whose inputs belong to another image than "
                                       f"its target: it cannot be an arm of a hypothesis")
+
+
+def _check_endpoint(key: str, metric: str, diagnostics: bool, probe: bool) -> None:
+    try:
+        need = endpoints.needs(metric)
+    except KeyError:
+        raise ConfigError(f"config key '{key}': {metric!r} is not a per-run metric ({endpoints.describe()})") from None
+    if need == "diagnostics" and not diagnostics:
+        raise ConfigError(f"config key '{key}': {metric!r} is measured only with diagnostics: true")
+    if need == "probe" and not probe:
+        raise ConfigError(f"config key '{key}': {metric!r} is measured only with evaluate.probe: true")

@@ -152,7 +152,9 @@ class EvaluateConfig:
                               "spaces. Empty = train one here.")
     fid_reference: str = opt("train", "Real split the samples are compared with.", choices=["train", "val"])
     inception_weights: str = opt("", "Local path of torch-fidelity's pt_inception-2015-12-05 weights "
-                                 "(ImageNet runs); empty = use the classifier trained here.")
+                                 "(ImageNet runs; download weights-inception-2015-12-05-6726825d.pth from "
+                                 "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0); empty = use the "
+                                 "classifier trained here.")
     reference_stats: str = opt("", "Local path of reference statistics (npz with mu, sigma), e.g. ADM's "
                                "VIRTUAL_imagenet256_labeled.npz; empty = compute from the reference split.")
     reference_features: int = opt(10000, "Reference images whose features are kept for KID and precision/"

@@ -8,6 +8,11 @@ import numpy as np
 from pra.io import read_json
 
 
+# what to do about a damaged prepared folder (Snakemake keeps a job whose manifest.json exists: it has to be told)
+REPREPARE = ("prepare it again: `snakemake --forcerun prepare ...` (or `python -m pra prepare`), which rebuilds "
+             "the missing, truncated or stale shards and reuses the intact ones")
+
+
 class CorruptDataError(RuntimeError):
     """Prepared shards that do not match their manifest."""
 
@@ -35,28 +40,26 @@ class PreparedSplit:
             if not (len(images) == len(labs) == s["count"]):
                 raise CorruptDataError(f"{data_dir}: shard {s['stem']} holds {len(images)} images and {len(labs)} "
                                        f"labels but manifest.json says {s['count']}: the prepared data is "
-                                       "corrupt or mixed with another run's; delete the folder and run `prepare` "
-                                       "again")
+                                       "corrupt or mixed with another run's; delete the folder and " + REPREPARE)
             self._images.append(images)
             labels.append(labs)
         self.labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)
         if len(self.labels) != info["count"]:
             raise CorruptDataError(f"{data_dir}: split {split!r} has {len(self.labels)} images in its shards but "
-                                   f"manifest.json says {info['count']}; run `prepare` again")
+                                   f"manifest.json says {info['count']}; " + REPREPARE)
         if len(self.labels) and (self.labels.min() < 0 or self.labels.max() >= self.num_classes):
             raise CorruptDataError(f"{data_dir}: split {split!r} has labels outside [0, {self.num_classes}); "
-                                   "run `prepare` again")
+                                   + REPREPARE)
         self._offsets = np.cumsum([0] + [len(x) for x in self._images])
 
     @staticmethod
     def _load(path: Path, mmap: bool) -> np.ndarray:
         if not path.exists():
-            raise CorruptDataError(f"{path}: a shard listed in manifest.json is missing; run `prepare` again (it "
-                                   "reuses the shards that are intact)")
+            raise CorruptDataError(f"{path}: a shard listed in manifest.json is missing; " + REPREPARE)
         try:
             return np.load(path, mmap_mode="r" if mmap else None)
         except (ValueError, OSError, EOFError) as e:
-            raise CorruptDataError(f"{path}: unreadable shard ({e}); delete it and run `prepare` again") from e
+            raise CorruptDataError(f"{path}: unreadable shard ({e}); " + REPREPARE) from e
 
     @property
     def num_classes(self) -> int:

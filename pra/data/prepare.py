@@ -9,9 +9,13 @@ Output folder layout (what pra.data.dataset reads):
   bad_files.json                 unreadable/truncated inputs and the error of each
 
 manifest.json is written last: its presence means the folder is complete. Shards are written
-atomically and reused by a re-run when their inputs and settings are unchanged, so an interrupted
-prepare resumes at the first unfinished shard. Memory does not grow with the number of images: one
-shard is held at a time.
+atomically and reused by a re-run when their inputs (path, label and size of every file: not the
+modification time, which a DVC checkout resets) and settings are unchanged and their arrays read back
+whole, so an interrupted prepare resumes at the first unfinished shard. A shard with unreadable files is
+never reused: a re-run reads them again (after they were fixed). A file replaced in place by another of
+the same size is not noticed: delete the output folder after editing images in place. A split without a
+single usable image is an error. Memory does not grow with the number of images: one shard is held at a
+time.
 """
 from __future__ import annotations
 
@@ -43,6 +47,10 @@ class BadImagesError(RuntimeError):
     pass
 
 
+class EmptySplitError(RuntimeError):
+    pass
+
+
 def _shard_key(items, resolution: int, channels: int) -> str:
     h = hashlib.sha256(json.dumps({"r": resolution, "c": channels, "format": FORMAT}).encode())
     for path, label in items:
@@ -56,11 +64,13 @@ def _shard_done(out_dir: Path, stem: str, key: str) -> dict | None:
     if not meta_path.exists():
         return None
     meta = read_json(meta_path)
-    if meta.get("key") != key:
+    if meta.get("key") != key or meta.get("bad"):
         return None
-    if not ((out_dir / f"{stem}.images.npy").exists() and (out_dir / f"{stem}.labels.npy").exists()):
+    try:
+        n = {len(np.load(out_dir / f"{stem}.{kind}.npy", mmap_mode="r")) for kind in ("images", "labels")}
+    except (OSError, ValueError, EOFError):  # missing or truncated
         return None
-    return meta
+    return meta if n == {meta.get("count")} else None
 
 
 def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels: int, shard_size: int = 8192,
@@ -121,6 +131,10 @@ def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels:
                 if int(old.stem.split("-")[1]) >= len(chunks):
                     for suffix in (".json", ".images.npy", ".labels.npy"):
                         (out_dir / f"{old.stem}{suffix}").unlink(missing_ok=True)
+            if not counts.sum():
+                raise EmptySplitError(f"{root}: the {split} split has no usable image ({len(items)} files, "
+                                      f"{len(items) - sum(s['count'] for s in shards)} unreadable): every class "
+                                      f"folder under {Path(root) / split} is empty or unreadable")
             manifest["splits"][split] = {"count": int(counts.sum()), "inputs": len(items),
                                          "per_class": counts.tolist(), "shards": shards}
     finally:

@@ -105,7 +105,7 @@ checkpoint tune:
     conda:
         ENV
     shell:
-        "python -m pra tune --config-json {params.cfg:q} --name {wildcards.ablation} --results {params.results} "
+        "python -m pra tune --config-json {params.cfg:q} --name {wildcards.ablation:q} --results {params.results} "
         "--out {output} > {log} 2>&1"
 
 
@@ -125,5 +125,5 @@ rule ablation:
     conda:
         ENV
     shell:
-        "python -m pra ablation --config-json {params.cfg:q} --name {wildcards.ablation} "
+        "python -m pra ablation --config-json {params.cfg:q} --name {wildcards.ablation:q} "
         "--results {params.results} --tracking {input.tracking} --out {output} > {log} 2>&1"

@@ -7,6 +7,7 @@ from pra import plan
 from pra.jobconfig import TRAIN_EXECUTION, reads
 from pra.codehash import code_hash
 from pra.config.sections import EMBEDDED_SOURCES
+from pra.typed import field_meta
 from pra.plan import variant_id, variant_overrides
 
 # Paths of every artifact are functions of (experiment, scale, method, seed).
@@ -201,6 +202,12 @@ def report_measurement_inputs(wildcards):
 USE_CLASSIFIER = not EXP.evaluate.inception_weights
 CLASSIFIER = f"{RESULTS}/classifier/classifier.pt"
 REFERENCE = f"{RESULTS}/reference/reference.npz"
+# Local files the config names exist before any job starts (the jobs say where each comes from)
+for _section, _key in (("evaluate", "inception_weights"), ("evaluate", "reference_stats"), ("resources", "container")):
+    _path = getattr(getattr(EXP, _section), _key)
+    if _path and "://" not in _path and not os.path.exists(_path):
+        _help = field_meta(type(getattr(EXP, _section)), _key)["help"]
+        raise WorkflowError(f"invalid configuration: {_section}.{_key}: {_path} does not exist ({_help})")
 # A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
 CARRIED_CLASSIFIER = os.path.realpath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
 CARRIED_CLASSIFIER_SHA256 = ""

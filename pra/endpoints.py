@@ -1,0 +1,45 @@
+"""The per-run metrics an ablation compares (its endpoints), by name: what a hypothesis or `primary_metric`
+may name, checked before any job starts.
+
+eval.json gives the sample metrics; train.json the training time; probe.json the probe accuracy (when the
+experiment probes); an ablation with diagnostics adds gap.json's statistics per space and construction,
+accumulation.json's summary and approximation.json's content ratios (pra.ablation.variant_metrics reads them).
+"""
+from __future__ import annotations
+
+import re
+
+EVAL_KEYS = ("fid", "is", "kid", "precision", "recall", "class_accuracy")
+# accumulation.json's per-run scalars (its "summary"): the region's excess with the full own prefix and its
+# permutation p, the two distances, the floor, D(0) over the floor, the EB-M-style ratio, the growth exponent and
+# the feedback effect on the classifier's agreement
+ACCUMULATION_KEYS = ("region_excess", "p_region_excess", "distance_true_prefix", "distance_own_prefix", "floor",
+                     "d0_minus_floor", "ebm_ratio", "growth_beta", "feedback_effect")
+# gap.json: its two spaces and the sets it compares with the model's own rollout (the constructions of
+# pra.diagnostics.gap and the rollout-vs-rollout null)
+GAP_SPACES = ("inputs", "hidden")
+GAP_SETS = ("teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched", "pra_sequential",
+            "parallel_anchored", "anchored_rollout", "rollout_null")
+APPROXIMATION_KEYS = ("pra", "twin", "pra_minus_twin")
+
+_GAP = re.compile(rf"gap_({'|'.join(GAP_SPACES)})_({'|'.join(GAP_SETS)})_(kl|kl_excess|mmd2|mmd2_excess|mmd2_minus_tf)")
+
+
+def needs(metric: str) -> str | None:
+    """What a run must produce for `metric`: None (every run: eval.json, train.json), 'probe' (evaluate.probe),
+    'diagnostics' (the ablation's diagnostics); raises KeyError for a name no run produces."""
+    if metric in EVAL_KEYS or metric == "train_seconds":
+        return None
+    if metric == "probe_top1":
+        return "probe"
+    if _GAP.fullmatch(metric) or metric in {f"acc_{k}" for k in ACCUMULATION_KEYS} or \
+            metric in {f"approx_{k}_content_ratio" for k in APPROXIMATION_KEYS}:
+        return "diagnostics"
+    raise KeyError(metric)
+
+
+def describe() -> str:
+    """The names, in one line (for error messages)."""
+    return (f"{', '.join(EVAL_KEYS)}, train_seconds, probe_top1 (evaluate.probe); with diagnostics: "
+            f"gap_<{'|'.join(GAP_SPACES)}>_<construction>_<kl|kl_excess|mmd2|mmd2_excess|mmd2_minus_tf>, "
+            f"acc_<{'|'.join(ACCUMULATION_KEYS)}>, approx_<{'|'.join(APPROXIMATION_KEYS)}>_content_ratio")
