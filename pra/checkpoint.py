@@ -116,8 +116,9 @@ def read(path: str | Path, map_location="cpu") -> dict:
     except FileNotFoundError:
         raise
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, OSError, ... by damage
-        raise CorruptCheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it (state.pt: "
-                                     f"the run then trains from the start; model.pt: rerun its train job)") from e
+        todo = "the run then trains from the start" if Path(path).name == "state.pt" else "then rerun its train job"
+        raise CorruptCheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {e}); delete it: {todo}") \
+            from e
 
 
 def load_resumable(path: str | Path, record: dict) -> dict:

@@ -26,6 +26,14 @@ def atomic_path(path: str | Path):
 
 
 def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (setting it to read it back would race
+    with other threads' file creation)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask

@@ -150,3 +150,14 @@ def test_a_constant_background_does_not_outrank_damaged_content():
     per_position = est.mmd2_quadratic(K, a, 1 - a)[0]
     K = est.gaussian_kernel(np.concatenate([damaged[:, 2], ref[:, 2]]), bw)
     assert per_position > est.mmd2_quadratic(K, a, 1 - a)[0]  # blank beats damaged ink under that kernel
+
+
+def test_the_endpoint_names_are_the_diagnostics_own():
+    """pra.endpoints (what the config accepts as an endpoint) names the gap's sets as pra.diagnostics.gap does."""
+    from pra import endpoints
+    from pra.diagnostics import gap
+
+    assert set(endpoints.GAP_SETS) == {*gap.LATENT_CONSTRUCTIONS, gap.NULL}
+    assert set(endpoints.PIXEL_GAP_SETS) == set(gap.PIXEL_CONSTRUCTIONS)
+    assert endpoints.needs("gap_hidden_pra_sequential_mmd2_minus_tf") == {"diagnostics", "latent"}
+    assert endpoints.needs("gap_inputs_pixel_noise_kl_excess") == {"diagnostics"}

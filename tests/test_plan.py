@@ -94,6 +94,18 @@ V = [{"name": "a", "method": "pra"}, {"name": "b", "method": "latent_tf"}]
        "hypotheses": [{"id": "H1", "metric": "gap_inputs_pra_mmd2_excess", "variant": "a", "reference": "a",
                        "reference_metric": "gap_inputs_teacher_forcing_mmd2_excesss", "expect": "lower"}]}],
      "ablations[0].hypotheses[0].reference_metric", "not a per-run metric"),
+    # tuning chooses on the tuning runs' sample metrics only
+    ([{"name": "x", "scale": "tiny-XS", "tune_seed": 9, "tune_values": {"t_min": [0.5, 0.75]}, "variants": V,
+       "diagnostics": True, "primary_metric": "gap_inputs_pra_mmd2_excess"}], "ablations[0].primary_metric",
+     "tuning"),
+    # a latent construction's gap exists only for a latent model; the null has no excess over itself
+    ([{"name": "x", "scale": "tiny-XS", "diagnostics": True,
+       "variants": [{"name": "a", "method": "pra"}, {"name": "p", "method": "pixel_noise"}],
+       "hypotheses": [{"id": "H1", "metric": "gap_inputs_pra_mmd2_excess", "variant": "p", "reference": "a",
+                       "expect": "lower"}]}], "ablations[0].hypotheses[0].metric", "latent method"),
+    ([{"name": "x", "scale": "tiny-XS", "variants": V, "diagnostics": True,
+       "hypotheses": [{"id": "H1", "metric": "gap_inputs_rollout_null_mmd2_excess", "variant": "a", "reference": "b",
+                       "expect": "lower"}]}], "ablations[0].hypotheses[0].metric", "not a per-run metric"),
     # tuning with no variant to tune
     ([{"name": "x", "scale": "tiny-XS", "tune_seed": 9, "tune_values": {"pixel_noise_sigma": [0.1, 0.2]},
        "variants": V}], "ablations[0].tune_seed", "no variant has a knob"),

@@ -121,18 +121,25 @@ def test_prepare_resumes_finished_shards(tmp_path, fake_imagenet):
     assert m["reused_shards"] == 0 and PreparedSplit(out, "train").all_images().shape[1] == 8
 
 
-def test_a_fixed_image_is_read_again(tmp_path, fake_imagenet):
-    """A run that failed on unreadable files succeeds once they are fixed, whatever their new size."""
+def test_a_fixed_image_is_read_again(tmp_path):
+    """A run that failed on an unreadable file succeeds once it is fixed, even at the same size (the shard key,
+    path + label + size, does not change: the shard is rebuilt because it holds an unreadable file)."""
+    rng = np.random.default_rng(0)
+    root = tmp_path / "imgs"
+    for split, n in (("train", 4), ("val", 2)):
+        (root / split / "a").mkdir(parents=True)
+        for i in range(n):
+            _img(rng, 24, 24).save(root / split / "a" / f"{i}.png")
+    victim = root / "train" / "a" / "1.png"
+    good = victim.read_bytes()
+    victim.write_bytes(good[:40] + bytes(len(good) - 40))  # damaged in place, same size
     out = tmp_path / "prep"
-    kw = dict(resolution=16, channels=3, shard_size=4, workers=1, progress=False,
-              val_labels=fake_imagenet / "LOC_val_solution.csv")
-    with pytest.raises(BadImagesError, match="corrupt.JPEG"):
-        prepare(fake_imagenet, out, **kw)
-    for name in ("corrupt.JPEG", "not_an_image.JPEG"):
-        path = next(fake_imagenet.rglob(name))
-        _img(np.random.default_rng(3), 40, 40).save(path, "JPEG")
-    m = prepare(fake_imagenet, out, **kw)
-    assert m["bad_files"] == 0 and m["splits"]["train"]["count"] == 18
+    kw = dict(resolution=16, channels=3, shard_size=8, workers=1, progress=False)
+    with pytest.raises(BadImagesError, match="1.png"):
+        prepare(root, out, **kw)
+    victim.write_bytes(good)
+    m = prepare(root, out, **kw)
+    assert m["bad_files"] == 0 and m["splits"]["train"]["count"] == 4 and m["reused_shards"] == 1  # val only
 
 
 def test_a_split_without_usable_images_is_an_error(tmp_path, fake_imagenet):
@@ -140,12 +147,23 @@ def test_a_split_without_usable_images_is_an_error(tmp_path, fake_imagenet):
         if p.is_file():
             p.write_bytes(b"not an image")
     out = tmp_path / "prep"
-    with pytest.raises(EmptySplitError, match="train split has no usable image"):
+    with pytest.raises(EmptySplitError, match="train split has no usable image .*corrupt.JPEG"):
         prepare(fake_imagenet, out, resolution=16, channels=3, progress=False, on_bad_image="skip",
                 val_labels=fake_imagenet / "LOC_val_solution.csv")
     assert not (out / "manifest.json").exists()
+    assert len(json.loads((out / "bad_files.json").read_text())) == 18  # every train file, listed
 
 
 def test_flat_val_without_labels_is_a_clear_error(tmp_path, fake_imagenet):
     with pytest.raises(FileNotFoundError, match="val_labels"):
         prepare(fake_imagenet, tmp_path / "p", resolution=16, channels=3, progress=False, on_bad_image="skip")
+
+
+def test_an_empty_split_is_an_error(tmp_path):
+    root = tmp_path / "imgs"
+    (root / "train" / "a").mkdir(parents=True)
+    (root / "val" / "a").mkdir(parents=True)
+    _img(np.random.default_rng(0), 24, 24).save(root / "val" / "a" / "0.png")
+    with pytest.raises(EmptySplitError, match="train split has no image: its class folders"):
+        prepare(root, tmp_path / "prep", resolution=16, channels=3, progress=False)
+    assert not (tmp_path / "prep" / "manifest.json").exists()

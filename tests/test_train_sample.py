@@ -170,13 +170,15 @@ def test_load_trained_uses_ema(trained):
 def test_a_damaged_checkpoint_is_named_with_what_to_do(tmp_path, damage):
     from pra.checkpoint import CorruptCheckpointError, load_resumable
 
-    path = tmp_path / "state.pt"
-    torch.save({"format": 2, "weights": torch.zeros(20000)}, path)
-    path.write_bytes(path.read_bytes()[:5000] if damage == "truncated" else b"not a checkpoint")
-    with pytest.raises(CorruptCheckpointError, match=r"state\.pt: unreadable checkpoint .*delete it"):
-        load_resumable(path, {})
-    with pytest.raises(CorruptCheckpointError, match="model.pt: rerun its train job"):
-        load_trained(path)
+    for name in ("state.pt", "model.pt"):
+        path = tmp_path / name
+        torch.save({"format": 2, "weights": torch.zeros(20000)}, path)
+        path.write_bytes(path.read_bytes()[:5000] if damage == "truncated" else b"not a checkpoint")
+    with pytest.raises(CorruptCheckpointError, match=r"state\.pt: unreadable checkpoint .*delete it: the run then "
+                                                     "trains from the start"):
+        load_resumable(tmp_path / "state.pt", {})
+    with pytest.raises(CorruptCheckpointError, match=r"model\.pt: unreadable .*delete it: then rerun its train job"):
+        load_trained(tmp_path / "model.pt")
 
 
 def test_atomic_writes_keep_the_umask_mode(tmp_path):

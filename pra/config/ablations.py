@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
 from pra import endpoints
-from pra.config.sections import ILL_POSED_METHODS, METHODS, NOISE_KNOBS, MethodConfig
+from pra.config.sections import ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, MethodConfig
 from pra.typed import ConfigError, check_value, field_meta, opt
 
 OVERRIDABLE = ("model", "method", "train", "sample")
@@ -137,18 +137,24 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         if len(lengths) > 1:
             raise ConfigError(f"config key '{where}.tune_values': every knob needs the same number of values "
                               f"(the same tuning budget), got {a.tune_values}")
-        endpoint_keys = [("primary_metric", a.primary_metric)] + [
-            (f"hypotheses[{j}].{k}", getattr(h, k)) for j, h in enumerate(a.hypotheses)
-            for k in ("metric", "reference_metric") if getattr(h, k)]
-        for key, metric in endpoint_keys:
-            _check_endpoint(f"{where}.{key}", metric, a.diagnostics, probe)
+        methods = {v.name: v.method or a.method for v in a.variants}
+        # every endpoint, with the variants it is measured on
+        endpoint_keys = [("primary_metric", a.primary_metric, vnames)] + [
+            (f"hypotheses[{j}].{k}", getattr(h, k), [getattr(h, arm)]) for j, h in enumerate(a.hypotheses)
+            for k, arm in (("metric", "variant"), ("reference_metric", "reference")) if getattr(h, k)]
+        for key, metric, arms in endpoint_keys:
+            _check_endpoint(f"{where}.{key}", metric, a.diagnostics, probe,
+                            [n for n in arms if methods.get(n, "") not in LATENT_METHODS])
+        if a.tune_seed >= 0 and a.primary_metric not in endpoints.EVAL_KEYS:
+            raise ConfigError(f"config key '{where}.primary_metric': tuning (tune_seed >= 0) chooses on a sample "
+                              f"metric of the tuning runs ({', '.join(endpoints.EVAL_KEYS)}), got "
+                              f"{a.primary_metric!r}")
         if a.tune_seed >= 0 and not any(NOISE_KNOBS.get(m) in a.tune_values and NOISE_KNOBS[m] not in v.overrides.get(
                 "method", {}) for v in a.variants for m in [v.method or a.method]):
             raise ConfigError(f"config key '{where}.tune_seed': no variant has a knob of tune_values to tune "
                               f"({sorted(a.tune_values)}; a variant that sets its knob is not tuned)")
         if a.reference and a.reference not in vnames:
             raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
-        methods = {v.name: v.method or a.method for v in a.variants}
         if a.analysis == "paired" and len(a.hypotheses) > 3:
             raise ConfigError(f"config key '{where}.hypotheses': the paired analysis registers at most 3 "
                               f"confirmatory hypotheses, got {len(a.hypotheses)} (estimate the rest)")
@@ -163,12 +169,16 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
                                       f"its target: it cannot be an arm of a hypothesis")
 
 
-def _check_endpoint(key: str, metric: str, diagnostics: bool, probe: bool) -> None:
+def _check_endpoint(key: str, metric: str, diagnostics: bool, probe: bool, pixel_arms: list[str]) -> None:
+    """`metric` is produced by the runs it is read from (pixel_arms: those of them that train a pixel method)."""
     try:
         need = endpoints.needs(metric)
     except KeyError:
         raise ConfigError(f"config key '{key}': {metric!r} is not a per-run metric ({endpoints.describe()})") from None
-    if need == "diagnostics" and not diagnostics:
+    if "diagnostics" in need and not diagnostics:
         raise ConfigError(f"config key '{key}': {metric!r} is measured only with diagnostics: true")
-    if need == "probe" and not probe:
+    if "probe" in need and not probe:
         raise ConfigError(f"config key '{key}': {metric!r} is measured only with evaluate.probe: true")
+    if "latent" in need and pixel_arms:
+        raise ConfigError(f"config key '{key}': {metric!r} exists only for a latent method's model, and "
+                          f"{pixel_arms} train(s) a pixel method")

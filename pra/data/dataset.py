@@ -10,7 +10,8 @@ from pra.io import read_json
 
 # what to do about a damaged prepared folder (Snakemake keeps a job whose manifest.json exists: it has to be told)
 REPREPARE = ("prepare it again: `snakemake --forcerun prepare ...` (or `python -m pra prepare`), which rebuilds "
-             "the missing, truncated or stale shards and reuses the intact ones")
+             "the missing, truncated or stale shards and reuses the intact ones; the jobs that depend on the data "
+             "then run again (docs/configuration.md, \"After a crash\")")
 
 
 class CorruptDataError(RuntimeError):
@@ -40,7 +41,8 @@ class PreparedSplit:
             if not (len(images) == len(labs) == s["count"]):
                 raise CorruptDataError(f"{data_dir}: shard {s['stem']} holds {len(images)} images and {len(labs)} "
                                        f"labels but manifest.json says {s['count']}: the prepared data is "
-                                       "corrupt or mixed with another run's; delete the folder and " + REPREPARE)
+                                       "corrupt or mixed with another run's; delete the folder and prepare it again (`snakemake "
+                                       "--forcerun prepare ...`)")
             self._images.append(images)
             labels.append(labs)
         self.labels = np.concatenate(labels) if labels else np.zeros(0, dtype=np.int64)

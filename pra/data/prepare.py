@@ -132,9 +132,13 @@ def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels:
                     for suffix in (".json", ".images.npy", ".labels.npy"):
                         (out_dir / f"{old.stem}{suffix}").unlink(missing_ok=True)
             if not counts.sum():
-                raise EmptySplitError(f"{root}: the {split} split has no usable image ({len(items)} files, "
-                                      f"{len(items) - sum(s['count'] for s in shards)} unreadable): every class "
-                                      f"folder under {Path(root) / split} is empty or unreadable")
+                write_json(out_dir / "bad_files.json", bad)
+                names = ", ".join(b["path"] for b in bad if b["split"] == split)[:1000]
+                raise EmptySplitError(f"{root}: the {split} split has no usable image ({len(items)} files, every "
+                                      f"one unreadable{': ' + names if names else ''}; listed in "
+                                      f"{out_dir / 'bad_files.json'})" if items else
+                                      f"{root}: the {split} split has no image: its class folders under "
+                                      f"{Path(root) / split} are empty")
             manifest["splits"][split] = {"count": int(counts.sum()), "inputs": len(items),
                                          "per_class": counts.tolist(), "shards": shards}
     finally:

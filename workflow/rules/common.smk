@@ -205,7 +205,7 @@ REFERENCE = f"{RESULTS}/reference/reference.npz"
 # Local files the config names exist before any job starts (the jobs say where each comes from)
 for _section, _key in (("evaluate", "inception_weights"), ("evaluate", "reference_stats"), ("resources", "container")):
     _path = getattr(getattr(EXP, _section), _key)
-    if _path and "://" not in _path and not os.path.exists(_path):
+    if _path and not (_key == "container" and "://" in _path) and not os.path.exists(_path):  # docker://, oras://
         _help = field_meta(type(getattr(EXP, _section)), _key)["help"]
         raise WorkflowError(f"invalid configuration: {_section}.{_key}: {_path} does not exist ({_help})")
 # A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
