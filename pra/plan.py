@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
 
-from pra.config import NOISE_KNOBS, AblationConfig, ExperimentConfig, VariantConfig
+from pra.config import AblationConfig, ExperimentConfig, VariantConfig
+from pra.config.ablations import tuned_knob
 from pra.typed import merge
 
 # the direction of every metric the pipeline compares (tuning and the wording of comparisons)
@@ -124,13 +125,8 @@ def tuned_variants(a: AblationConfig) -> list[Tuned]:
     """The variants of `a` whose noise knob is tuned (none when a.tune_seed < 0)."""
     if a.tune_seed < 0:
         return []
-    out = []
-    for v in a.variants:
-        m = method_of(a, v)
-        knob = NOISE_KNOBS.get(m)
-        if knob in a.tune_values and knob not in v.overrides.get("method", {}):
-            out.append(Tuned(v, m, knob, tuple(a.tune_values[knob])))
-    return out
+    return [Tuned(v, method_of(a, v), knob, tuple(a.tune_values[knob]))
+            for v in a.variants if (knob := tuned_knob(a, v))]
 
 
 def with_value(v: VariantConfig, knob: str, value) -> dict:

@@ -88,6 +88,13 @@ def settle_default() -> list:
                                metric="fid", variant="pra", reference="pra_sequential", expect="equal")])]
 
 
+def tuned_knob(a: AblationConfig, v: VariantConfig) -> str | None:
+    """The noise knob of variant `v` that `a` tunes (when it tunes: tune_seed >= 0): its method's knob, if
+    tune_values lists it and the variant does not set it itself; else None."""
+    knob = NOISE_KNOBS.get(v.method or a.method)
+    return knob if knob in a.tune_values and knob not in v.overrides.get("method", {}) else None
+
+
 def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping], object],
           scales: Collection[str] | None = None, probe: bool = True) -> None:
     """The relations inside each ablation (names, references, tuning values, endpoints); `validate_overrides`
@@ -137,6 +144,13 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         if len(lengths) > 1:
             raise ConfigError(f"config key '{where}.tune_values': every knob needs the same number of values "
                               f"(the same tuning budget), got {a.tune_values}")
+        if a.tune_seed >= 0 and a.primary_metric not in endpoints.EVAL_KEYS:
+            raise ConfigError(f"config key '{where}.primary_metric': tuning (tune_seed >= 0) chooses on a sample "
+                              f"metric of the tuning runs ({', '.join(endpoints.EVAL_KEYS)}), got "
+                              f"{a.primary_metric!r}")
+        if a.tune_seed >= 0 and not any(tuned_knob(a, v) for v in a.variants):
+            raise ConfigError(f"config key '{where}.tune_seed': no variant has a knob of tune_values to tune "
+                              f"({sorted(a.tune_values)}; a variant that sets its knob is not tuned)")
         methods = {v.name: v.method or a.method for v in a.variants}
         # every endpoint, with the variants it is measured on
         endpoint_keys = [("primary_metric", a.primary_metric, vnames)] + [
@@ -145,14 +159,6 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         for key, metric, arms in endpoint_keys:
             _check_endpoint(f"{where}.{key}", metric, a.diagnostics, probe,
                             [n for n in arms if methods.get(n, "") not in LATENT_METHODS])
-        if a.tune_seed >= 0 and a.primary_metric not in endpoints.EVAL_KEYS:
-            raise ConfigError(f"config key '{where}.primary_metric': tuning (tune_seed >= 0) chooses on a sample "
-                              f"metric of the tuning runs ({', '.join(endpoints.EVAL_KEYS)}), got "
-                              f"{a.primary_metric!r}")
-        if a.tune_seed >= 0 and not any(NOISE_KNOBS.get(m) in a.tune_values and NOISE_KNOBS[m] not in v.overrides.get(
-                "method", {}) for v in a.variants for m in [v.method or a.method]):
-            raise ConfigError(f"config key '{where}.tune_seed': no variant has a knob of tune_values to tune "
-                              f"({sorted(a.tune_values)}; a variant that sets its knob is not tuned)")
         if a.reference and a.reference not in vnames:
             raise ConfigError(f"config key '{where}.reference': {a.reference!r} is not a variant ({vnames})")
         if a.analysis == "paired" and len(a.hypotheses) > 3:
