@@ -67,17 +67,23 @@ class TrunkInputs:
         sigma = self.settings.pixel_noise_sigma * noise.rand(B, 1, 1, dtype=x.dtype)
         return x + sigma * noise.randn(*x.shape, dtype=x.dtype)
 
-    @torch.no_grad()
     def build(self, net: PRANetwork, x: torch.Tensor, labels: torch.Tensor, z: torch.Tensor | None,
-                     noise: Noise | torch.Generator) -> torch.Tensor:
+              noise: Noise | torch.Generator) -> torch.Tensor:
         """The patches the trunk is trained on, [B, N, P] (the last one is never fed)."""
+        return self.build_with_context(net, x, labels, z, noise)[0]
+
+    @torch.no_grad()
+    def build_with_context(self, net: PRANetwork, x: torch.Tensor, labels: torch.Tensor, z: torch.Tensor | None,
+                           noise: Noise | torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the trunk's training inputs [B, N, P], the teacher-forced trunk states h(clean x_<i) [B, N, W] where
+        the construction computed them, else None)."""
         noise = as_noise(noise)
         B, N, _ = x.shape
         m = self.method
         if m in ("pixel_tf", "latent_tf"):
-            return x
+            return x, None
         if m in ("pixel_noise", "latent_pixel_noise"):
-            return self.pixel_noised(x, noise)
+            return self.pixel_noised(x, noise), None
         if m in ("pra", "energy_matched", "parallel_anchored"):
             t = self.perturbation_times(B, N, noise).to(x.dtype)  # (draw order kept: t, context, eps)
             ctx = net.trunk(x[:, :-1], labels) if (net.decoder.ctx_in is not None or m == "parallel_anchored") \
@@ -85,17 +91,17 @@ class TrunkInputs:
             eps = noise.randn(*z.shape, dtype=z.dtype)
             z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
             if m == "pra":
-                return net.to_pixels(z_tilde, ctx)
+                return net.to_pixels(z_tilde, ctx), ctx
             if m == "energy_matched":
-                return self.energy_matched(net.to_pixels(z, ctx), net.to_pixels(z_tilde, ctx), noise)
-            return net.to_pixels(self.anchored_states(net, z, t, eps, ctx), ctx)
+                return self.energy_matched(net.to_pixels(z, ctx), net.to_pixels(z_tilde, ctx), noise), ctx
+            return net.to_pixels(self.anchored_states(net, z, t, eps, ctx), ctx), ctx
         if m == "pra_sequential":
-            return self.sequential(net, self.perturbed_states(z, noise), labels)
+            return self.sequential(net, self.perturbed_states(z, noise), labels), None
         if m == "anchored_rollout":
             anchor = (z, self.perturbation_times(B, N, noise).to(x.dtype))
-            return rollout(net, self.flow, labels, self.rollout_settings, noise, anchor=anchor).patches
+            return rollout(net, self.flow, labels, self.rollout_settings, noise, anchor=anchor).patches, None
         if m == "free_rollout":
-            return rollout(net, self.flow, labels, self.rollout_settings, noise).patches
+            return rollout(net, self.flow, labels, self.rollout_settings, noise).patches, None
         raise ValueError(f"unknown method {m!r}")
 
     @staticmethod

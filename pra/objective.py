@@ -31,10 +31,10 @@ class Objective:
         if net.latent:
             z_rec, z = self.inputs.head_states(net, x, noise)
             target = z if self.settings.head_grad_to_encoder else z.detach()
-            inputs = self.inputs.build(net, x, labels, z.detach(), noise)
+            inputs, h_tf = self.inputs.build_with_context(net, x, labels, z.detach(), noise)
         else:
             z_rec, z, target = None, None, x
-            inputs = self.inputs.build(net, x, labels, None, noise)
+            inputs, h_tf = self.inputs.build_with_context(net, x, labels, None, noise)
         h = net.trunk(inputs[:, :-1], labels)  # [B, N, W]
         # head rows: every token `mul` times, each with its own time and noise
         mul, D = self.model.head_batch_mul, target.shape[-1]
@@ -46,7 +46,7 @@ class Objective:
         loss = head_loss
         logs["loss_head"] = head_loss.detach()
         if net.latent:
-            recon = net.to_pixels(z_rec, h.detach())
+            recon = net.to_pixels(z_rec, self.reconstruction_context(net, x, labels, inputs, h, h_tf))
             recon_loss = ((recon - x) ** 2).mean()
             # batch moments of the states the head models, over the global batch (all ranks), so data
             # parallelism changes nothing
@@ -60,3 +60,18 @@ class Objective:
         logs["input_mse"] = ((inputs - x) ** 2).mean().detach()
         logs["loss"] = loss.detach()
         return loss, logs
+
+    def reconstruction_context(self, net: PRANetwork, x: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor,
+                               h: torch.Tensor, h_tf: torch.Tensor | None) -> torch.Tensor | None:
+        """The trunk states the decoder reconstructs with (no gradient into the trunk): 'own' = the trunk's pass
+        over the inputs this method trains on; 'teacher_forced' = its pass over the clean patches, the context
+        latent_tf's decoder learns under (the same tensor for latent_tf), so that an arm changes the trunk's
+        inputs and leaves the decoder's training context as teacher forcing's."""
+        if net.decoder.ctx_in is None:
+            return None
+        if self.settings.recon_context == "own" or inputs is x:
+            return h.detach()
+        if h_tf is None:  # the construction did not need the teacher-forced pass: one more, without gradient
+            with torch.no_grad():
+                h_tf = net.trunk(x[:, :-1], labels)
+        return h_tf.detach()

@@ -300,3 +300,45 @@ def test_rope_identity_for_prefix():
     K = net.trunk.prefix_tokens
     assert torch.all(rope.cos[:K] == 1) and torch.all(rope.sin[:K] == 0)
     assert "cos" not in net.state_dict() and any(n == "cos" for n, _ in rope.named_buffers())
+
+
+def _objective_run(method, recon_context, seed=4):
+    cfg, net = make(method, method={"recon_context": recon_context})
+    net.train()
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double, generator=generator(1))
+    y = torch.tensor([1, 2, 3])
+    obj = Objective(method, cfg.model, cfg.method, latent=True)
+    loss, logs = obj(net, x, y, generator(seed))
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in net.named_parameters() if p.grad is not None}
+    return cfg, net, obj, x, y, logs, grads
+
+
+def test_teacher_forced_reconstruction_context_leaves_latent_tf_unchanged():
+    """For latent_tf the trunk's own inputs are the clean patches: both settings give the same step, bit for bit."""
+    *_, logs_own, g_own = _objective_run("latent_tf", "own")
+    *_, logs_tf, g_tf = _objective_run("latent_tf", "teacher_forced")
+    assert logs_own.keys() == logs_tf.keys()
+    for k in logs_own:
+        assert torch.equal(logs_own[k], logs_tf[k]), k
+    assert g_own.keys() == g_tf.keys() and all(torch.equal(g_own[n], g_tf[n]) for n in g_own)
+
+
+@pytest.mark.parametrize("method", ["pra", "pra_sequential"])
+def test_teacher_forced_reconstruction_decodes_with_the_clean_pass(method):
+    """A known answer: the reconstruction loss under 'teacher_forced' equals the masked encoder's codes decoded
+    with the trunk's pass over the clean patches, replayed from the same noise stream (the label drop, then the
+    encoder mask are the first draws). pra reuses the context its inputs were built with; pra_sequential, whose
+    construction has none, runs the clean pass. 'own' decodes with the pass over the arm's inputs: another loss,
+    and the head's loss is the same under both (the setting touches the decoder's loss only)."""
+    cfg, net, obj, x, y, logs_tf, _ = _objective_run(method, "teacher_forced")
+    noise = Noise(generator(4))
+    drop = noise.rand(3) < cfg.model.class_dropout
+    labels = torch.where(drop, torch.full_like(y, net.trunk.null_label), y)
+    with torch.no_grad():
+        z_rec, _ = obj.inputs.head_states(net, x, noise)
+        expected = ((net.to_pixels(z_rec, net.trunk(x[:, :-1], labels)) - x) ** 2).mean()
+    torch.testing.assert_close(logs_tf["loss_recon"], expected, rtol=1e-12, atol=0)
+    *_, logs_own, _ = _objective_run(method, "own")
+    assert not torch.allclose(logs_own["loss_recon"], expected, rtol=1e-6, atol=0)
+    assert torch.equal(logs_own["loss_head"], logs_tf["loss_head"])

@@ -89,6 +89,12 @@ class MethodConfig:
                                "variance per dimension.", reconstruction=True, minimum=0.0)
     head_grad_to_encoder: bool = opt(False, "Let the head loss back-propagate into the encoder through "
                                      "its target z.", reconstruction=True)
+    recon_context: str = opt("own", "Latent methods: the trunk states the decoder's reconstruction loss decodes "
+                             "with. 'own' = the trunk's pass over the inputs the method trains on (each arm's decoder "
+                             "learns under its own context); 'teacher_forced' = the pass over the clean patches, "
+                             "latent_tf's context for every arm (for latent_tf both are the same), so that comparing "
+                             "an arm with latent_tf changes the trunk's inputs only.",
+                             choices=["own", "teacher_forced"], reconstruction=True)
     rollout_ode_steps: int = opt(8, "parallel_anchored, anchored_rollout, free_rollout: head ODE steps of the training-time rollout.",
                                  reconstruction=True, minimum=1)
     rollout_solver: str = opt("euler", "parallel_anchored, anchored_rollout, free_rollout: head ODE solver of the training-time "
