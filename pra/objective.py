@@ -35,6 +35,8 @@ class Objective:
         else:
             z_rec, z, target = None, None, x
             inputs, h_tf = self.inputs.build_with_context(net, x, labels, None, noise)
+        if h_tf is not None and self.settings.recon_context == "teacher_forced":
+            h_tf = h_tf.clone()  # read after the next trunk call: never a buffer that call may reuse (CUDA graphs)
         h = net.trunk(inputs[:, :-1], labels)  # [B, N, W]
         # head rows: every token `mul` times, each with its own time and noise
         mul, D = self.model.head_batch_mul, target.shape[-1]
@@ -63,10 +65,10 @@ class Objective:
 
     def reconstruction_context(self, net: PRANetwork, x: torch.Tensor, labels: torch.Tensor, inputs: torch.Tensor,
                                h: torch.Tensor, h_tf: torch.Tensor | None) -> torch.Tensor | None:
-        """The trunk states the decoder reconstructs with (no gradient into the trunk): 'own' = the trunk's pass
-        over the inputs this method trains on; 'teacher_forced' = its pass over the clean patches, the context
-        latent_tf's decoder learns under (the same tensor for latent_tf), so that an arm changes the trunk's
-        inputs and leaves the decoder's training context as teacher forcing's."""
+        """The trunk states the reconstruction loss decodes with (no gradient into the trunk): 'own' = the trunk's
+        pass over the inputs this method trains on; 'teacher_forced' = its pass over the clean patches, as for
+        latent_tf (the same tensor there). The reconstruction loss trains the decoder and the encoder, so the
+        setting moves both, and with them the renderings a method builds its inputs from."""
         if net.decoder.ctx_in is None:
             return None
         if self.settings.recon_context == "own" or inputs is x:

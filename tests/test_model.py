@@ -303,7 +303,7 @@ def test_rope_identity_for_prefix():
 
 
 def _objective_run(method, recon_context, seed=4):
-    cfg, net = make(method, method={"recon_context": recon_context})
+    cfg, net = make(method, method={"recon_context": recon_context}, model={"class_dropout": 0.5})
     net.train()
     x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double, generator=generator(1))
     y = torch.tensor([1, 2, 3])
@@ -331,14 +331,21 @@ def test_teacher_forced_reconstruction_decodes_with_the_clean_pass(method):
     encoder mask are the first draws). pra reuses the context its inputs were built with; pra_sequential, whose
     construction has none, runs the clean pass. 'own' decodes with the pass over the arm's inputs: another loss,
     and the head's loss is the same under both (the setting touches the decoder's loss only)."""
-    cfg, net, obj, x, y, logs_tf, _ = _objective_run(method, "teacher_forced")
+    cfg, net, obj, x, y, logs_tf, g_tf = _objective_run(method, "teacher_forced")
     noise = Noise(generator(4))
     drop = noise.rand(3) < cfg.model.class_dropout
+    assert drop.any() and not drop.all()  # the replay covers dropped and kept labels
     labels = torch.where(drop, torch.full_like(y, net.trunk.null_label), y)
     with torch.no_grad():
         z_rec, _ = obj.inputs.head_states(net, x, noise)
         expected = ((net.to_pixels(z_rec, net.trunk(x[:, :-1], labels)) - x) ** 2).mean()
     torch.testing.assert_close(logs_tf["loss_recon"], expected, rtol=1e-12, atol=0)
-    *_, logs_own, _ = _objective_run(method, "own")
+    *_, logs_own, g_own = _objective_run(method, "own")
     assert not torch.allclose(logs_own["loss_recon"], expected, rtol=1e-6, atol=0)
     assert torch.equal(logs_own["loss_head"], logs_tf["loss_head"])
+    # no gradient reaches the trunk or the head through the reconstruction: theirs are the same bit for bit,
+    # while the decoder's differ
+    for name in g_own:
+        if name.startswith(("trunk.", "head.")):
+            assert torch.equal(g_own[name], g_tf[name]), name
+    assert any(not torch.equal(g_own[n], g_tf[n]) for n in g_own if n.startswith("decoder."))

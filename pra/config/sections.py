@@ -89,11 +89,11 @@ class MethodConfig:
                                "variance per dimension.", reconstruction=True, minimum=0.0)
     head_grad_to_encoder: bool = opt(False, "Let the head loss back-propagate into the encoder through "
                                      "its target z.", reconstruction=True)
-    recon_context: str = opt("own", "Latent methods: the trunk states the decoder's reconstruction loss decodes "
-                             "with. 'own' = the trunk's pass over the inputs the method trains on (each arm's decoder "
-                             "learns under its own context); 'teacher_forced' = the pass over the clean patches, "
-                             "latent_tf's context for every arm (for latent_tf both are the same), so that comparing "
-                             "an arm with latent_tf changes the trunk's inputs only.",
+    recon_context: str = opt("own", "Latent methods: the trunk states the reconstruction loss decodes with. "
+                             "'own' = the trunk's pass over the inputs the method trains on (each arm's decoder "
+                             "learns under its own context); 'teacher_forced' = the trunk's pass over the clean "
+                             "patches, as latent_tf does (for latent_tf both are the same). The loss trains decoder "
+                             "and encoder, so the setting also moves the renderings a method's inputs are built from.",
                              choices=["own", "teacher_forced"], reconstruction=True)
     rollout_ode_steps: int = opt(8, "parallel_anchored, anchored_rollout, free_rollout: head ODE steps of the training-time rollout.",
                                  reconstruction=True, minimum=1)
