@@ -223,6 +223,15 @@ def equivalence_rows(hypotheses: list[dict], n_rows: int) -> list[tuple[int, dic
     return [(n_rows - 1 - i, h) for i, h in enumerate(hypotheses) if h.get("expect") == "equal"]
 
 
+def minor_tick_label(x: float, _pos=None) -> str:
+    """Labels for a log axis's minor ticks: only those with leading digit 2, 3 or 5 (0.2, 0.3, 0.5, 2, 3, 5, ...),
+    so that neighbouring labels do not overlap."""
+    if x <= 0:
+        return ""
+    lead = round(x / 10 ** math.floor(math.log10(x) + 1e-9), 6)
+    return f"{x:.2g}" if lead in (2.0, 3.0, 5.0) else ""
+
+
 def ratio_figure(res: dict, path: Path) -> None:
     """Each comparison's geometric-mean ratio with its interval (confirmatory ones marked) and its per-seed
     ratios, on a log axis; one panel per analysed group."""
@@ -257,11 +266,11 @@ def ratio_figure(res: dict, path: Path) -> None:
         ax.axvline(1.0, color="0.6", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor_tick_label))
         ax.set_xlabel("FID ratio a / b (geometric mean over paired seeds, interval at the family's level; "
                       "ticks: single seeds)", fontsize=8)
-        ax.set_title(f"{g['experiment']} / {g['ablation']} (red: confirmatory; shaded: the equivalence margin)",
-                     fontsize=9)
+        shaded = "; shaded: the equivalence margin" if margin and equivalence_rows(g["hypotheses"], len(rows)) else ""
+        ax.set_title(f"{g['experiment']} / {g['ablation']}\n(red: confirmatory{shaded}; blue: estimates)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.png")

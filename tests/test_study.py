@@ -418,3 +418,14 @@ def test_the_equivalence_band_is_drawn_on_its_hypothesis_row():
     # three hypotheses and one estimate: drawn bottom-up as estimate (0), C3 (1), C2 (2), C1 (3)
     assert [(y, h["id"]) for y, h in equivalence_rows(hyps, 4)] == [(1, "C3")]
     assert [(y, h["id"]) for y, h in equivalence_rows(hyps[::-1], 3)] == [(2, "C3")]
+
+
+def test_the_ratio_figure_labels_only_minor_ticks_that_cannot_collide():
+    """A log axis from 0.15 to 6 has minor ticks at 0.2 ... 0.9 and 2 ... 9; labelling all of them overlaps.
+    Only leading digits 2, 3 and 5 are labelled, at every decade."""
+    from pra.study_analysis import minor_tick_label
+
+    labelled = [x for x in (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 2, 3, 4, 5, 6, 7, 8, 9, 20, 30, 40, 0.03, 0.04)
+                if minor_tick_label(x)]
+    assert labelled == [0.2, 0.3, 0.5, 2, 3, 5, 20, 30, 0.03]
+    assert minor_tick_label(0.3) == "0.3" and minor_tick_label(-1.0) == "" and minor_tick_label(0.0) == ""
