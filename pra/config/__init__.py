@@ -55,7 +55,7 @@ class ExperimentConfig:
         "help": "Execution speed (compilation, sampling precision, CUDA graphs); not a rerun trigger."})
     ablations: list[AblationConfig] = field(default_factory=settle_default, metadata={
         "help": "Ablations: each trains its variants at one scale with the same budget and compares them; "
-                "the default is the comparison that would settle PRA's premise (five arms, the same model).",
+                "the default is the comparison that would settle PRA's premise (six arms, the same model).",
         "allow_empty": True})
 
     def with_overrides(self, overrides: Mapping) -> "ExperimentConfig":

@@ -82,7 +82,10 @@ DEFAULT_SETTLE_ARMS = ("pixel_noise", "latent_tf", "pra", "pra_sequential", "fre
 
 def settle_default() -> list:
     return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True,
-                           variants=[VariantConfig(name=m, method=m) for m in DEFAULT_SETTLE_ARMS],
+                           variants=[VariantConfig(name=m, method=m) for m in DEFAULT_SETTLE_ARMS[:3]]
+                           # pra at t_min 1: the control without perturbation (the rendering of the true state)
+                           + [VariantConfig(name="pra_t1", method="pra", overrides={"method": {"t_min": 1.0}})]
+                           + [VariantConfig(name=m, method=m) for m in DEFAULT_SETTLE_ARMS[3:]],
                            hypotheses=[HypothesisConfig(
                                id="H1", statement="PRA's parallel inputs do as well as its sequential twin's",
                                metric="fid", variant="pra", reference="pra_sequential", expect="equal")])]
