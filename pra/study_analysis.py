@@ -223,6 +223,18 @@ def equivalence_rows(hypotheses: list[dict], n_rows: int) -> list[tuple[int, dic
     return [(n_rows - 1 - i, h) for i, h in enumerate(hypotheses) if h.get("expect") == "equal"]
 
 
+def narrow_axis_ticks(lo: float, hi: float) -> list[float] | None:
+    """Tick positions for a log ratio axis from lo to hi that spans at most a factor of 3, where a log axis's own
+    ticks leave one or two labels (0.85 to 1.25 holds only 1 and the minor tick 0.9): about six evenly spaced
+    round values, the axis being close to linear there. None for a wider axis, which keeps its log ticks."""
+    import matplotlib.ticker
+
+    if not (lo > 0 and hi / lo <= 3.0):
+        return None
+    locator = matplotlib.ticker.MaxNLocator(nbins=6, steps=[1, 2, 5, 10])
+    return [round(float(t), 10) for t in locator.tick_values(lo, hi) if lo <= t <= hi]
+
+
 def minor_tick_label(x: float, _pos=None) -> str:
     """Labels for a log axis's minor ticks: only those with leading digit 2, 3 or 5 (0.2, 0.3, 0.5, 2, 3, 5, ...),
     so that neighbouring labels do not overlap."""
@@ -266,7 +278,12 @@ def ratio_figure(res: dict, path: Path) -> None:
         ax.axvline(1.0, color="0.6", lw=0.8, ls="--")
         ax.set_xscale("log")
         ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.2g"))
-        ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor_tick_label))
+        ticks = narrow_axis_ticks(*ax.get_xlim())
+        if ticks:
+            ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
+        else:
+            ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor_tick_label))
         ax.set_xlabel("FID ratio a / b (geometric mean over paired seeds, interval at the family's level; "
                       "ticks: single seeds)", fontsize=8)
         shaded = "; shaded: the equivalence margin" if margin and equivalence_rows(g["hypotheses"], len(rows)) else ""

@@ -429,3 +429,17 @@ def test_the_ratio_figure_labels_only_minor_ticks_that_cannot_collide():
                 if minor_tick_label(x)]
     assert labelled == [0.2, 0.3, 0.5, 2, 3, 5, 20, 30, 0.03]
     assert minor_tick_label(0.3) == "0.3" and minor_tick_label(-1.0) == "" and minor_tick_label(0.0) == ""
+
+
+def test_a_narrow_ratio_axis_gets_round_ticks_and_a_wide_one_keeps_its_log_ticks():
+    """An axis from 0.85 to 1.25 holds only the log ticks 0.9 and 1; up to a factor of 3 it gets about six round,
+    evenly spaced ticks inside the axis, beyond it none (the log ticks stay)."""
+    from pra.study_analysis import narrow_axis_ticks
+
+    ticks = narrow_axis_ticks(0.85, 1.25)
+    assert ticks and 4 <= len(ticks) <= 8 and all(0.85 <= t <= 1.25 for t in ticks)
+    assert any(abs(t - 1.0) < 1e-12 for t in ticks) and any(t > 1.1 for t in ticks) and any(t < 0.95 for t in ticks)
+    steps = {round(b - a, 9) for a, b in zip(ticks, ticks[1:])}
+    assert len(steps) == 1
+    assert narrow_axis_ticks(0.5, 1.5) is not None
+    assert narrow_axis_ticks(0.15, 6.0) is None and narrow_axis_ticks(0.3, 1.0 / 0.3 * 1.01) is None
