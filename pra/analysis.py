@@ -176,12 +176,16 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
             if t is not None:
                 out_c.append({**t.to_dict(), "role": "estimate",
                               **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
+        # the equivalence margin is part of the analysis only where a hypothesis expects equality
+        margin = ablation.equivalence_margin if any(h["expect"] == "equal" for h in unique) else None
         desc = {"analysis": "paired", "alpha": alpha, "m": m, "level": level,
-                "equivalence_margin": ablation.equivalence_margin,
+                "equivalence_margin": margin,
                 "text": (f"Registered analysis: paired t-test over seeds (pairs matched by seed; log values for "
                          f"ratio metrics) for each of the m = {m} distinct declared hypotheses at the Bonferroni "
-                         f"level alpha/m = {alpha / m:.3g}, with {level:.1%} intervals; 'equal' only from TOST "
-                         f"within a ratio of {ablation.equivalence_margin:g}; sign-flip p is a sensitivity check. "
+                         f"level alpha/m = {alpha / m:.3g}, with {level:.1%} intervals; "
+                         + (f"'equal' only from TOST within a ratio of {margin:g}; " if margin is not None else
+                            "no hypothesis expects equality, so none is read as 'equal'; ")
+                         + f"the exact sign-flip p beside each p is a sensitivity check. "
                          f"Other rows are estimates with {level:.1%} intervals, not tests.")}
         return out_c, out_h, desc
 

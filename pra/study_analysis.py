@@ -169,6 +169,14 @@ def _interval(c: dict) -> str:
     return _g(c.get("mean_diff"))
 
 
+def _p_text(c: dict) -> str:
+    """A confirmatory comparison's p, with the exact sign-flip p beside it where the test computed one."""
+    if not c:
+        return "-"
+    flip = c.get("p_sign_flip")
+    return _g(c.get("p")) + (f" (sign-flip {_g(flip)})" if flip is not None else "")
+
+
 def markdown(res: dict) -> str:
     lines = [f"# {res['study']}: the registered analysis", "",
              f"From the committed block records of `{res['study_file']}`; nothing here was chosen after the "
@@ -188,7 +196,7 @@ def markdown(res: dict) -> str:
             eq = h.get("equivalence")
             test = h.get("test", "-") + (f"; TOST within {eq['margin_ratio']:g}: p {_g(eq.get('p'))}" if eq else "")
             lines.append(f"| {h['id']} | {h['statement']} | {test} | {_interval(c) if c else '-'} | "
-                         f"{_g(c.get('p')) if c else '-'} | {h['outcome']} |")
+                         f"{_p_text(c)} | {h['outcome']} |")
         lines += ["", "### Estimates (every other variant against the reference; intervals at the family's level; "
                   "not tests)", "", "| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"]
         for c in g["estimates"]:

@@ -138,6 +138,13 @@ def test_paired_analysis_matches_scipy_and_reads_equal_only_from_tost():
     assert analyse(summary, a)[1][1]["outcome"].startswith("not shown")
     # the other comparisons are estimates (no p used for a verdict): pixel_noise vs pra is not a hypothesis
     assert [c["role"] for c in comps] == ["estimate"] * len(comps) and len(comps) == 1
+    assert "TOST within a ratio of 1.15" in desc["text"] and desc["equivalence_margin"] == 1.15
+    # without a hypothesis that expects equality the margin is not part of the analysis and is not named
+    a_lower = _ablation(analysis="paired", equivalence_margin=1.15, hypotheses=[
+        {"id": "C1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"}])
+    _, hyps, desc = analyse(summary, a_lower)
+    assert desc["equivalence_margin"] is None and "TOST" not in desc["text"] and "1.15" not in desc["text"]
+    assert hyps[0]["equivalence"] is None and hyps[0]["comparison"]["p_sign_flip"] is not None
 
 
 def test_ill_posed_arms_are_never_interpreted():
