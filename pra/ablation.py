@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pra.config import AblationConfig, ExperimentConfig
+from pra.config import ILL_POSED_METHODS, AblationConfig, ExperimentConfig
 from pra.endpoints import ACCUMULATION_KEYS, EVAL_KEYS
 from pra.io import read_json
 from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
@@ -144,6 +144,9 @@ def outcome(summary: dict) -> list[str]:
     for c in summary["comparisons"]:
         if c.get("reading"):  # an ill-posed arm: measured, never interpreted
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['reading']}.")
+        elif c.get("no_interval"):
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['mean_a']:.3g} vs {c['mean_b']:.3g} ({c['n_a']} and "
+                         f"{c['n_b']} seed(s): too few pairs for an interval; measured values, not a verdict).")
         elif c.get("role") == "estimate":
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']} (estimate, not a test){_detail(c, c['metric'])}.")
         else:
@@ -176,13 +179,18 @@ def outcome(summary: dict) -> list[str]:
                          f"[{lo:+.2g}, {hi:+.2g}] (95% subsampling interval of one run, not corrected for the "
                          f"other readings of this list): {word}.")
         lines.append(line)
-    acc = [(v["name"], v["metrics"]["acc_region_excess"]) for v in summary["variants"]
-           if "acc_region_excess" in v["metrics"]]
+    acc = [(v, v["metrics"]["acc_region_excess"]) for v in summary["variants"] if "acc_region_excess" in v["metrics"]]
     if acc:
+        def reading(v, a):
+            if v["method"] in ILL_POSED_METHODS:  # its context is another image's: an excess near 0 is built in
+                return f"{v['name']} not read (ill-posed arm: it can ignore its context, so ~0 is built in)"
+            p = v["metrics"].get("acc_p_region_excess")
+            one = a.get("n") == 1 and p is not None
+            return f"{v['name']} {a['mean']:+.2g}" + (f" (swap p {p['mean']:.2g})" if one else "")
         lines.append("Error accumulation (class-conditional MMD² of a fixed ink region to held-out real regions, "
-                     "after the model's full own prefix minus after the true prefix, paired, mean over seeds; "
-                     "per-run intervals and swap-permutation p-values in the accumulation table): "
-                     + ", ".join(f"{n} {a['mean']:.3g}" for n, a in acc) + ".")
+                     "after the model's full own prefix minus after the true prefix, paired, mean over seeds; with "
+                     "one seed the run's one-sided swap-permutation p, uncorrected; intervals in the accumulation "
+                     "table): " + ", ".join(reading(v, a) for v, a in acc) + ".")
     return lines
 
 

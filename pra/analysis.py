@@ -16,7 +16,7 @@ An ablation registers one of two analyses (`ablations[].analysis`):
 Each distinct comparison (the same two arms and metrics, in either order) enters the family once. A
 hypothesis with an ill-posed arm (a method whose inputs belong to another image than its target,
 pra.config.ILL_POSED_METHODS) keeps its place in the family it was registered in and reads "not
-interpretable (ill-posed reference)".
+interpretable (ill-posed arm: its inputs belong to another image than its target)".
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from pra.statistics import Comparison, holm, hypothesis_outcome, welch
 
 # metrics compared as ratios (on log values), when every value is positive
 RATIO_METRICS = ("fid", "kid", "is")
-NOT_INTERPRETABLE = "not interpretable (ill-posed reference)"
+NOT_INTERPRETABLE = "not interpretable (ill-posed arm: its inputs belong to another image than its target)"
 
 
 def metric_values(summary: dict, name: str, key: str) -> list[float] | None:
@@ -176,6 +176,12 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
             if t is not None:
                 out_c.append({**t.to_dict(), "role": "estimate",
                               **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
+            elif all(c["values"]):  # too few pairs for an interval: the measured means, worded as single values
+                a, b = c["values"]
+                out_c.append({"a": c["names"][0], "b": c["names"][1], "metric": c["metric"], "role": "estimate",
+                              "no_interval": True, "n_a": len(a), "n_b": len(b),
+                              "mean_a": float(sum(a) / len(a)), "mean_b": float(sum(b) / len(b)),
+                              **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
         # the equivalence margin is part of the analysis only where a hypothesis expects equality
         margin = ablation.equivalence_margin if any(h["expect"] == "equal" for h in unique) else None
         desc = {"analysis": "paired", "alpha": alpha, "m": m, "level": level,
@@ -233,7 +239,10 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
             out_c.append({**w.to_dict(), **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
     desc = {"analysis": "welch_holm", "alpha": alpha, "m": m,
             "text": (f"Registered analysis: Welch's t-test over training seeds on the raw metric, Holm's correction "
-                     f"over the m = {m} distinct comparisons of this table (each once). Sensitivity, a deviation "
+                     + (f"over the m = {m} distinct comparisons of this table that could be tested (each once; "
+                        f"{len(members)} listed). " if m < len(members) else
+                        f"over the m = {m} distinct comparisons of this table (each once). ")
+                     + f"Sensitivity, a deviation "
                      f"from the registration: paired t over seeds (pairs matched by seed; log values for ratio "
                      f"metrics), Holm over the same family; a hypothesis whose reading differs between the two does "
                      f"not hold up across analyses. Comparisons with an ill-posed arm keep their place in the family "

@@ -49,6 +49,10 @@ def test_gap_output_has_both_spaces_the_null_and_intervals(model_and_data):
     assert set(res["spaces"]) == {"inputs", "hidden"}
     assert res["spaces"]["inputs"]["positions"] == list(range(1, 16))
     assert res["spaces"]["hidden"]["positions"] == list(range(2, 17))
+    # content positions are named in each space's own numbering: the state h_i follows input i - 1
+    cin, chid = res["spaces"]["inputs"]["content_positions"], res["spaces"]["hidden"]["content_positions"]
+    assert cin and set(cin) <= set(res["spaces"]["inputs"]["positions"])
+    assert chid == [p + 1 for p in cin] and set(chid) <= set(res["spaces"]["hidden"]["positions"])
     for space in res["spaces"].values():
         assert set(space["sets"]) == {"teacher_forcing", "pixel_noise", "reconstruction", "pra", "energy_matched",
                                       "pra_sequential", "parallel_anchored", "anchored_rollout", NULL}

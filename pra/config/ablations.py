@@ -85,7 +85,7 @@ DEFAULT_SETTLE_ARMS = (("pixel_noise", "pixel_noise", {}), ("latent_tf", "latent
 
 
 def settle_default() -> list:
-    return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True,
+    return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True, analysis="paired",
                            variants=[VariantConfig(name=n, method=m, overrides=copy.deepcopy(o))
                                      for n, m, o in DEFAULT_SETTLE_ARMS],
                            hypotheses=[HypothesisConfig(

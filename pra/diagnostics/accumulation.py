@@ -25,7 +25,7 @@ images of the same class, not against the true conditional.
   permutation test that swaps, image by image, the region generated after k own positions with the one
   generated after the true prefix (exchangeable when the own prefix changes nothing): a p-value and the
   permutation band, the spread the excess has when nothing accumulates.
-* EB-M-style ratio D(r0) / D(0), only where D(0) is clearly above 0 (its interval excludes 0), and with an
+* EB-M-style ratio D(k_max) / D(0) (k_max: the full own prefix), only where D(0) is clearly above 0 (its interval excludes 0), and with an
   interval only where D(0) stays above 0 in every subset (otherwise the ratio is unstable and shown bare).
 * Classifier agreement of the completed images with their labels (where a classifier is given), beside a
   no-feedback control: the same k positions each generated in one step from the true patches before them (not

@@ -226,6 +226,8 @@ def input_gap(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labels: np.nda
         res = compare(proj, permutations=permutations, subsamples=subsamples, shrinkage=shrinkage, seed=seed,
                       content=content)
         res["positions"] = positions
+        # compare() numbers the content columns 1.. ; name them by this space's positions (h_i follows input i-1)
+        res["content_positions"] = [positions[c - 1] for c in res["content_positions"]]
         if space == "inputs":
             cols = np.flatnonzero(content) if content.any() else np.arange(len(content))
             for k, d in to_true.items():

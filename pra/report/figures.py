@@ -87,6 +87,25 @@ def color_of(method: str, i: int = 0) -> str:
     return METHOD_COLORS.get(method, f"C{i % 10}")
 
 
+def arm_colors(arms: dict) -> dict:
+    """arm name -> method  =>  arm name -> colour. Each arm takes its method's colour; where several arms share a
+    method (pra and pra at t_min 1, say), the arm named after the method (else the first) keeps it and the others
+    get lighter tints of it, so no two arms of one figure share a colour."""
+    from matplotlib.colors import to_hex, to_rgb
+
+    by_method: dict = {}
+    for name, method in arms.items():
+        by_method.setdefault(method, []).append(name)
+    out, methods = {}, list(by_method)
+    for method, names in by_method.items():
+        base = np.array(to_rgb(color_of(method, methods.index(method))))
+        names = sorted(names, key=lambda n: (n != method, list(arms).index(n)))
+        for j, name in enumerate(names):
+            t = 0.5 * j / len(names)
+            out[name] = to_hex(base + (1 - base) * t)
+    return out
+
+
 def shade(color: str, k: int, n: int) -> tuple:
     """The k-th of n shades of one colour, darker to lighter (the colour itself when n is 1)."""
     from matplotlib.colors import to_rgb
@@ -219,15 +238,16 @@ def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
 
 def approximation(approx: dict, out_path: str | Path, title: str = "") -> None:
     """approx: variant -> approximation.json. Per AR position: PRA's and the twin's distance to the anchored
-    rollout's input over the anchored rollout's distance to the data; content positions shaded."""
+    rollout's input over the anchored rollout's distance to the data; positions outside the content positions
+    hatched, and the title says how many are content positions."""
     plt = _plt()
     models = [k for k, a in approx.items() if a.get("applicable")]
     fig, axes = plt.subplots(1, max(1, len(models)), figsize=(3.2 * max(1, len(models)), 3.4), squeeze=False,
                              sharey=True)
     for ax, name in zip(axes[0], models):
         a = approx[name]
-        for j in a["content_positions"]:
-            ax.axvspan(j - 0.5, j + 0.5, color="0.92", lw=0)
+        for j in set(a["positions"]) - set(a["content_positions"]):
+            ax.axvspan(j - 0.5, j + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0)
         for k, color in (("pra", color_of("pra")), ("twin", color_of("pra_sequential"))):
             r = [np.nan if v is None else v for v in a["constructions"][k]["ratio"]]
             ax.plot(a["positions"], r, "-o", ms=2.5, lw=1.2, color=color, label=k)
@@ -235,51 +255,79 @@ def approximation(approx: dict, out_path: str | Path, title: str = "") -> None:
         ax.grid(alpha=0.3)
     axes[0][0].set_ylabel("distance to the anchored rollout's input\n/ its distance to the data")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(title or "approximation error per position (grey: content positions)", fontsize=9)
+    counts = {(len(approx[m]["content_positions"]), len(approx[m]["positions"])) for m in models}
+    content = (f"all {next(iter(counts))[1]} positions are content positions"
+               if len(counts) == 1 and len({c for c in next(iter(counts))}) == 1
+               else "hatched: not a content position (left out of the table's averages)")
+    fig.suptitle((title or "approximation error per position") + f"\n({content})", fontsize=9)
     fig.tight_layout()
     save(fig, out_path)
     plt.close(fig)
 
 
-def input_gap(gaps: dict, out_path: str | Path, title: str = "") -> None:
-    """gaps: variant -> gap.json. Columns: models; rows: pixel inputs, trunk states. Each construction's MMD^2 to
-    the model's own rollout per position, the null (a second rollout) in grey with its permutation 95% band."""
+def input_gap(gaps: dict, out_path: str | Path, title: str = "", per_row: int = 3) -> None:
+    """gaps: variant -> gap.json. One block of two panels per model (top: pixel inputs, bottom: trunk states),
+    per_row models to a row. Each construction's MMD^2 to the model's own rollout per position, the null (a second
+    rollout) in grey with its permutation 95% band; positions outside the content positions (those the summaries
+    average over) are hatched, and the title says how many positions are content positions."""
+    from matplotlib.lines import Line2D
+
     plt = _plt()
     models = list(gaps)
-    cols = len(models)
-    fig, axes = plt.subplots(2, cols, figsize=(3.4 * cols + 1, 6.2), squeeze=False)
+    cols = min(per_row, len(models))
+    bands = -(-len(models) // cols)
+    fig, axes = plt.subplots(2 * bands, cols, figsize=(4.2 * cols + 0.6, 3.0 * 2 * bands + 1.2), squeeze=False)
     handles: dict = {}
+    n_content, n_pos = set(), set()
     for j, name in enumerate(models):
         g = gaps[name]
+        band, col = divmod(j, cols)
         for row, space in enumerate(("inputs", "hidden")):
-            ax = axes[row, j]
+            ax = axes[2 * band + row, col]
             res = g["spaces"][space]
             pos = res["positions"]
+            content = set(res.get("content_positions", pos))
+            n_content.add(len(content))
+            n_pos.add(len(pos))
+            for x in pos:
+                if x not in content:
+                    ax.axvspan(x - 0.5, x + 0.5, facecolor="none", edgecolor="0.75", hatch="///", lw=0)
             null = res["sets"].get("rollout_null")
             if null is not None:
                 handles.setdefault("95% of the permutation null", ax.fill_between(
                     pos, 0, null["mmd2_perm_q95"], color="0.85", step="mid"))
             for c in sorted(res["sets"], key=lambda c: list(CONSTRUCTION_COLORS).index(c)
                             if c in CONSTRUCTION_COLORS else 99):
-                style = dict(color=CONSTRUCTION_COLORS.get(c, "k"), lw=1.2, ms=2.5)
+                style = dict(color=CONSTRUCTION_COLORS.get(c, "k"), lw=1.2, ms=3)
                 (line,) = ax.plot(pos, res["sets"][c]["mmd2"], "--" if c == "rollout_null" else "o-", **style)
                 handles.setdefault("null: a second rollout" if c == "rollout_null" else c.replace("_", " "), line)
             ax.xaxis.get_major_locator().set_params(integer=True)
             ax.axhline(0, color="k", lw=0.6)
             ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(f"model: {name}", fontsize=9)
-            if j == 0:
+            ax.tick_params(labelsize=8)
+            ax.set_title(f"model: {name} — " + ("pixel inputs" if space == "inputs" else "trunk states"), fontsize=10)
+            if col == 0:
                 ax.set_ylabel("MMD² to own rollout\n" + ("pixel inputs x~_i" if space == "inputs" else
-                                                          "trunk states h_i"), fontsize=8)
+                                                          "trunk states h_i"), fontsize=9)
             if row == 1:
-                ax.set_xlabel("AR position i", fontsize=8)
-    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=len(handles), fontsize=7,
-               frameon=False, title="training-input construction (each model's own)", title_fontsize=7)
+                ax.set_xlabel("AR position i", fontsize=9)
+    for k in range(len(models), bands * cols):
+        band, col = divmod(k, cols)
+        axes[2 * band, col].axis("off")
+        axes[2 * band + 1, col].axis("off")
+    if any(c < p for c, p in zip(sorted(n_content), sorted(n_pos))):
+        handles["not a content position (hatched)"] = Line2D([], [], color="0.75", lw=6, alpha=0.6)
+    fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=min(len(handles), 6), fontsize=9,
+               frameon=False, title="training-input construction (each model's own); lines that coincide overlap (at "
+                                    "t_min = 1 no perturbation is drawn: pra, energy matched and parallel anchored "
+                                    "inputs are the reconstruction)", title_fontsize=9)
     st = gaps[models[0]]["settings"]
+    content_text = (f"all {max(n_pos)} positions are content positions" if n_content == n_pos and len(n_pos) == 1
+                    else f"content positions (averaged in the gap table): {'/'.join(map(str, sorted(n_content)))} "
+                         f"of {max(n_pos)}; the others hatched")
     fig.suptitle((title + "\n" if title else "") + f"unbiased MMD², Gaussian kernel, fixed {st['pca_dim']}-d PCA basis, "
-                 f"{st['images']} held-out images (intervals and Gaussian KL: gap table)", fontsize=9)
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
+                 f"{st['images']} held-out images; {content_text} (intervals and Gaussian KL: gap table)", fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 + 0.02 / bands, 1, 1))
     save(fig, out_path)
     plt.close(fig)
 
@@ -294,8 +342,9 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6))
     agreement = all("agreement" in acc for _, acc in accs.values())
     n = len(accs)
+    colors = arm_colors({name: method for name, (method, _) in accs.items()})
     for i, (name, (method, acc)) in enumerate(accs.items()):
-        c = color_of(method, i)
+        c = colors[name]
         ks, e = acc["ks"], np.asarray(acc["exposure"])
         dx = (i - (n - 1) / 2) * 0.06 * max(e.max(), 1e-9) / max(n, 1)  # side by side at each exposure
         band = acc.get("null_band_excess") or {}
@@ -324,8 +373,8 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     a0 = next(iter(accs.values()))[1]
     a.set(xlabel="exposure E(k): summed ink share of the k own prefix positions",
           ylabel="region excess D(k) − D(0)\n(class-conditional MMD², paired)",
-          title=f"region {a0['region_positions'][0]}–{a0['region_positions'][-1]} after k own positions "
-                "(grey: swap null, 95%)")
+          title=f"region {a0['region_positions'][0]}–{a0['region_positions'][-1]} after k own positions\n"
+                "(whiskers: 95% subsampling intervals; grey bars: 95% of the swap null)")
     if agreement:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="classifier agreement with the label",
               title="completed images: own vs no-feedback control")
@@ -343,48 +392,80 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     plt.close(fig)
 
 
+FAMILY_MARKERS = {"pixel AR": "s", "pixel diffusion": "^", "pixel flow": "D", "latent AR (reference)": "x"}
+# label offsets (points) of published models whose labels would otherwise overlap a neighbour or PRA's line
+LABEL_OFFSETS = {"MAR-B": (-6, -12), "PixelFlow-XL/4": (-24, -13), "JiT-H/16": (4, 3), "PixNerd-XL/16": (4, 2),
+                 "PRA-L": (-6, 6), "JiT-L/16": (-12, 5)}
+
+
 def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Path,
                   dataset: str = "embedded digits 32x32") -> None:
-    """Left: published ImageNet-256 FID-50K vs parameters (PRA's scales joined). Right: measured here."""
+    """Left: published ImageNet-256 FID-50K vs parameters (PRA's scales joined; one marker per family). Right: this
+    pipeline's runs: FID against parameters, one line per (method, variant) over its scales, where at least two
+    scales were measured; otherwise every run's FID on one axis (with one model size there is no trend to draw)."""
+    from matplotlib.lines import Line2D
+
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 4.2))
     pra = [(p, f) for m, fam, p, f, _, _ in published_rows if m.startswith("PRA-")]
     a.plot([p for p, _ in pra], [f for _, f in pra], "o-", color=METHOD_COLORS["pra"], label="PRA S/B/L (paper)")
+    families = []
     for m, fam, p, f, _, _ in published_rows:
         if m.startswith("PRA-"):
-            a.annotate(m, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+            a.annotate(m, (p, f), textcoords="offset points", xytext=LABEL_OFFSETS.get(m, (4, 4)), fontsize=7)
             continue
-        marker = {"pixel AR": "s", "pixel diffusion": "^", "pixel flow": "D"}.get(fam, "x")
-        a.scatter([p], [f], marker=marker, color="0.45", s=22)
-        a.annotate(m, (p, f), textcoords="offset points", xytext=(4, -8), fontsize=6, color="0.3")
+        a.scatter([p], [f], marker=FAMILY_MARKERS.get(fam, "o"), color="0.45", s=22)
+        a.annotate(m, (p, f), textcoords="offset points", xytext=LABEL_OFFSETS.get(m, (4, -8)), fontsize=6,
+                   color="0.3")
+        families += [fam] if fam not in families else []
     a.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID-50K (lower is better)",
           title="ImageNet 256x256, published numbers")
     _plain_log_ticks(a, [100, 200, 500, 1000, 2000])
     a.grid(alpha=0.3)
-    a.legend(fontsize=7, title="grey: other pixel-space models", title_fontsize=7)
-    by_method: dict[str, list] = {}
-    for r in measured:
-        if r.get("variant", "base") == "base":
-            by_method.setdefault(r["method"], []).append((r["params"] / 1e6, r["fid"], r["scale"]))
-    for i, (m, pts) in enumerate(sorted(by_method.items())):
-        pts.sort()
-        b.plot([p for p, _, _ in pts], [f for _, f, _ in pts], "o-", color=color_of(m, i), label=m)
-        for p, f, sc in pts:
-            b.annotate(sc, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    b.set(xscale="log", xlabel="parameters (millions, log scale)", ylabel="FID (classifier features; lower is better)",
-          title=f"{dataset}, measured here")
-    _plain_log_ticks(b, [0.1, 0.2, 0.5, 1, 2, 5])
-    b.grid(alpha=0.3)
-    b.legend(fontsize=7)
+    handles = [Line2D([], [], color=METHOD_COLORS["pra"], marker="o", label="PRA S/B/L (paper)")]
+    handles += [Line2D([], [], color="0.45", marker=FAMILY_MARKERS.get(f, "o"), ls="", label=f) for f in families]
+    a.legend(handles=handles, fontsize=7, title="other models (grey), by family", title_fontsize=7)
+    scales = {r["scale"] for r in measured}
+    if len(scales) >= 2:
+        groups: dict = {}
+        for r in measured:
+            name = run_label((r["scale"], r["method"], r.get("variant", "base"), r["seed"])).split(" ", 1)[1]
+            groups.setdefault(name.rsplit(" s", 1)[0], []).append((r["params"] / 1e6, r["fid"], r["scale"], r["method"]))
+        colors = arm_colors({name: pts[0][3] for name, pts in groups.items()})
+        for k, (name, pts) in enumerate(sorted(groups.items())):
+            pts.sort()
+            b.plot([p for p, *_ in pts], [f for _, f, *_ in pts], "o-", color=colors[name], label=name)
+            for p, f, sc, _ in pts if k == 0 else ():  # the scales named once, along the first line
+                b.annotate(sc, (p, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        b.set(xscale="log", xlabel="parameters (millions, log scale)",
+              ylabel="FID (classifier features; lower is better)", title=f"{dataset}, measured here")
+        _plain_log_ticks(b, [0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10, 20, 50, 100, 200, 500, 1000])
+        b.grid(alpha=0.3)
+        b.legend(fontsize=7)
+    else:
+        rows = sorted(measured, key=lambda r: r["fid"])
+        labels = [run_label((r["scale"], r["method"], r.get("variant", "base"), r["seed"]))
+                  + f" ({r['params'] / 1e6:.2g}M)" for r in rows]
+        colors = arm_colors({lab: r["method"] for lab, r in zip(labels, rows)})
+        ys = np.arange(len(rows))[::-1]
+        for y, lab, r in zip(ys, labels, rows):
+            b.plot([r["fid"]], [y], "o", color=colors[lab])
+            b.annotate(f"{r['fid']:.3g}", (r["fid"], y), textcoords="offset points", xytext=(5, -3), fontsize=7)
+        b.set_yticks(ys, labels, fontsize=7)
+        b.set_xlim(0, max(r["fid"] for r in rows) * 1.15 if rows else 1)
+        b.set(xlabel="FID (classifier features; lower is better)",
+              title=f"{dataset}, measured here: FID per run\n(one scale: no trend over model size to draw)")
+        b.title.set_fontsize(10)
+        b.grid(alpha=0.3, axis="x")
     fig.tight_layout()
     save(fig, out_path)
     plt.close(fig)
 
 
 def ablation_fid(summaries: dict, out_path: str | Path) -> None:
-    """One panel per ablation: FID of every variant, mean ± sd over seeds and one dot per seed. In a
-    one-method sweep the reference variant (no overrides) is drawn dark; the settle panel uses the
-    method colours."""
+    """One panel per ablation: FID of every variant, mean ± sd over seeds and one dot per seed. The ablation's
+    reference variant is drawn dark red, the others in their method's colour (lighter tints where arms share a
+    method, arm_colors)."""
     import textwrap
 
     plt = _plt()
@@ -395,12 +476,10 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
     for ax, (name, s) in zip(axes.flat, summaries.items()):
         variants = [v for v in s["variants"] if "fid" in v["metrics"]]
         ref = next((v for v in s["variants"] if v["name"] == s.get("reference")), None)
+        colors = arm_colors({v["name"]: v["method"] for v in variants})
         for i, v in enumerate(variants):
             m = v["metrics"]["fid"]
-            if ref is None:
-                c = color_of(v["method"], i)
-            else:
-                c = "#7f0000" if v is ref else METHOD_COLORS.get(v["method"], "C0")
+            c = "#7f0000" if v is ref else colors[v["name"]]
             ax.bar(i, m["mean"], color=c, alpha=0.6 if v is ref else 0.35, width=0.7)
             if m["std"] is not None:
                 ax.errorbar(i, m["mean"], yerr=m["std"], color=c, capsize=4, lw=1.2)

@@ -83,10 +83,15 @@ def latex_escape(s: str) -> str:
 
 
 # ---- the tables -------------------------------------------------------------------------------------
+def run_name(scale: str, method: str, variant: str) -> str:
+    """A run's name without its seed: scale, method and its overrides ([...]) where it has any."""
+    return f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]")
+
+
 def run_label(key: tuple) -> str:
     """(scale, method, variant, seed) as the tables and the figures name a run."""
     scale, method, variant, seed = key
-    return f"{scale} {method}" + ("" if variant == "base" else f" [{variant}]") + f" s{seed}"
+    return run_name(scale, method, variant) + f" s{seed}"
 
 
 def main_table(rows: list[dict], floor: dict, extractor: str, reference: str, dataset: str) -> Table:
@@ -223,8 +228,7 @@ ABLATION_COLUMNS = [  # (metric key, header, digits)
     ("gap_inputs_teacher_forcing_mmd2_excess", "gap TF inputs", 4),
     ("gap_inputs_pra_mmd2_excess", "gap PRA inputs", 4),
     ("gap_inputs_pra_sequential_mmd2_excess", "gap twin inputs", 4),
-    ("gap_hidden_teacher_forcing_mmd2_excess", "gap TF h", 4),
-    ("gap_hidden_pra_mmd2_excess", "gap PRA h", 4),
+    ("gap_hidden_pra_mmd2_minus_tf", "PRA h − clean h (within row)", 4),
     ("acc_region_excess", "region excess (MMD²)", 4), ("acc_feedback_effect", "feedback effect (agreement)", 3),
 ]
 
@@ -250,7 +254,10 @@ def ablation_table(summary: dict) -> Table:
              "standard deviation over seeds" + (" (one seed: no spread)." if n == 1 else ".")
              + " gap: MMD² between that construction's trunk inputs (or the trunk states h they produce) and the "
              "model's own sequential rollout, minus the same statistic for a second independent rollout (the null), "
-             "mean over AR positions, on held-out images; 0 = as close as another rollout. Region excess: class-conditional "
+             "mean over the content positions, on held-out images; 0 = as close as another rollout. Pixel inputs are "
+             "one space for every model; trunk states h are each model's own, so the h column is read within its "
+             "row only: the PRA inputs' states' gap minus the clean inputs' states' gap of the same model (negative "
+             "= closer to its own rollout than clean inputs). Region excess: class-conditional "
              "unbiased MMD² of a fixed region where real images have ink to held-out real regions of the same class, "
              "generated after the model's full own prefix minus after the true prefix (paired by image and start "
              "noise); feedback effect: the classifier's agreement with the label of completed images whose prefix "
@@ -340,6 +347,11 @@ def tests_table(summary: dict) -> Table:
                         "p (family)": f"{fmt(c['p_holm'], 3)} (Holm)",
                         "reading": out or c.get("reading") or verdict(Comparison(**{k: v for k, v in c.items()
                                                                                    if k != "reading"})).split(" (")[0]})
+        elif c is not None and c.get("no_interval"):  # paired analysis, too few pairs: the measured means
+            rec.update({"comparison": f"{c['a']} vs {c['b']}", "metric": c["metric"],
+                        "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}", "seeds": f"{c['n_a']}, {c['n_b']}",
+                        "estimate [interval]": "— (too few pairs)", "p": "— (estimate)",
+                        "reading": c.get("reading") or "measured values, no interval: not a verdict"})
         elif c is not None:  # paired
             est = (f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]" if c["log"] and c["ratio_ci"]
                    else f"{c['mean_diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['mean_diff']:+.4g}")
@@ -442,10 +454,11 @@ def approximation_table(name: str, approx: dict) -> Table:
     return Table(f"approximation_{name}", f"Approximation error, ablation `{name}`", pd.DataFrame(recs), notes)
 
 
-def accumulation_table(name: str, accs: dict) -> Table:
+def accumulation_table(name: str, accs: dict, ill_posed: tuple = ()) -> Table:
     """One row per model (its first seed): the region's distance after the true and the full own prefix, D(0)
     over the floor, the excess with its interval and permutation p, the EB-M-style ratio, the growth exponent and
-    the feedback effect on the classifier's agreement."""
+    the feedback effect on the classifier's agreement. The variants named in ill_posed (inputs from another image
+    than the target: the model can ignore its context) are measured, never read."""
     recs = []
     for variant, a in accs.items():
         full = str(a["ks"][-1])
@@ -454,12 +467,13 @@ def accumulation_table(name: str, accs: dict) -> Table:
         rec = {"model": variant,
                "true prefix D(0)": _ci_text(a["distance"]["0"], a["ci_distance"]["0"], 4),
                "D(0) − floor": _ci_text(a["d0_minus_floor"], a.get("ci_d0_minus_floor"), 4),
-               "own prefix D(r0)": _ci_text(a["distance"][full], a["ci_distance"][full], 4),
-               "excess D(r0) − D(0) [95% CI]": _ci_text(a["excess"][full], a["ci_excess"][full], 4),
+               "own prefix D(k_max)": _ci_text(a["distance"][full], a["ci_distance"][full], 4),
+               "excess D(k_max) − D(0) [95% CI]": _ci_text(a["excess"][full], a["ci_excess"][full], 4),
                "perm. p (null band)": (MISSING if "p_excess" not in a else
                                        f"{fmt(a['p_excess'][full], 3)} {_ci(band, 4)}"),
-               "reading": a.get("excess_reading", MISSING),
-               "EB-M-style D(r0)/D(0)": (MISSING if a.get("ebm_ratio") is None else
+               "reading": ("not read (ill-posed arm)" if variant in ill_posed
+                           else a.get("excess_reading", MISSING)),
+               "EB-M-style D(k_max)/D(0)": (MISSING if a.get("ebm_ratio") is None else
                                         _ci_text(a["ebm_ratio"], a.get("ci_ebm_ratio"), 2)
                                         + ("" if a.get("ci_ebm_ratio") else " (unstable)")),
                "growth exponent β": MISSING if not g else _ci_text(g["beta"], g.get("ci_beta"), 2),
@@ -471,11 +485,15 @@ def accumulation_table(name: str, accs: dict) -> Table:
     st = a0["settings"]
     notes = [f"Region: positions {a0['region_positions']} ({st['region_rule']}); prefixes keep the true patches "
              f"before position r0 − k (r0 = {a0['r0']}) and generate the k positions before the region, k in "
-             f"{a0['ks']}. D(k): {st['distance']}; kernel {st['kernel']} (bounded: D ≤ 2, so a model far from the "
+             f"{a0['ks']} (k_max = {a0['ks'][-1]}: the full own prefix). D(k): {st['distance']}; kernel {st['kernel']} (bounded: D ≤ 2, so a model far from the "
              f"data at k = 0 has less room for an excess: read the excess beside D(0) − floor). {st['split']}: "
              f"{st['images_a']} and {st['images_b']} images; {st['pairing']}; {st['form']}; {st['fixed']}. "
              f"Floor: real A vs real B (what zero error reads). Perm. p: {st['null']}, {st['permutations']} swaps; "
              "the band is the 95% range of the excess under those swaps (what it reads when nothing accumulates). "
+             "Reading: from the 95% interval alone ('clearly positive' where it excludes 0); the permutation p is "
+             "one-sided and uncorrected, so it can fall below 0.05 while the interval still covers 0. "
+             + (f"Not read: {', '.join(ill_posed)} (ill-posed: its inputs belong to another image than its target, "
+                "so the model can ignore its context and an excess near 0 is built in). " if ill_posed else "") +
              "EB-M-style ratio: only where D(0)'s interval excludes 0, with an interval only where D(0) stays above 0 in "
              "every subset (else 'unstable'). Growth: excess(k) = c·E(k)^β by weighted least "
              "squares, E(k) the summed share of real images with ink over the k generated prefix positions, fitted "
