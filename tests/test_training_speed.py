@@ -51,30 +51,62 @@ def test_foreach_ema_and_deferred_checks_change_nothing_and_fused_adamw_only_rou
         torch.testing.assert_close(fused[k], plain[k], rtol=1e-4, atol=1e-5)
 
 
+def _first_and_checked(msg: str) -> tuple[int, int | None]:
+    first = int(msg.split("at step ")[1].split()[0].rstrip(",;()"))
+    checked = int(msg.split("checked after step ")[1].rstrip(")")) if "checked after step " in msg else None
+    return first, checked
+
+
+# (ckpt_every, the 0-based step whose loss is made NaN, the checkpoints written before it) at log_every 5:
+# the NaN between two log flushes with no checkpoint yet; after two checkpoints, read at the next flush;
+# after a checkpoint, with the next checkpoint falling due (step 14) before the next flush (step 15)
+NAN_CASES = {"between_flushes": (20, 7, None), "after_checkpoints": (6, 13, 12), "checkpoint_due_first": (7, 12, 7)}
+
+
+@pytest.mark.parametrize("case", list(NAN_CASES))
 @pytest.mark.parametrize("deferred", ["off", "on"])
 def test_a_nonfinite_loss_stops_the_run_naming_its_first_step_and_nothing_after_it_is_kept(tmp_path, prepared,
-                                                                                            deferred):
-    over = {"lr": 1e6, "grad_clip": 0.0, "warmup_steps": 0, "steps": 50, "log_every": 5, "ckpt_every": 3}
+                                                                                            monkeypatch, deferred,
+                                                                                            case):
+    from pra.step import TrainStep
+
+    ckpt_every, nan_at, saved = NAN_CASES[case]
+    log_every = 5
+    assert ckpt_every > log_every and nan_at % log_every != log_every - 1  # off the log cadence
+    steps = {"n": 0}
+    loss = TrainStep.loss
+
+    def nan_loss(self, x, labels, noise):  # the loss of step `nan_at` (and only it) is NaN
+        out, logs = loss(self, x, labels, noise)
+        steps["n"] += 1
+        steps["ts"] = self
+        return (out * float("nan") if steps["n"] == nan_at + 1 else out), logs
+
+    monkeypatch.setattr(TrainStep, "loss", nan_loss)
+    over = {"steps": 50, "log_every": log_every, "ckpt_every": ckpt_every}
     out = tmp_path / deferred
     cfg = tiny_config(speed={**OFF, "deferred_checks": deferred}, train=over)
-    with pytest.raises(FloatingPointError, match="non-finite loss") as err:
+    with pytest.raises(FloatingPointError, match=f"non-finite loss .*at step {nan_at}\\b") as err:
         train(cfg, scale="tiny-XS", method="latent_tf", seed=0, data_dir=prepared, out_dir=out, progress=False)
+    first, checked = _first_and_checked(str(err.value))
+    assert first == nan_at
+    nxt = {"log": (nan_at // log_every + 1) * log_every, "ckpt": (nan_at // ckpt_every + 1) * ckpt_every}
+    if deferred == "off":  # checked on the host at every step: stopped at the step itself
+        assert checked is None and steps["n"] == nan_at + 1
+    else:  # the stated window: read at the next log flush (train.log_every), or at a checkpoint due before it
+        assert checked == min(nxt.values()) and steps["n"] == checked
+        assert (checked == nxt["log"]) == (case != "checkpoint_due_first")
+        assert "speed.deferred_checks: read every train.log_every steps" in str(err.value)
+        # the steps after the NaN did update the weights to non-finite values: what a checkpoint would have held
+        params = steps["ts"].model.state_dict().values()
+        assert not all(torch.isfinite(v).all() for v in params if v.is_floating_point())
     assert not (out / "model.pt").exists()
-    if (out / "state.pt").exists():  # a checkpoint from before the first non-finite loss, never after it
+    if saved is None:
+        assert not (out / "state.pt").exists()
+    else:  # the last checkpoint before the NaN, never one after it (not overwritten by non-finite weights)
         state = torch.load(out / "state.pt", weights_only=False)
+        assert state["step"] == saved
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
-    msg = str(err.value)
-    first = int(msg.split("at step ")[1].split()[0].rstrip(",;()"))
-    # the plain check names the step it stopped at; the deferred one the same first step, read at most
-    # log_every (or ckpt_every) steps later
-    plain_cfg = tiny_config(speed=OFF, train=over)
-    with pytest.raises(FloatingPointError) as ref:
-        train(plain_cfg, scale="tiny-XS", method="latent_tf", seed=0, data_dir=prepared, out_dir=tmp_path / "ref",
-              progress=False)
-    assert first == int(str(ref.value).split("at step ")[1].split()[0].rstrip(",;()"))
-    if deferred == "on":
-        checked = int(msg.split("checked after step ")[1].rstrip(")"))
-        assert first < checked <= first + min(over["log_every"], over["ckpt_every"])
 
 
 def test_a_resumed_step_runs_its_own_optimizer_implementation_not_the_saved_one():
