@@ -256,19 +256,20 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
 
     cfg = tiny_config(scales=["tiny-XS", "tiny-S"])
     bench = {"machine": {"device": "NVIDIA H100", "nominal_bf16_dense_flops": 989.4e12},
-             "geometry": {"resolution": 256, "tokens": 256},
+             "geometry": {"resolution": 16, "patch_size": 4, "tokens": 16},  # tiny_config's geometry
              "training": [{"scale": "tiny-XS", "batch": 64, "modes": {"compiled": {"mfu": {"pra": 0.5, "latent_tf": 0.6}}}}]}
     r = estimate(cfg, 10, bench=bench)
     xs, s = r["scales"]["tiny-XS"]["methods"]["pra"], r["scales"]["tiny-S"]["methods"]["pra"]
-    assert (xs["mfu"], xs["mfu_source"], xs["peak_tflops"]) == (0.5, "measured", 989.4)
+    assert (xs["mfu"], xs["mfu_kind"], xs["peak_tflops"]) == (0.5, "measured", 989.4)
     # the benchmarked card, at its lowest measured MFU (never above a measurement)
-    assert (s["mfu"], s["mfu_source"], s["peak_tflops"]) == (0.5, "lowest measured (of tiny-XS)", 989.4)
+    assert (s["mfu"], s["mfu_kind"], s["peak_tflops"]) == (0.5, "lowest measured", 989.4)
+    assert s["mfu_source"].startswith("lowest measured at this geometry, tiny-XS's (")
     plain = estimate(cfg, 10)["scales"]["tiny-XS"]["methods"]["pra"]
-    assert (plain["mfu"], plain["mfu_source"], plain["peak_tflops"]) == (0.4, "assumed", 312.0)
+    assert (plain["mfu"], plain["mfu_kind"], plain["peak_tflops"]) == (0.4, "assumed", 312.0)
     assert xs["gpu_hours_compute"] == pytest.approx(xs["total_flops"] / (989.4e12 * 0.5) / 3600)
     assert xs["gpu_hours_allreduce"] == 0 and xs["gpu_hours"] == xs["gpu_hours_compute"]  # one CPU/GPU per job
     forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
-    assert (forced["mfu"], forced["mfu_source"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
+    assert (forced["mfu"], forced["mfu_kind"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
     # the mode a CUDA job runs ('fast') is read before 'compiled'; each scale names the batch it was timed at
     bench["training"] = [{"scale": "tiny-XS", "batch": 32, "modes": {"compiled": {"mfu": {"pra": 0.5}},
                                                                     "fast": {"mfu": {"pra": 0.55}}}},
