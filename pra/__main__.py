@@ -84,13 +84,14 @@ COMMANDS = {  # name: (job, help, arguments)
                   arg("--train-json", required=True), TRACKING, OUT, THREADS]),
     "sweep-guidance": ("pra.evaluate.jobs:sweep_guidance", "choose the guidance scale of a run on a proxy sample "
                        "(sample.cfg_sweep)", [CONFIG, MODEL, arg("--reference", required=True), arg("--classifier"),
-                                              arg("--train-json", required=True), TRACKING, OUT, THREADS]),
+                                              arg("--train-json", required=True), TRACKING, OUT, THREADS,
+                                              SPEED]),
     "evaluate-snapshots": ("pra.evaluate.jobs:evaluate_snapshots", "proxy FID/KID (+ class agreement) of every "
                            "snapshot of a run, EMA and raw weights (evaluation along training)",
                            [CONFIG, arg("--snapshots", required=True), MODEL, arg("--reference", required=True),
                             arg("--classifier"), arg("--train-json", required=True),
                             arg("--guidance", help="guidance.json of sweep-guidance: evaluate at its chosen scale"),
-                            TRACKING, OUT, THREADS]),
+                            TRACKING, OUT, THREADS, SPEED]),
     "probe": ("pra.evaluate.jobs:probe", "linear probing of a trained model (MAE recipe + fast probe)",
               [CONFIG, MODEL, DATA, TRACKING, OUT, THREADS]),
     "gap": ("pra.diagnostics.jobs:gap", "input-distribution gap of a trained model",

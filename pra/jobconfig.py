@@ -8,7 +8,8 @@ without one of them stops and names it. The train job also records its READS in 
 only with the same values (pra.checkpoint).
 
 EXECUTION: keys a job reads that change how, not what, it computes: the `speed` section, how often training
-writes its resumable state and how many threads it uses. They reach the train and sample jobs through the
+writes its resumable state and how many threads it uses. They reach the train and sample jobs (and the
+proxy sampling of sweep-guidance and evaluate-snapshots) through the
 environment variable PRA_SPEED_JSON (--speed-json), outside the rerun-triggering params, so changing them
 never redoes a finished job nor refuses a resume. They are global to an experiment (an ablation variant's
 override of them is not used).
@@ -69,7 +70,10 @@ READS = {
     "report": ALL,
 }
 
-EXECUTION = {"train": ("speed",) + TRAIN_EXECUTION, "sample": ("speed",)}
+# the proxy samples of the guidance sweep and of the evaluation along training are drawn as the final sample job
+# draws (the speed section's sampling precision and head-ODE mode)
+EXECUTION = {"train": ("speed",) + TRAIN_EXECUTION, "sample": ("speed",), "sweep-guidance": ("speed",),
+             "evaluate-snapshots": ("speed",)}
 
 assert set(SampleConfig.__dataclass_fields__) >= {k.split(".")[1] for k in SAMPLE + SWEEP}
 

@@ -178,6 +178,18 @@ def test_the_rules_pass_what_the_commands_declare():
     assert hand_made == ['os.environ["PRA_SPEED_JSON"] = EXP.subset_json("speed", *TRAIN_EXECUTION)'], hand_made
 
 
+def test_every_command_with_execution_settings_gets_them_from_its_rule():
+    """A command that reads execution settings (EXECUTION) is passed them (--speed-json "$PRA_SPEED_JSON") by its
+    rule; one that reads none is not (its jobs would otherwise take defaults where the experiment set others)."""
+    text = "\n".join(p.read_text() for p in (Path(M.__file__).parents[1] / "workflow" / "rules").glob("*.smk"))
+    blocks = text.split("\nrule ")
+    for command in J.READS:
+        mine = [b for b in blocks if f"-m pra {command} --config-json" in b]
+        assert mine, command
+        passed = all('--speed-json \\"$PRA_SPEED_JSON\\"' in b for b in mine)
+        assert passed == (command in J.EXECUTION), command
+
+
 def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
     """train with evaluate.snapshot_every: 3 over 6 steps keeps step 3 (snapshots/, EMA and raw weights in
     the model.pt format); the evaluation scores it and the final model, EMA and raw, on the proxy sample."""
@@ -195,6 +207,7 @@ def test_snapshots_along_training_are_evaluated_with_both_weights(pipeline):
     assert [(r["step"], r["weights"]) for r in rows] == [(3, "ema"), (3, "raw"), (6, "ema"), (6, "raw")]
     assert all(r["num_samples"] == 20 and r["fid"] > 0 and 0 <= r["class_accuracy"] <= 1 for r in rows)
     assert rows[0]["fid"] != rows[1]["fid"]  # EMA and raw weights sample differently
+    assert all(r["precision"] == "float32" for r in rows)  # the sample job's precision (speed section)
     assert json.loads((run / "along.json").read_text())["cfg_scale"] == \
         json.loads((run / "guidance.json").read_text())["chosen"]  # at the run's swept guidance
 
@@ -228,6 +241,8 @@ def test_the_guidance_sweep_chooses_on_its_own_seed_and_the_sample_uses_the_choi
     ev = json.loads((run / "eval.json").read_text())
     assert ev["sampling"] == shard["sampling"] and ev["speed"] == shard["speed"] == {"precision": "float32",
                                                                                     "cuda_graphs": False}
+    # the sweep draws its proxy samples as the sample job draws (the speed section's precision and head ODE)
+    assert g["speed"] == shard["speed"] and all(r["precision"] == "float32" for r in g["rows"])
 
 
 def test_a_job_given_too_little_config_stops_naming_the_key(tmp_path):

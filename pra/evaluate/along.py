@@ -34,14 +34,15 @@ def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, 
                         cfg_scale: float | None = None) -> dict:
     """Proxy metrics of one checkpoint's samples (EMA or raw weights); cfg_scale: the run's swept guidance."""
     from pra.checkpoint import load_trained
-    from pra.evaluate.proxy import proxy_metrics
+    from pra.evaluate.proxy import proxy_metrics, sampling_net
     from pra.flow import make_flow
 
     s = dataclasses.replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed,
                             **({"cfg_scale": cfg_scale} if cfg_scale is not None else {}))
     net, trained_cfg, meta = load_trained(path, device, use_ema=use_ema)
+    net = sampling_net(net, cfg.speed, device)  # as the final sample job holds it
     row = proxy_metrics(net, make_flow(trained_cfg.model, net.latent), s, space=space, reference=reference,
-                        classifier=classifier, evaluate=cfg.evaluate, device=device)
+                        classifier=classifier, evaluate=cfg.evaluate, device=device, speed=cfg.speed)
     return {"step": int(meta["step"]), "weights": "ema" if use_ema else "raw", **row}
 
 

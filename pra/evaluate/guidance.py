@@ -6,18 +6,22 @@ settings) draws a proxy sample of `sample.sweep_per_class` per class with seed `
 from the final sample's `sample.seed`; the value with the lowest proxy FID is chosen (ties: the first
 listed) and the sample job draws the final sample at it. The sweep's scores and the choice are the rule's
 output (guidance.json), read by the sample job, the report and MLflow. An empty `cfg_sweep` keeps
-`sample.cfg_scale` fixed (the settle studies fix it at 1 for every arm).
+`sample.cfg_scale` fixed (the settle studies fix it at 1 for every arm). The proxy samples are drawn as the
+final job draws: in the speed section's sampling precision and head-ODE mode (recorded as `speed`).
 """
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
 
+import torch
+
 
 def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | None, device) -> dict:
     from pra.checkpoint import load_trained
     from pra.evaluate.metrics import feature_space, load_reference
-    from pra.evaluate.proxy import proxy_metrics
+    from pra import speed as S
+    from pra.evaluate.proxy import proxy_metrics, sampling_net
     from pra.flow import make_flow
 
     s = cfg.sample
@@ -26,16 +30,17 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     space = feature_space(cfg.evaluate.inception_weights, classifier)
     ref = load_reference(reference, space)
     net, trained_cfg, meta = load_trained(model, device, use_ema=s.use_ema)
+    net = sampling_net(net, cfg.speed, device)  # the final sample job's precision: the choice is made as it samples
     flow = make_flow(trained_cfg.model, net.latent)
     rows = []
     for scale in s.cfg_sweep:
         proxy = dataclasses.replace(s, cfg_scale=float(scale), per_class=s.sweep_per_class, seed=s.sweep_seed)
         rows.append({"cfg_scale": float(scale), **proxy_metrics(net, flow, proxy, space=space, reference=ref,
                                                                 classifier=classifier, evaluate=cfg.evaluate,
-                                                                device=device)})
+                                                                device=device, speed=cfg.speed)})
     best = min(rows, key=lambda r: r["fid"])  # min keeps the first of equal values
     return {"rows": rows, "chosen": best["cfg_scale"], "metric": "fid", "per_class": s.sweep_per_class,
             "seed": s.sweep_seed, "step": int(meta["step"]), "cfg_schedule": s.cfg_schedule,
-            "cfg_interval": list(s.cfg_interval),
+            "cfg_interval": list(s.cfg_interval), "speed": S.describe(cfg.speed, torch.device(device)),
             "note": "proxy FID (sample.sweep_per_class per class, seed sample.sweep_seed, apart from the final "
                     "sample): it ranks the guidance scales; the final sample is drawn at the chosen one"}

@@ -130,7 +130,7 @@ rule sweep_guidance:
     shell:
         "python -m pra sweep-guidance --config-json {params.cfg:q} --model {input.model} "
         "--reference {input.reference} {params.clf} --train-json {input.train} --tracking {input.tracking} "
-        "--out {output} --threads {threads} > {log} 2>&1"
+        "--out {output} --threads {threads} --speed-json \"$PRA_SPEED_JSON\" > {log} 2>&1"
 
 
 rule evaluate_snapshots:
@@ -163,7 +163,8 @@ rule evaluate_snapshots:
     shell:
         "python -m pra evaluate-snapshots --config-json {params.cfg:q} --snapshots {input.snapshots} "
         "--model {input.model} --reference {input.reference} {params.clf} --train-json {input.train} "
-        "{params.guidance} --tracking {input.tracking} --out {output} --threads {threads} > {log} 2>&1"
+        "{params.guidance} --tracking {input.tracking} --out {output} --threads {threads} "
+        "--speed-json \"$PRA_SPEED_JSON\" > {log} 2>&1"
 
 
 rule probe:
