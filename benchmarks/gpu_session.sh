@@ -69,7 +69,8 @@ case "$part" in
     ;;
   sample)
     step "sampling $S" 60 "${bench[@]}" --gpu-sections sampling --gpu-sample-scales "$S" --gpu-eager-batch "$eager"
-    step "sampling $L" 60 "${bench[@]}" --gpu-sections sampling --gpu-sample-scales "$L" --gpu-eager-batch 0
+    step "sampling $L" 60 "${bench[@]}" --gpu-sections sampling --gpu-sample-scales "$L" --gpu-eager-batch 0 \
+      --gpu-profile-sampling 0
     if [[ -n "${MODEL:-}" && -n "${CLASSIFIER:-}" ]]; then
       step "bf16 vs fp32 on $MODEL (CFG 3)" 60 python -m pra bench-precision --model "$MODEL" \
         --classifier "$CLASSIFIER" ${REFERENCE:+--reference "$REFERENCE"} --cfg-scale 3 \

@@ -168,6 +168,8 @@ COMMANDS = {  # name: (job, help, arguments)
                    help="GPU: fast-path sampling batches (default: the experiment's sample.batch_size)"),
                arg("--gpu-eager-batch", type=int, default=256,
                    help="GPU: the batch at which the eager fp32 sampler is timed beside the fast path (0: not)"),
+               arg("--gpu-profile-sampling", type=int, default=1, choices=[0, 1],
+                   help="GPU: also profile one batch of the first sampling scale (head ODE, trunk, decoder shares)"),
                arg("--gpu-sections", nargs="+", default=["training", "sampling", "agreement"],
                    choices=["training", "sampling", "agreement"], help="GPU: sections to run, in this order"),
                arg("--gpu-geometry", default="256,3,16,1000",

@@ -243,12 +243,38 @@ def test_gpu_benchmark_logic_runs_on_the_cpu(tmp_path):
     s = on_disk["sampling"][0]
     assert [f["batch"] for f in s["fast"]] == [4, 10] and all(len(f["seconds"]) == 2 for f in s["fast"])
     assert s["eager_fp32"]["batch"] == 4 and s["same_batch_speedup"] > 0
+    # where one batch's time goes: the head ODE, the trunk step and the decoder each take a measured share of the
+    # rollout, the head ODE the largest (3 Heun steps with guidance: several head passes per position against one trunk step)
+    pr = s["profile"]
+    assert pr["batch"] == 4 and pr["time"] == "cpu" and "error" not in pr
+    sh = pr["shares"]
+    parts = [sh[k] for k in ("head ODE", "trunk step", "decode to pixels")]
+    assert all(0 < v < 1 for v in parts) and sum(parts) <= 1.0 and sh["other"] == pytest.approx(1 - sum(parts))
+    assert sh["head ODE"] == max(parts)
+    assert "Where the sampling time goes" in (tmp_path / "out" / "gpu.md").read_text()
     a = on_disk["agreement"][0]
     assert a["graph_vs_eager_fp32"]["max_abs"] == 0.0
     assert 0 < a["bf16_fast_vs_fp32"]["mean_abs"] < a["fp32_seed_vs_seed"]["mean_abs"]
     md = (tmp_path / "out" / "gpu.md").read_text()
     assert "PRA/TF" in md and "Agreement" in md and "(extrap.)" not in md
     assert "at the configured batch 10: an FID-50K sample takes" in md
+
+
+def test_the_sampling_profile_leaves_the_network_as_it_was():
+    """profile_sampling labels the trunk step and the decoder by instance attributes for one profiled rollout;
+    afterwards the network's own methods run again and a rollout draws the same samples as before."""
+    from pra.bench.gpu import profile_sampling, sampling_net
+    from pra.rollout import rollout
+    from pra.runtime import generator
+
+    dev = torch.device("cpu")
+    net, flow = sampling_net(tiny_config(), "tiny-XS", dev, Geometry(16, 3, 4, 10), torch.float32)
+    settings = SamplerSettings(ode_steps=2, cfg_scale=2.0)
+    labels = torch.arange(3)
+    before = rollout(net, flow, labels, settings, generator(1, dev)).patches
+    profile_sampling(net, flow, settings, 3, dev)
+    assert "step" not in vars(net.trunk) and "to_pixels" not in vars(net)
+    torch.testing.assert_close(rollout(net, flow, labels, settings, generator(1, dev)).patches, before, rtol=0, atol=0)
 
 
 def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():

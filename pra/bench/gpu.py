@@ -12,7 +12,8 @@ Measured side by side in one run, on random data and random weights (speed does 
     only: the fast path (bf16 weights, the head ODE as a CUDA graph) at the configured batch and the eager fp32
     sampler beside it at one equal batch, repetitions with median and range; and how far fast-path samples lie
     from fp32 ones next to how far two fp32 seeds lie apart (random weights; `python -m pra bench-precision`
-    measures this on a trained model).
+    measures this on a trained model); and where one batch of the first scale's fast path spends its time (head
+    ODE, trunk step, decoder: the profile that decides whether a fused head MLP is worth writing).
 Every section is written to the JSON as soon as it is measured; a section that fails records its error.
 """
 from __future__ import annotations
@@ -271,11 +272,76 @@ def whole_image_seconds(net, flow, settings: SamplerSettings, batch: int, device
             "peak_memory_bytes": peak_memory(device)}
 
 
+SAMPLING_PARTS = ("head ODE", "trunk step", "decode to pixels")
+
+
+class _Labelled:
+    """A callable run inside a torch.profiler record_function range named `label` (profiling only)."""
+
+    def __init__(self, fn, label: str):
+        self.fn, self.label = fn, label
+
+    def __call__(self, *args, **kwargs):
+        from torch.profiler import record_function
+
+        with record_function(f"pra: {self.label}"):
+            return self.fn(*args, **kwargs)
+
+
+def profile_sampling(net, flow, settings: SamplerSettings, batch: int, device, *, seed: int = 5,
+                     rows: int = 12) -> dict:
+    """Where one whole-image batch of the fast path spends its time: the rollout run once under torch.profiler,
+    with the head ODE, the trunk's KV-cached step and the decoder to pixels each in a named range. shares: each
+    part's device time (CUDA; CPU time elsewhere) over the rollout's, measured in one profiled run (the
+    profiler's own overhead included); the rest is the loop's glue (noise draws, copies). The head ODE's share
+    bounds what a fused head MLP could save."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    labels = torch.arange(batch, device=device) % net.geometry.num_classes
+    ode, _ = prepared_ode(net, flow, settings, labels, device, graphs=True, seed=seed)
+    step, to_pixels = net.trunk.step, net.to_pixels
+    net.trunk.step, net.to_pixels = _Labelled(step, SAMPLING_PARTS[1]), _Labelled(to_pixels, SAMPLING_PARTS[2])
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    try:
+        with profile(activities=acts) as prof:
+            with record_function("pra: rollout"):
+                rollout(net, flow, labels, settings, generator(seed, device), ode=_Labelled(ode, SAMPLING_PARTS[0]))
+            sync(device)
+    finally:
+        del net.trunk.step, net.to_pixels  # the instance attributes; the methods are the class's again
+    avg = {e.key: e for e in prof.key_averages()}
+
+    def total(e) -> float:
+        if device.type == "cuda":
+            for attr in ("device_time_total", "cuda_time_total"):
+                v = getattr(e, attr, None)
+                if v:
+                    return float(v)
+        return float(e.cpu_time_total)
+
+    whole = total(avg["pra: rollout"]) if "pra: rollout" in avg else 0.0
+    shares = {part: (total(avg[f"pra: {part}"]) / whole if whole and f"pra: {part}" in avg else None)
+              for part in SAMPLING_PARTS}
+    known = [v for v in shares.values() if v is not None]
+    shares["other"] = max(0.0, 1.0 - sum(known)) if known else None
+    keys = ("self_device_time_total", "self_cuda_time_total") if device.type == "cuda" else ("self_cpu_time_total",)
+    table = None
+    for key in keys:
+        try:
+            table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
+            break
+        except (AttributeError, KeyError, RuntimeError):
+            continue
+    return {"batch": batch, "time": "device" if device.type == "cuda" else "cpu", "shares": shares,
+            "table": table or prof.key_averages().table(row_limit=rows)}
+
+
 def bench_sampling_speed(cfg: ExperimentConfig, scale: str, device, geom: Geometry, settings: SamplerSettings, *,
-                         batches: list[int], eager_batch: int | None, reps: int) -> dict:
+                         batches: list[int], eager_batch: int | None, reps: int, profile_batch: int | None = None) -> dict:
     """Whole images, measured (never extrapolated): the fast path (bf16 weights, each position's head ODE as a
     CUDA graph) at every batch in `batches`, and the eager fp32 sampler at `eager_batch` beside the fast path at
-    the same batch (the speed-up compares equal batches); `reps` repetitions each, median and range."""
+    the same batch (the speed-up compares equal batches); `reps` repetitions each, median and range. profile_batch:
+    also where one batch of that size spends its time (profile_sampling)."""
     out = {"scale": scale, "settings": {"ode_steps": settings.ode_steps, "solver": settings.solver,
                                         "cfg_scale": settings.cfg_scale, "cfg_schedule": settings.cfg_schedule},
            "fast": [], "eager_fp32": None, "same_batch_speedup": None}
@@ -287,6 +353,12 @@ def bench_sampling_speed(cfg: ExperimentConfig, scale: str, device, geom: Geomet
         except torch.cuda.OutOfMemoryError:
             r = {"batch": b, "out_of_memory": True}
         out["fast"].append(r)
+        free_memory(device)
+    if profile_batch:
+        try:
+            out["profile"] = profile_sampling(net16, flow, settings, profile_batch, device)
+        except Exception as e:  # a profiler that cannot attach must not cost the timings
+            out["profile"] = {"error": f"profiler failed: {type(e).__name__}: {e}"}
         free_memory(device)
     del net16
     free_memory(device)
@@ -338,11 +410,12 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
                   eager_batch: int | None = 256, agreement_batch: int = 16, eager_tokens: int = 32,
                   sections: tuple[str, ...] = ("training", "sampling", "agreement"),
                   geometry: Geometry = IMAGENET, settings: SamplerSettings = SAMPLE_SETTINGS,
-                  work_dir: str | Path | None = None, keep: bool = False) -> dict:
+                  work_dir: str | Path | None = None, keep: bool = False, profile_sampling: bool = True) -> dict:
     """Sections in this order (a failing one records its error, the others still run): the training job's
     iteration per scale (batch None: the experiment's per-GPU batch), whole-image sampling per scale (at
     `sample_batches`, default the experiment's sample.batch_size, and the eager sampler at `eager_batch`), the
-    sampler's agreement on random weights. The random prepared split for training lives in `work_dir`. `keep`:
+    sampler's agreement on random weights; profile_sampling: where one batch of the first sampling scale spends its
+    time (after its timings). The random prepared split for training lives in `work_dir`. `keep`:
     the rows of sections and scales not run now are kept from out_dir/gpu.json when it was written by this format
     on the same card, torch, geometry and sampler settings (a benchmark split over several commands)."""
     import tempfile
@@ -409,10 +482,10 @@ def run_gpu_bench(cfg: ExperimentConfig, out_dir: str | Path, *, device: str = "
                     cfg, s, device, geometry, batch=batch, reps=reps, window=window, peak=peak, data_dir=data,
                     work_dir=tmp, modes=modes, profile=i == 0), res["training"])
     if "sampling" in sections:
-        for s in sample_scales:
-            section(f"sampling {s}", lambda s=s: bench_sampling_speed(
+        for i, s in enumerate(sample_scales):
+            section(f"sampling {s}", lambda s=s, i=i: bench_sampling_speed(
                 cfg, s, device, geometry, settings, batches=list(sample_batches), eager_batch=eager_batch,
-                reps=reps), res["sampling"])
+                reps=reps, profile_batch=sample_batches[0] if i == 0 and profile_sampling else None), res["sampling"])
     if "agreement" in sections:
         section("agreement", lambda: bench_agreement(cfg, sample_scales[0], device, geometry, settings,
                                                      batch=agreement_batch, eager_tokens=eager_tokens),
@@ -532,6 +605,18 @@ def markdown(r: dict) -> str:
         lines += ["", f"- The fast path's mean pixel change is {a['bf16_over_seed_spread']:.3f} of the seed-to-seed "
                   "change (same noise against another noise: a yardstick, not a test; random weights: "
                   "`python -m pra bench-precision` measures a trained model)"]
+    for s in r["sampling"]:
+        pr = s.get("profile")
+        if pr and pr.get("shares"):
+            sh = pr["shares"]
+            parts = ", ".join(f"{k} {_pct(sh.get(k))}" for k in SAMPLING_PARTS + ("other",) if sh.get(k) is not None)
+            lines += ["", f"## Where the sampling time goes: {s['scale']}, fast path, one batch of {pr['batch']} "
+                      f"(torch.profiler, {pr['time']} time)", "",
+                      f"Share of the rollout's {pr['time']} time: {parts} (one profiled run, the profiler's overhead "
+                      "included). The head ODE's share bounds what a fused head MLP could save.", "",
+                      "```", pr["table"].rstrip(), "```"]
+        elif pr:
+            lines += ["", f"- {s['scale']}: sampling profile: {pr.get('error')}"]
     for t in r["training"]:
         if t.get("profile"):
             lines += ["", f"## Where the time goes: the PRA iteration at {t['scale']}, mode "

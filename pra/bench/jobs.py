@@ -22,6 +22,7 @@ def bench_job(args):
                       sample_batches=tuple(args.gpu_sample_batches) if args.gpu_sample_batches else None,
                       eager_batch=args.gpu_eager_batch or None, sections=tuple(args.gpu_sections),
                       keep=args.gpu_keep, geometry=Geometry(res, ch, patch, classes),
+                      profile_sampling=bool(args.gpu_profile_sampling),
                       settings=replace(SAMPLE_SETTINGS, ode_steps=args.gpu_ode_steps))
         print((Path(args.out) / "gpu.md").read_text())
         return
