@@ -27,6 +27,33 @@ def generator(seed: int, device: torch.device | str = "cpu") -> torch.Generator:
     return g
 
 
+def cpu_kernels() -> str:
+    """What decides which floating-point kernels torch runs on this CPU, beyond its model name (two machines sold
+    as one model name can differ): the CPU family, model and stepping numbers and torch's vector capability
+    (AVX2, AVX512, ...), e.g. 'family 25 model 1 stepping 1, torch AVX2'."""
+    from pathlib import Path
+
+    import torch
+
+    ids = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key in ("cpu family", "model", "stepping") and key not in ids:
+                ids[key] = value.strip()
+            if not line.strip() and ids:
+                break
+    except OSError:
+        pass
+    parts = [f"{k.replace('cpu ', '')} {ids[k]}" for k in ("cpu family", "model", "stepping") if k in ids]
+    try:
+        parts.append(f"torch {torch.backends.cpu.get_cpu_capability()}")
+    except (AttributeError, RuntimeError):
+        pass
+    return ", ".join(parts)
+
+
 def cpu_model() -> str:
     """The CPU's model name (floating-point results depend on it: see docs/pipeline.md)."""
     import platform

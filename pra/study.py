@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from pra.runtime import cpu_model
+from pra.runtime import cpu_kernels, cpu_model
 from pra.typed import ConfigError, build, opt
 
 # the commands whose code decides a run's numbers (data, features, training, sampling, metrics, diagnostics)
@@ -410,7 +410,7 @@ def run_block(study_path: str | Path, block_id: str, cores: int, root: Path | No
               "scorer": scorer_record(cfg, root / results, new_classifier if changed else None)}
     this = {"head_commit": record["head_commit"], "targets_present_before": present, "wall_seconds": wall,
             "cores": cores, "classifier_dir": str(Path(classifier).resolve()) if classifier else None,
-            "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "cpu_model": cpu_model(), "cpu_kernels": cpu_kernels(), "cpu_count": os.cpu_count(),
             "matmul_gflops_1thread": matmul_peak(1, reps=5) / 1e9, "torch": torch.__version__,
             "python": platform.python_version(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     # every invocation (a resumed block has several: their wall times add up), the last one's machine on top

@@ -45,9 +45,11 @@ def test_a_classifier_records_its_weights_and_the_images_it_was_trained_on(train
     assert info["data_sha256"] == data_sha256(prepared) and info["source"] == "trained here"
     assert info["sha256"] == weights_sha256(load_classifier(out / "a/classifier.pt"))
     assert json.loads((out / "a/classifier.json").read_text())["sha256"] == info["sha256"]
-    from pra.runtime import cpu_model
+    from pra.runtime import cpu_kernels, cpu_model
 
     assert info["cpu_model"] == cpu_model() and info["torch"] == torch.__version__
+    # what picks the kernels beyond the model name: torch's vector capability (and, on Linux, family and model)
+    assert info["cpu_kernels"] == cpu_kernels() and f"torch {torch.backends.cpu.get_cpu_capability()}" in info["cpu_kernels"]
     # the same seed on the same machine gives the same weights; another seed another feature space
     assert train_classifier(prepared, out / "b", epochs=1, seed=0)["sha256"] == info["sha256"]
     assert train_classifier(prepared, out / "c", epochs=1, seed=1)["sha256"] != info["sha256"]
@@ -234,7 +236,7 @@ def test_the_report_names_the_classifier_its_fids_were_measured_with(trained, pr
 
     out, info = trained
     text = classifier_identity(info)
-    assert f"weights sha256 {info['sha256'][:16]}, trained here on {info['cpu_model']}." in text
+    assert f"weights sha256 {info['sha256'][:16]}, trained here on {info['cpu_model']} ({info['cpu_kernels']})." in text
     assert "comparable in level only with FIDs measured by the same classifier" in text
     carried = carry_classifier(out / "a", prepared, tmp_path / "c")
     assert f"trained in {(out / 'a').resolve()} on " in classifier_identity(carried)

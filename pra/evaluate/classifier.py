@@ -16,7 +16,7 @@ from torch import nn
 
 from pra.data.dataset import PreparedSplit, data_sha256
 from pra.io import save_torch, write_json
-from pra.runtime import cpu_model, generator, set_threads
+from pra.runtime import cpu_kernels, cpu_model, generator, set_threads
 
 
 class Classifier(nn.Module):
@@ -99,7 +99,7 @@ def train_classifier(data_dir: str | Path, out_dir: str | Path, *, epochs: int =
     info = {"val_accuracy": val_acc, "val_count": len(va), "train_count": len(tr), "epochs": epochs,
             "seconds": time.time() - t0, "feat_dim": model.arch["feat_dim"],
             "sha256": weights_sha256(model), "data_sha256": data_sha256(data_dir), "source": "trained here",
-            "cpu_model": cpu_model(), "torch": torch.__version__}
+            "cpu_model": cpu_model(), "cpu_kernels": cpu_kernels(), "torch": torch.__version__}
     write_json(out_dir / "classifier.json", info)
     return info
 

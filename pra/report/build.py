@@ -347,10 +347,12 @@ def classifier_identity(clf: dict | None) -> str:
     if not clf or not clf.get("sha256"):
         return ""
     where = clf.get("origin") or clf.get("source", "")
-    cpu = f" on {clf['cpu_model']}" if clf.get("cpu_model") else ""
+    cpu = (f" on {clf['cpu_model']}" + (f" ({clf['cpu_kernels']})" if clf.get("cpu_kernels") else "")
+           if clf.get("cpu_model") else "")
     return (f" The classifier: weights sha256 {clf['sha256'][:16]}, {where}{cpu}. FIDs are comparable in level only "
             "with FIDs measured by the same classifier: one trained on another CPU type has other weights and moves "
-            "them by several percent (the project's docs/pipeline.md; `evaluate.classifier_dir` carries one).")
+            "them by several percent, and so can one trained on a CPU of the same model name whose family, model "
+            "or vector capability differ (the project's docs/pipeline.md; `evaluate.classifier_dir` carries one).")
 
 
 # ---- the command-line job ----------------------------------------------------------------------
