@@ -73,6 +73,13 @@ def gap_intervals(gap: dict) -> dict:
             for space, res in gap["spaces"].items() for name, row in res["sets"].items() if "minus_tf_mmd2" in row}
 
 
+def accumulation_interval(acc: dict) -> dict:
+    """The within-run reading of one accumulation.json that a single seed can support: the full own prefix's
+    excess with its interval and the reading the accumulation table gives it (from the interval alone)."""
+    full = str(acc["ks"][-1])
+    return {"excess": acc["excess"][full], "ci": acc["ci_excess"][full], "reading": acc.get("excess_reading")}
+
+
 def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) -> dict:
     choices = load_choices(ablation, results)
     variants, train_code = [], set()
@@ -97,7 +104,9 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
         variants.append({"name": v.name, "method": method, "variant": vid,
                          "overrides": measured_overrides(ablation, v, choices), "metrics": agg,
                          "mlflow_run_ids": run_ids, "tuning": (choices or {}).get(v.name),
-                         "gap_first_seed": gap_intervals(read_json(first)) if ablation.diagnostics else None})
+                         "gap_first_seed": gap_intervals(read_json(first)) if ablation.diagnostics else None,
+                         "accumulation_first_seed": accumulation_interval(read_json(first.with_name("accumulation.json")))
+                         if ablation.diagnostics else None})
     out = {"name": ablation.name, "scale": ablation.scale, "seeds": list(ablation.seeds),
            "train_steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "variants": variants,
            "primary_metric": ablation.primary_metric, "tune_seed": ablation.tune_seed,
@@ -139,6 +148,8 @@ def outcome(summary: dict) -> list[str]:
         c = h["comparison"]
         detail = (f" ({c['mean_a']:.3g} vs {c['mean_b']:.3g}, measured, not read)" if h["outcome"] == NOT_INTERPRETABLE
                   and c and "mean_a" in c else "" if h["outcome"] == NOT_INTERPRETABLE else _detail(c, h["metric"]))
+        if not c and h.get("means"):  # no test: the measured values
+            detail = f" ({h['means'][0]:.3g} vs {h['means'][1]:.3g}, measured values, not a verdict)"
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
                      f"expected {h['expect']}): {h['outcome']}{detail}.")
     for c in summary["comparisons"]:
@@ -184,13 +195,14 @@ def outcome(summary: dict) -> list[str]:
         def reading(v, a):
             if v["method"] in ILL_POSED_METHODS:  # its context is another image's: an excess near 0 is built in
                 return f"{v['name']} not read (ill-posed arm: it can ignore its context, so ~0 is built in)"
-            p = v["metrics"].get("acc_p_region_excess")
-            one = a.get("n") == 1 and p is not None
-            return f"{v['name']} {a['mean']:+.2g}" + (f" (swap p {p['mean']:.2g})" if one else "")
+            r = v.get("accumulation_first_seed") if a.get("n") == 1 else None
+            if r and r.get("ci"):
+                return f"{v['name']} {a['mean']:+.2g} [{r['ci'][0]:+.2g}, {r['ci'][1]:+.2g}]: {r['reading']}"
+            return f"{v['name']} {a['mean']:+.2g}"
         lines.append("Error accumulation (class-conditional MMD² of a fixed ink region to held-out real regions, "
                      "after the model's full own prefix minus after the true prefix, paired, mean over seeds; with "
-                     "one seed the run's one-sided swap-permutation p, uncorrected; intervals in the accumulation "
-                     "table): " + ", ".join(reading(v, a) for v, a in acc) + ".")
+                     "one seed the run's 95% subsampling interval and the accumulation table's reading of it, not "
+                     "corrected for the other readings of this list): " + "; ".join(reading(v, a) for v, a in acc) + ".")
     return lines
 
 

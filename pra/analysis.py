@@ -167,8 +167,17 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
                 pa, pb, _ = aligned((a, b), h["seeds"])
                 eq = tost(pa, pb, margin_ratio=ablation.equivalence_margin, alpha=alpha / m)
             out = NOT_INTERPRETABLE if h["ill_posed"] else paired_outcome(t, h["expect"], alpha / m, eq)
+            extra = {}
+            if t is None:  # the measured means, and why no test: too few pairs, or a value the log scale cannot take
+                pa, pb, common = aligned((a, b), h["seeds"])
+                extra = {"means": [float(sum(a) / len(a)), float(sum(b) / len(b))], "n": [len(a), len(b)]}
+                if not h["ill_posed"]:
+                    out = (f"untested: {len(common)} paired seed{'s' if len(common) != 1 else ''} (a paired test "
+                           "needs 2 or more)" if len(common) < 2 else
+                           "untested: a non-positive value of a ratio metric (it cannot be read on the log scale)")
             done[h["id"]] = {**_base(h), "comparison": t.to_dict() if t else None, "equivalence": eq,
-                             "outcome": out, "test": "paired t" + (" on log values" if t is not None and t.log else "")}
+                             "outcome": out, "test": "paired t" + (" on log values" if t is not None and t.log else ""),
+                             **extra}
             out_h.append(done[h["id"]])
         out_c = []
         for c in comps:
@@ -189,7 +198,8 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
                 "text": (f"Registered analysis: paired t-test over seeds (pairs matched by seed; log values for "
                          f"ratio metrics) for each of the m = {m} distinct declared hypotheses at the Bonferroni "
                          f"level alpha/m = {alpha / m:.3g}, with {level:.1%} intervals; "
-                         + (f"'equal' only from TOST within a ratio of {margin:g}; " if margin is not None else
+                         + (f"'equal' only from TOST within a ratio of {margin:g} (its interval at "
+                            f"{1 - 2 * alpha / m:.1%} inside the margin); " if margin is not None else
                             "no hypothesis expects equality, so none is read as 'equal'; ")
                          + f"the exact sign-flip p beside each p is a sensitivity check. "
                          f"Other rows are estimates with {level:.1%} intervals, not tests.")}

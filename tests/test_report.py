@@ -119,9 +119,15 @@ def test_run_styles_tell_variants_apart_and_give_each_group_one_legend_entry():
     # one legend entry per (scale, method, variant), naming the seeds
     assert [p["label"] for p in pra25] == ["tiny-S pra [method.t_min=0.25] (3 seeds: s0-s2)", None, None]
     assert st[("tiny-S", "latent_tf", "base", 0)]["label"] == "tiny-S latent_tf s0"
-    # a method with one variant keeps its own colour; scales differ in dash and marker
-    from matplotlib.colors import to_rgb
-    from pra.report.figures import METHOD_COLORS
-    assert st[("tiny-S", "latent_tf", "base", 0)]["color"] == to_rgb(METHOD_COLORS["latent_tf"])
+    # a method's base variant keeps its own colour (as an ablation arm named after the method does), other variants
+    # are lighter tints of it; scales differ in dash and marker
+    from matplotlib.colors import to_hex, to_rgb
+    from pra.report.figures import METHOD_COLORS, arm_colors
+    assert st[("tiny-S", "latent_tf", "base", 0)]["color"] == to_hex(METHOD_COLORS["latent_tf"])
+    both = run_styles([("tiny-S", "pra", "base", 0), ("tiny-S", "pra", "method.t_min=1.0", 0)])
+    assert both[("tiny-S", "pra", "base", 0)]["color"] == to_hex(METHOD_COLORS["pra"]) == \
+        arm_colors({"pra": "pra", "pra_t1": "pra"})["pra"]
+    assert both[("tiny-S", "pra", "method.t_min=1.0", 0)]["color"] == arm_colors({"pra": "pra", "pra_t1": "pra"})["pra_t1"]
+    assert min(to_rgb(both[("tiny-S", "pra", "method.t_min=1.0", 0)]["color"])) > min(to_rgb(METHOD_COLORS["pra"]))
     a, b = st[("tiny-S", "latent_tf", "base", 0)], st[("tiny-B", "latent_tf", "base", 0)]
     assert a["dash"] != b["dash"] and a["marker"] != b["marker"]

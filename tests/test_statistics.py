@@ -219,3 +219,32 @@ def test_the_sensitivity_analysis_is_holm_corrected_like_the_registered_one():
     _, hyps, desc = analyse(summary, a)
     s = hyps[0]["sensitivity"]
     assert desc["m"] == 2 and s["p_holm"] >= s["comparison"]["p"] and "Holm" in s["test"]
+
+
+def test_the_outcome_words_a_single_run_by_its_interval_and_never_reads_an_ill_posed_arm():
+    """With one seed: a hypothesis says why it is untested and gives the measured values; the accumulation line
+    gives each run's interval and the reading of it (not a permutation p that can disagree with it), and an
+    ill-posed arm's excess (built near 0) is not read."""
+    from pra.ablation import outcome
+    from pra.analysis import analyse
+
+    a = _ablation(analysis="paired", seeds=[0], hypotheses=[
+        {"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "equal"}],
+        variants=[{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"},
+                  {"name": "free", "method": "free_rollout"}])
+    acc = lambda x, lo, hi, word: {"excess": x, "ci": [lo, hi], "reading": word}  # noqa: E731
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": [0], "variants": [
+        {**_variant("pra", fid=[4.5], acc_region_excess=[0.009]),
+         "accumulation_first_seed": acc(0.009, -0.013, 0.028, "not clearly different from 0")},
+        {**_variant("latent_tf", fid=[22.0], acc_region_excess=[0.067]),
+         "accumulation_first_seed": acc(0.067, 0.027, 0.107, "clearly positive")},
+        {**_variant("free", fid=[23.0], acc_region_excess=[0.0]), "method": "free_rollout",
+         "accumulation_first_seed": acc(0.0, -0.001, 0.001, "not clearly different from 0")}]}
+    comps, hyps, desc = analyse(summary, a)
+    lines = outcome({**summary, "comparisons": comps, "hypotheses": hyps, "analysis": desc})
+    assert lines[0].endswith("untested: 1 paired seed (a paired test needs 2 or more) (4.5 vs 22, measured values, "
+                             "not a verdict).")
+    last = lines[-1]
+    assert "pra +0.009 [-0.013, +0.028]: not clearly different from 0" in last
+    assert "latent_tf +0.067 [+0.027, +0.11]: clearly positive" in last
+    assert "free not read (ill-posed arm" in last and "swap p" not in last

@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from pra.io import atomic_path
+from pra.config import ILL_POSED_METHODS
 from pra.report.tables import run_label
 
 
@@ -91,33 +92,29 @@ def arm_colors(arms: dict) -> dict:
     """arm name -> method  =>  arm name -> colour. Each arm takes its method's colour; where several arms share a
     method (pra and pra at t_min 1, say), the arm named after the method (else the first) keeps it and the others
     get lighter tints of it, so no two arms of one figure share a colour."""
-    from matplotlib.colors import to_hex, to_rgb
-
     by_method: dict = {}
     for name, method in arms.items():
         by_method.setdefault(method, []).append(name)
     out, methods = {}, list(by_method)
     for method, names in by_method.items():
-        base = np.array(to_rgb(color_of(method, methods.index(method))))
         names = sorted(names, key=lambda n: (n != method, list(arms).index(n)))
         for j, name in enumerate(names):
-            t = 0.5 * j / len(names)
-            out[name] = to_hex(base + (1 - base) * t)
+            out[name] = tint(color_of(method, methods.index(method)), j, len(names))
     return out
 
 
-def shade(color: str, k: int, n: int) -> tuple:
-    """The k-th of n shades of one colour, darker to lighter (the colour itself when n is 1)."""
-    from matplotlib.colors import to_rgb
+def tint(color: str, j: int, n: int) -> str:
+    """The j-th of n tints of one colour: the colour itself for j = 0, lighter for later j (never white)."""
+    from matplotlib.colors import to_hex, to_rgb
 
-    rgb = np.array(to_rgb(color))
-    t = 0.0 if n == 1 else -0.45 + 0.9 * k / (n - 1)
-    return tuple(rgb * (1 + t) if t < 0 else rgb + (1 - rgb) * t)
+    base = np.array(to_rgb(color))
+    return to_hex(base + (1 - base) * (0.5 * j / max(n, 1)))
 
 
 def run_styles(keys) -> dict:
     """(scale, method, variant, seed) -> {"color", "dash", "marker", "label"} for the per-run line figures.
-    One colour per (method, variant): the method's colour, in darker to lighter shades across its variants;
+    One colour per (method, variant): the method's colour for its base variant and lighter tints of it for the
+    others (as arm_colors gives the arms of an ablation);
     one dash and marker per scale; seeds of one (scale, method, variant) share its style, and the first of
     them carries the legend entry, which names the group and its seeds (the other seeds' labels are None)."""
     keys = sorted(keys)
@@ -137,8 +134,9 @@ def run_styles(keys) -> dict:
         first = seed == group[0]
         name = run_label((scale, method, variant, seed)).rsplit(" s", 1)[0]
         label = f"{name} s{seed}" if len(group) == 1 else f"{name} ({len(group)} seeds: {_seed_list(group)})"
+        order = sorted(vs, key=lambda x: (x != "base", vs.index(x)))  # the base variant keeps the method's colour
         out[(scale, method, variant, seed)] = {
-            "color": shade(color_of(method, methods.index(method)), vs.index(variant), len(vs)),
+            "color": tint(color_of(method, methods.index(method)), order.index(variant), len(vs)),
             "dash": ["-", "--", ":", "-."][scales.index(scale) % 4],
             "marker": "os^vD"[scales.index(scale) % 5],
             "label": label if first else None}
@@ -326,7 +324,8 @@ def input_gap(gaps: dict, out_path: str | Path, title: str = "", per_row: int = 
                     else f"content positions (averaged in the gap table): {'/'.join(map(str, sorted(n_content)))} "
                          f"of {max(n_pos)}; the others hatched")
     fig.suptitle((title + "\n" if title else "") + f"unbiased MMD², Gaussian kernel, fixed {st['pca_dim']}-d PCA basis, "
-                 f"{st['images']} held-out images; {content_text} (intervals and Gaussian KL: gap table)", fontsize=11)
+                 f"{st['images']} held-out images; {content_text}; the trunk state h_i follows input i − 1 "
+                 "(intervals and Gaussian KL: gap table)", fontsize=11)
     fig.tight_layout(rect=(0, 0.06 + 0.02 / bands, 1, 1))
     save(fig, out_path)
     plt.close(fig)
@@ -355,7 +354,8 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
         ex = np.array([0.0] + [acc["excess"][str(k)] for k in ks[1:]])
         ci = np.array([[0.0, 0.0]] + [acc["ci_excess"][str(k)] or [np.nan, np.nan] for k in ks[1:]])
         g = acc.get("growth")
-        lab = f"{name}" + (f" (β = {g['beta']:.2f})" if g else "")
+        ill = method in ILL_POSED_METHODS
+        lab = f"{name}" + (f" (β = {g['beta']:.2f})" if g else "") + (" (ill-posed: not read)" if ill else "")
         a.errorbar(e + dx, ex, yerr=[ex - ci[:, 0], ci[:, 1] - ex], fmt="o", ms=3, color=c, capsize=2, lw=1,
                    label=lab)
         if g:
@@ -384,7 +384,7 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     for ax in (a, b):
         ax.grid(alpha=0.3)
     a.legend(fontsize=7)
-    b.legend(fontsize=6, ncol=2)
+    b.legend(fontsize=6.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.16), frameon=False)
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -394,7 +394,7 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
 
 FAMILY_MARKERS = {"pixel AR": "s", "pixel diffusion": "^", "pixel flow": "D", "latent AR (reference)": "x"}
 # label offsets (points) of published models whose labels would otherwise overlap a neighbour or PRA's line
-LABEL_OFFSETS = {"MAR-B": (-6, -12), "PixelFlow-XL/4": (-24, -13), "JiT-H/16": (4, 3), "PixNerd-XL/16": (4, 2),
+LABEL_OFFSETS = {"MAR-B": (-6, -12), "PixelFlow-XL/4": (6, -12), "JiT-H/16": (4, 3), "PixNerd-XL/16": (4, 2),
                  "PRA-L": (-6, 6), "JiT-L/16": (-12, 5)}
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from pra.io import write_text
+from pra.config import ILL_POSED_METHODS
 from pra.report import published
 
 MISSING = "—"
@@ -28,12 +29,20 @@ def fmt(v, digits: int = 2) -> str:
     return str(v)
 
 
+def fixed(x: float, digits: int, sign: str = "") -> str:
+    """x with `digits` decimals; a non-zero value that would print as (-)0.00.. is shown by its size instead
+    (-2.6e-05), so that neither a sign nor an interval's bound is lost to rounding."""
+    if x != 0 and abs(x) < 0.5 * 10 ** -digits:
+        return f"{x:{sign}.1e}"
+    return f"{x:{sign}.{digits}f}"
+
+
 def mean_sd(m: dict | None, digits: int) -> str:
     if not m:
         return MISSING
-    s = f"{m['mean']:.{digits}f}"
+    s = fixed(m["mean"], digits)
     if m.get("std") is not None:
-        s += f" ± {m['std']:.{digits}f}"
+        s += f" ± {fixed(m['std'], digits)}"
     return s
 
 
@@ -245,8 +254,11 @@ def ablation_table(summary: dict) -> Table:
             rec["tuned on seed " + str(summary.get("tune_seed"))] = MISSING if not t else (
                 f"{t['knob']} = {t['value']:g} (" + ", ".join(f"{s['value']:g}: {s[t['metric']]:.3g}" for s in t["scores"])
                 + f" {t['metric']})")
+        ill = v["method"] in ILL_POSED_METHODS
         for key, head, digits in cols:
-            rec[head] = mean_sd(v["metrics"].get(key), digits)
+            diag = key.startswith(("gap_", "acc_"))
+            rec[head] = mean_sd(v["metrics"].get(key), digits) + (" (not read)" if ill and diag and
+                                                                 v["metrics"].get(key) else "")
         recs.append(rec)
     n = len(summary["seeds"])
     notes = [f"{summary['scale']}, {summary['train_steps']} steps at batch {summary['batch_size']} for every variant, "
@@ -262,7 +274,9 @@ def ablation_table(summary: dict) -> Table:
              "generated after the model's full own prefix minus after the true prefix (paired by image and start "
              "noise); feedback effect: the classifier's agreement with the label of completed images whose prefix "
              "positions were each generated from the true patches before them (not fed back), minus that of the "
-             "full own rollout. Intervals: the gap and accumulation tables; tests: the tests table."]
+             "full own rollout. Intervals: the gap and accumulation tables; tests: the tests table. '(not read)': "
+             "an ill-posed arm (its inputs belong to another image than its target, so the model can ignore its "
+             "context): its gaps and accumulation near 0 are built in, measured but not read."]
     if summary.get("outcome"):
         notes.append("Outcome, as measured:\n\n" + "\n".join(f"- {line}" for line in summary["outcome"]))
     return Table(f"ablation_{summary['name']}", f"Ablation `{summary['name']}`", pd.DataFrame(recs), notes)
@@ -295,9 +309,11 @@ def seeds_table(summary: dict) -> Table:
             if not m:
                 continue
             mi = mean_interval(m["values"])
-            rec[head + " mean [95% CI]"] = (f"{m['mean']:.{digits}f}" if mi is None else
-                                            f"{mi[0]:.{digits}f} [{mi[1]:.{digits}f}, {mi[2]:.{digits}f}]")
-            rec[head + " per seed"] = ", ".join(f"{x:.{digits}f}" for x in m["values"])
+            rec[head + " mean [95% CI]"] = (fixed(m["mean"], digits) if mi is None else
+                                            f"{fixed(mi[0], digits)} [{fixed(mi[1], digits)}, {fixed(mi[2], digits)}]")
+            rec[head + " per seed"] = ", ".join(fixed(x, digits) for x in m["values"])
+            if key.startswith("acc_") and v["method"] in ILL_POSED_METHODS:
+                rec[head + " mean [95% CI]"] += " (not read: ill-posed arm)"
         recs.append(rec)
     notes = [f"{summary['scale']}, {summary['train_steps']} steps at batch {summary['batch_size']}, seeds "
              f"{summary['seeds']} (each a separately trained model, sampled and evaluated alike). Mean over seeds "
@@ -308,19 +324,19 @@ def seeds_table(summary: dict) -> Table:
 
 
 def _ci(ci, digits) -> str:
-    return MISSING if ci is None else f"[{ci[0]:+.{digits}f}, {ci[1]:+.{digits}f}]"
+    return MISSING if ci is None else f"[{fixed(ci[0], digits, '+')}, {fixed(ci[1], digits, '+')}]"
 
 
 def _with_ci(d: dict, key: str, ci_key: str, digits: int, sign: str = "+") -> str:
     """'value [lo, hi]' of d[key] and d[ci_key]; the value alone without an interval; a dash when absent."""
     if key not in d:
         return MISSING
-    return f"{d[key]:{sign}.{digits}f}" + (f" {_ci(d[ci_key], digits)}" if ci_key in d else "")
+    return fixed(d[key], digits, sign) + (f" {_ci(d[ci_key], digits)}" if ci_key in d else "")
 
 
 def _ci_text(value: float, ci, digits: int) -> str:
     """'value [lo, hi]', the value alone where there is no interval."""
-    return f"{value:+.{digits}f}" + (f" {_ci(ci, digits)}" if ci else "")
+    return fixed(value, digits, "+") + (f" {_ci(ci, digits)}" if ci else "")
 
 
 def tests_table(summary: dict) -> Table:
@@ -331,7 +347,10 @@ def tests_table(summary: dict) -> Table:
 
     recs = []
     analysis = summary.get("analysis") or {"analysis": "welch_holm", "text": ""}
-    rows = [(h["id"], h["comparison"], h["outcome"], h.get("sensitivity")) for h in summary.get("hypotheses", [])]
+    rows = [(h["id"], h["comparison"] or ({"a": h["variant"], "b": h["reference"], "metric": h["metric"],
+                                            "no_interval": True, "mean_a": h["means"][0], "mean_b": h["means"][1],
+                                            "n_a": h["n"][0], "n_b": h["n"][1]} if h.get("means") else None),
+             h["outcome"], h.get("sensitivity")) for h in summary.get("hypotheses", [])]
     rows += [("vs reference" if c.get("role") != "estimate" else "estimate", c, None, None)
              for c in summary.get("comparisons", [])]
     for label, c, out, sens in rows:
@@ -350,8 +369,8 @@ def tests_table(summary: dict) -> Table:
         elif c is not None and c.get("no_interval"):  # paired analysis, too few pairs: the measured means
             rec.update({"comparison": f"{c['a']} vs {c['b']}", "metric": c["metric"],
                         "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}", "seeds": f"{c['n_a']}, {c['n_b']}",
-                        "estimate [interval]": "— (too few pairs)", "p": "— (estimate)",
-                        "reading": c.get("reading") or "measured values, no interval: not a verdict"})
+                        "estimate [interval]": "— (too few pairs)", "p": "— (no test)" if out else "— (estimate)",
+                        "reading": out or c.get("reading") or "measured values, no interval: not a verdict"})
         elif c is not None:  # paired
             est = (f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]" if c["log"] and c["ratio_ci"]
                    else f"{c['mean_diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['mean_diff']:+.4g}")
