@@ -118,9 +118,11 @@ def test_real_run_end_to_end(tiny_experiment):
     assert sorted(r.data.tags["method"] for r in training) == ["latent_tf"] + ["pra"] * 5
     assert all("loss" in r.data.metrics and "fid" in r.data.metrics for r in training)
     assert all(r.info.status == "FINISHED" for r in training)
-    # how the samples behind each FID were drawn: the precision and CUDA graphs every shard recorded (CPU: fp32)
-    assert all(r.data.tags.get("sample_precision") == "float32" and r.data.tags.get("sample_cuda_graphs") == "False"
-               for r in training), [r.data.tags for r in training]
+    # how the samples behind each FID were drawn: the precision (this experiment sets bf16) and CUDA graphs (none
+    # on the CPU) every shard recorded
+    assert all(r.data.tags.get("sample_precision") == "bfloat16" and r.data.tags.get("sample_cuda_graphs") == "False"
+               for r in training), [(r.data.tags.get("sample_precision"), r.data.tags.get("sample_cuda_graphs"))
+                                    for r in training]
     # evaluation along training: the snapshot (step 6) and the final model (12), logged into each training run
     for r in training:
         history = client.get_metric_history(r.info.run_id, "along_fid_ema")
