@@ -192,6 +192,12 @@ def profile_steps(runner, device, steps: int = 3, rows: int = 15) -> str:
     with profile(activities=acts) as prof:
         for _ in range(steps if not hasattr(runner, "window") else 1):
             runner.step()
+    return profile_table(prof, device, rows)
+
+
+def profile_table(prof, device, rows: int) -> str:
+    """A finished torch.profiler run's operators as text, by self device time on CUDA (the attribute's name
+    differs across torch versions), by self CPU time elsewhere."""
     avg = prof.key_averages()
     keys = ("self_device_time_total", "self_cuda_time_total") if device.type == "cuda" else ("self_cpu_time_total",)
     for key in keys:
@@ -324,16 +330,8 @@ def profile_sampling(net, flow, settings: SamplerSettings, batch: int, device, *
               for part in SAMPLING_PARTS}
     known = [v for v in shares.values() if v is not None]
     shares["other"] = max(0.0, 1.0 - sum(known)) if known else None
-    keys = ("self_device_time_total", "self_cuda_time_total") if device.type == "cuda" else ("self_cpu_time_total",)
-    table = None
-    for key in keys:
-        try:
-            table = prof.key_averages().table(sort_by=key, row_limit=rows, max_name_column_width=60)
-            break
-        except (AttributeError, KeyError, RuntimeError):
-            continue
     return {"batch": batch, "time": "device" if device.type == "cuda" else "cpu", "shares": shares,
-            "table": table or prof.key_averages().table(row_limit=rows)}
+            "table": profile_table(prof, device, rows)}
 
 
 def bench_sampling_speed(cfg: ExperimentConfig, scale: str, device, geom: Geometry, settings: SamplerSettings, *,
