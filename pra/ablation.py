@@ -153,13 +153,17 @@ def outcome(summary: dict) -> list[str]:
         lines.append(f"{h['id']} ({h['statement'] or h['variant'] + ' vs ' + h['reference']}; {h['metric']}, "
                      f"expected {h['expect']}): {h['outcome']}{detail}.")
     for c in summary["comparisons"]:
+        why = (c.get("declared") or {}).get("why")
+        declared = (f" (declared estimate{': ' + why if why else ''})" if "declared" in c else "")
         if c.get("reading"):  # an ill-posed arm: measured, never interpreted
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['reading']}.")
         elif c.get("no_interval"):
-            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: {c['mean_a']:.3g} vs {c['mean_b']:.3g} ({c['n_a']} and "
-                         f"{c['n_b']} seed(s): too few pairs for an interval; measured values, not a verdict).")
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}{declared}: {c['mean_a']:.3g} vs {c['mean_b']:.3g} "
+                         f"({c['n_a']} and {c['n_b']} seed(s): too few pairs for an interval; measured values, not a "
+                         f"verdict).")
         elif c.get("role") == "estimate":
-            lines.append(f"{c['metric']}: {c['a']} vs {c['b']} (estimate, not a test){_detail(c, c['metric'])}.")
+            lines.append(f"{c['metric']}: {c['a']} vs {c['b']}{declared or ' (estimate, not a test)'}"
+                         f"{_detail(c, c['metric'])}.")
         else:
             lines.append(f"{c['metric']}: {c['a']} vs {c['b']}: "
                          f"{verdict(Comparison(**c), lower_is_better(c['metric']))}.")

@@ -11,7 +11,8 @@ An ablation registers one of two analyses (`ablations[].analysis`):
   on log values for ratio metrics (FID, KID, IS), at the Bonferroni level alpha/m; "equal" is read only from
   an equivalence test (TOST) against `equivalence_margin`, a ratio; the exact sign-flip p-value is shown as a
   sensitivity check (with n pairs it cannot fall below 2/2^n). Every other variant vs the reference is an
-  estimate with a Bonferroni-level interval, not a test.
+  estimate with a Bonferroni-level interval, not a test, and so is each comparison the ablation declares in
+  `estimates` (two arms that separate one effect, say).
 
 Each distinct comparison (the same two arms and metrics, in either order) enters the family once. A
 hypothesis with an ill-posed arm (a method whose inputs belong to another image than its target,
@@ -92,6 +93,16 @@ def family(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[di
             comps.append({"names": (v["name"], ref), "metric": metric, "values": (a, b),
                           "seeds": (metric_seeds(summary, v["name"], metric), metric_seeds(summary, ref, metric)),
                           "ill_posed": sorted({methods.get(v["name"]), methods.get(ref)} & set(ILL_POSED_METHODS))})
+    for e in ablation.estimates if ablation.analysis == "paired" else ():  # declared: estimated, never tested
+        k = _key(e.variant, e.metric, e.reference, e.metric)
+        a, b = metric_values(summary, e.variant, e.metric), metric_values(summary, e.reference, e.metric)
+        if k in seen or a is None or b is None:
+            continue
+        seen[k] = e.variant
+        comps.append({"names": (e.variant, e.reference), "metric": e.metric, "values": (a, b),
+                      "seeds": (metric_seeds(summary, e.variant, e.metric), metric_seeds(summary, e.reference, e.metric)),
+                      "ill_posed": sorted({methods.get(e.variant), methods.get(e.reference)} & set(ILL_POSED_METHODS)),
+                      "declared": {"why": e.why}})
     return hyps, comps
 
 
@@ -182,14 +193,15 @@ def analyse(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[d
         out_c = []
         for c in comps:
             t = _paired(c["values"], c["seeds"], c["names"], (c["metric"], c["metric"]), level)
+            declared = {"declared": c["declared"]} if c.get("declared") else {}
             if t is not None:
-                out_c.append({**t.to_dict(), "role": "estimate",
+                out_c.append({**t.to_dict(), "role": "estimate", **declared,
                               **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
             elif all(c["values"]):  # too few pairs for an interval: the measured means, worded as single values
                 a, b = c["values"]
                 out_c.append({"a": c["names"][0], "b": c["names"][1], "metric": c["metric"], "role": "estimate",
                               "no_interval": True, "n_a": len(a), "n_b": len(b),
-                              "mean_a": float(sum(a) / len(a)), "mean_b": float(sum(b) / len(b)),
+                              "mean_a": float(sum(a) / len(a)), "mean_b": float(sum(b) / len(b)), **declared,
                               **({"reading": NOT_INTERPRETABLE} if c["ill_posed"] else {})})
         # the equivalence margin is part of the analysis only where a hypothesis expects equality
         margin = ablation.equivalence_margin if any(h["expect"] == "equal" for h in unique) else None

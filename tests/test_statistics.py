@@ -248,3 +248,64 @@ def test_the_outcome_words_a_single_run_by_its_interval_and_never_reads_an_ill_p
     assert "pra +0.009 [-0.013, +0.028]: not clearly different from 0" in last
     assert "latent_tf +0.067 [+0.027, +0.11]: clearly positive" in last
     assert "free not read (ill-posed arm" in last and "swap p" not in last
+
+
+def test_declared_estimates_are_estimated_once_and_never_tested():
+    """An ablation's declared estimates (two arms that separate one effect) get a paired interval at the family's
+    level beside the reference comparisons, are worded as estimates with what they separate, repeat no other
+    comparison, and belong to the paired analysis only."""
+    from scipy import stats
+
+    from pra.ablation import outcome
+    from pra.analysis import analyse
+    from pra.config import ConfigError
+    from pra.report.tables import tests_table
+
+    variants = [{"name": "pra", "method": "pra"}, {"name": "latent_tf", "method": "latent_tf"},
+                {"name": "pra_t1", "method": "pra", "overrides": {"method": {"t_min": 1.0}}},
+                {"name": "free", "method": "free_rollout"}]
+    hyp = [{"id": "H1", "metric": "fid", "variant": "pra", "reference": "latent_tf", "expect": "lower"}]
+    est = [{"variant": "latent_tf", "reference": "pra_t1", "metric": "fid", "why": "the inputs alone"}]
+    a = _ablation(analysis="paired", seeds=list(range(6)), variants=variants, hypotheses=hyp, estimates=est)
+    rng = np.random.default_rng(1)
+    base = np.exp(rng.normal(np.log(10), 0.1, 6))
+    tf, t1 = base * 4, base * np.exp(rng.normal(np.log(1.3), 0.05, 6))
+    summary = {"reference": "pra", "primary_metric": "fid", "seeds": list(range(6)), "variants": [
+        _variant("pra", fid=list(base)), _variant("latent_tf", fid=list(tf)), _variant("pra_t1", fid=list(t1)),
+        {**_variant("free", fid=list(base * 2)), "method": "free_rollout"}]}
+    comps, hyps, desc = analyse(summary, a)
+    declared = [c for c in comps if "declared" in c]
+    assert len(declared) == 1 and desc["m"] == 1  # an estimate does not enter the confirmatory family
+    d = declared[0]
+    assert (d["a"], d["b"], d["role"], d["declared"]["why"]) == ("latent_tf", "pra_t1", "estimate", "the inputs alone")
+    want = stats.ttest_rel(np.log(tf), np.log(t1)).confidence_interval(desc["level"])
+    assert d["ratio_ci"] == pytest.approx([np.exp(want.low), np.exp(want.high)])
+    lines = outcome({**summary, "comparisons": comps, "hypotheses": hyps, "analysis": desc})
+    assert any(x.startswith("fid: latent_tf vs pra_t1 (declared estimate: the inputs alone)") for x in lines)
+    rows = tests_table({"name": "s", **summary, "comparisons": comps, "hypotheses": hyps, "analysis": desc}).frame
+    row = rows[rows["test"] == "declared estimate"].iloc[0]
+    assert row["p"] == "— (estimate)" and row["reading"] == "estimate, not a test (declared: the inputs alone)"
+    # one seed: the measured values, named as the declared estimate
+    one = {**summary, "seeds": [0], "variants": [
+        {**v, "metrics": {"fid": {**v["metrics"]["fid"], "values": v["metrics"]["fid"]["values"][:1], "n": 1}}}
+        for v in summary["variants"]]}
+    comps1, hyps1, desc1 = analyse(one, a)
+    line = [x for x in outcome({**one, "comparisons": comps1, "hypotheses": hyps1, "analysis": desc1})
+            if "pra_t1 (declared" in x]
+    assert line and "too few pairs for an interval" in line[0]
+    # each distinct comparison once, real arms only, never an ill-posed arm, the paired analysis only
+    bad = [(r"estimates\[0\]': latent_tf vs pra on fid repeats hypothesis H1", [{"variant": "latent_tf",
+                                                                               "reference": "pra"}]),
+           (r"estimates\[0\]': pra_t1 vs pra on fid is already estimated as a comparison with the reference",
+            [{"variant": "pra_t1", "reference": "pra"}]),
+           (r"estimates\[1\]': pra vs pra_t1 on kid repeats estimates\[0\]",
+            [{"variant": "pra_t1", "reference": "pra", "metric": "kid"},
+             {"variant": "pra", "reference": "pra_t1", "metric": "kid"}]),
+           (r"estimates\[0\]\.reference': 'free' trains with free_rollout.*another image",
+            [{"variant": "pra_t1", "reference": "free"}]),
+           (r"estimates\[0\]\.variant': 'nope' is not a variant", [{"variant": "nope", "reference": "pra_t1"}])]
+    for match, e in bad:
+        with pytest.raises(ConfigError, match=match):
+            _ablation(analysis="paired", variants=variants, hypotheses=hyp, estimates=e)
+    with pytest.raises(ConfigError, match=r"estimates': declared estimates belong to the paired analysis"):
+        _ablation(variants=variants, hypotheses=hyp, estimates=est)

@@ -20,7 +20,7 @@ import yaml
 
 from pra.config import ablations as _ablations
 from pra.config.ablations import (DEFAULT_SETTLE_ARMS, NAME_PATTERN, OVERRIDABLE, AblationConfig,
-                                  HypothesisConfig, VariantConfig, settle_default)
+                                  EstimateConfig, HypothesisConfig, VariantConfig, settle_default)
 from pra.config.sections import (ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
                                  MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, SpeedConfig,
                                  TrainConfig)
@@ -30,7 +30,7 @@ from pra.typed import json_schema as _schema
 __all__ = ["ExperimentConfig", "from_dict", "load", "json_schema", "reconstructions", "ConfigError", "METHODS",
            "LATENT_METHODS", "ILL_POSED_METHODS", "NOISE_KNOBS", "OVERRIDABLE", "DEFAULT_SETTLE_ARMS", "DataConfig", "ModelConfig",
            "MethodConfig", "TrainConfig", "SampleConfig", "EvaluateConfig", "ResourcesConfig", "SpeedConfig", "AblationConfig",
-           "VariantConfig", "HypothesisConfig"]
+           "VariantConfig", "HypothesisConfig", "EstimateConfig"]
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,14 @@ class HypothesisConfig:
 
 
 @dataclass(frozen=True)
+class EstimateConfig:
+    variant: str = opt("", "One arm of the estimated comparison.")
+    reference: str = opt("", "The arm it is compared with.")
+    metric: str = opt("fid", "The endpoint compared (a per-run metric, as for hypotheses).")
+    why: str = opt("", "What the comparison separates, in words (printed beside the estimate).")
+
+
+@dataclass(frozen=True)
 class AblationConfig:
     name: str = opt("settle", "Ablation name (one MLflow parent run, one table, "
                     "results/<experiment>/ablations/<name>.json; letters, digits, '.', '_', '-').",
@@ -68,6 +76,10 @@ class AblationConfig:
                                     "[1/margin, margin].", reconstruction=True, exclusive_minimum=1.0)
     hypotheses: list[HypothesisConfig] = opt([], "Declared hypotheses with their endpoints, tested and worded in the report.",
                                              allow_empty=True)
+    estimates: list[EstimateConfig] = opt([], "Declared comparisons beyond those with the reference, e.g. two arms "
+                                          "that separate one effect: paired estimates with intervals at the "
+                                          "family's level, never tests (the paired analysis only).",
+                                          allow_empty=True)
     tune_seed: int = opt(-1, "Held-out seed on which the noise knobs are tuned (not one of `seeds`); -1 = no tuning.",
                          minimum=-1)
     tune_values: dict = opt({}, "Values tried per noise knob on the tuning seed, the same number for every knob, "
@@ -84,13 +96,20 @@ DEFAULT_SETTLE_ARMS = (("pixel_noise", "pixel_noise", {}), ("latent_tf", "latent
                        ("pra_sequential", "pra_sequential", {}), ("free_rollout", "free_rollout", {}))
 
 
+# latent_tf vs pra = (latent_tf vs pra_t1) + (pra_t1 vs pra): the first part is the trunk's inputs alone
+SETTLE_SPLIT = ("clean patches vs unperturbed renderings as the trunk's inputs, the part of latent_tf vs pra that "
+                "is not the perturbation")
+
+
 def settle_default() -> list:
     return [AblationConfig(name="settle", scale="tiny-S", method="", seeds=[0], diagnostics=True, analysis="paired",
                            variants=[VariantConfig(name=n, method=m, overrides=copy.deepcopy(o))
                                      for n, m, o in DEFAULT_SETTLE_ARMS],
                            hypotheses=[HypothesisConfig(
                                id="H1", statement="PRA's parallel inputs do as well as its sequential twin's",
-                               metric="fid", variant="pra", reference="pra_sequential", expect="equal")])]
+                               metric="fid", variant="pra", reference="pra_sequential", expect="equal")],
+                           estimates=[EstimateConfig(variant="latent_tf", reference="pra_t1", metric="fid",
+                                                     why=SETTLE_SPLIT)])]
 
 
 def tuned_knob(a: AblationConfig, v: VariantConfig) -> str | None:
@@ -160,7 +179,8 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         # every endpoint, with the variants it is measured on
         endpoint_keys = [("primary_metric", a.primary_metric, vnames)] + [
             (f"hypotheses[{j}].{k}", getattr(h, k), [getattr(h, arm)]) for j, h in enumerate(a.hypotheses)
-            for k, arm in (("metric", "variant"), ("reference_metric", "reference")) if getattr(h, k)]
+            for k, arm in (("metric", "variant"), ("reference_metric", "reference")) if getattr(h, k)] + [
+            (f"estimates[{j}].metric", e.metric, [e.variant, e.reference]) for j, e in enumerate(a.estimates)]
         for key, metric, arms in endpoint_keys:
             _check_endpoint(f"{where}.{key}", metric, a.diagnostics, probe,
                             [n for n in arms if methods.get(n, "") not in LATENT_METHODS])
@@ -178,6 +198,37 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
                     raise ConfigError(f"config key '{where}.hypotheses[{j}].{key}': {getattr(h, key)!r} trains "
                                       f"with {methods[getattr(h, key)]}, whose inputs belong to another image than "
                                       f"its target: it cannot be an arm of a hypothesis")
+        _check_estimates(where, a, vnames, methods)
+
+
+def _check_estimates(where: str, a: AblationConfig, vnames: list[str], methods: dict[str, str]) -> None:
+    """Declared estimates: the paired analysis only, real arms, none ill-posed, and each distinct comparison once
+    (not a hypothesis's, not one the reference comparisons already make, not twice)."""
+    if a.estimates and a.analysis != "paired":
+        raise ConfigError(f"config key '{where}.estimates': declared estimates belong to the paired analysis "
+                          f"(under {a.analysis!r} every comparison of the family is tested)")
+    reference = a.reference or ("pra" if "pra" in vnames else "")
+    seen = {frozenset({(h.variant, h.metric), (h.reference, h.reference_metric or h.metric)}): f"hypothesis {h.id}"
+            for h in a.hypotheses}
+    for j, e in enumerate(a.estimates):
+        key = f"{where}.estimates[{j}]"
+        for arm in ("variant", "reference"):
+            name = getattr(e, arm)
+            if name not in vnames:
+                raise ConfigError(f"config key '{key}.{arm}': {name!r} is not a variant of this ablation ({vnames})")
+            if methods[name] in ILL_POSED_METHODS:
+                raise ConfigError(f"config key '{key}.{arm}': {name!r} trains with {methods[name]}, whose inputs "
+                                  f"belong to another image than its target: an estimate with it is not read")
+        if e.variant == e.reference:
+            raise ConfigError(f"config key '{key}.reference': an arm compared with itself ({e.variant!r})")
+        k = frozenset({(e.variant, e.metric), (e.reference, e.metric)})
+        if k in seen:
+            raise ConfigError(f"config key '{key}': {e.variant} vs {e.reference} on {e.metric} repeats {seen[k]} "
+                              f"(each distinct comparison once)")
+        if e.metric == a.primary_metric and reference in (e.variant, e.reference):
+            raise ConfigError(f"config key '{key}': {e.variant} vs {e.reference} on {e.metric} is already estimated "
+                              f"as a comparison with the reference ({reference})")
+        seen[k] = f"estimates[{j}]"
 
 
 def _check_endpoint(key: str, metric: str, diagnostics: bool, probe: bool, pixel_arms: list[str]) -> None:

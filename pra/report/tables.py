@@ -339,9 +339,15 @@ def _ci_text(value: float, ci, digits: int) -> str:
     return fixed(value, digits, "+") + (f" {_ci(ci, digits)}" if ci else "")
 
 
+def _why(c: dict) -> str:
+    """What a declared estimate separates, as the ablation states it ('' for other rows)."""
+    why = (c.get("declared") or {}).get("why")
+    return f" (declared: {why})" if why else ""
+
+
 def tests_table(summary: dict) -> Table:
     """Every comparison the ablation words, each distinct one once: the declared hypotheses, then each
-    variant vs the reference, with the registered analysis (pra.analysis) and, under welch_holm, the paired
+    variant vs the reference, then the declared estimates, with the registered analysis (pra.analysis) and, under welch_holm, the paired
     sensitivity analysis beside it."""
     from pra.statistics import Comparison, verdict
 
@@ -351,8 +357,8 @@ def tests_table(summary: dict) -> Table:
                                             "no_interval": True, "mean_a": h["means"][0], "mean_b": h["means"][1],
                                             "n_a": h["n"][0], "n_b": h["n"][1]} if h.get("means") else None),
              h["outcome"], h.get("sensitivity")) for h in summary.get("hypotheses", [])]
-    rows += [("vs reference" if c.get("role") != "estimate" else "estimate", c, None, None)
-             for c in summary.get("comparisons", [])]
+    rows += [("vs reference" if c.get("role") != "estimate" else "declared estimate" if "declared" in c
+              else "estimate", c, None, None) for c in summary.get("comparisons", [])]
     for label, c, out, sens in rows:
         rec = {"test": label, "comparison": MISSING, "metric": MISSING, "means": MISSING,
                "estimate [interval]": MISSING, "seeds": MISSING, "p": MISSING, "p (family)": MISSING,
@@ -370,7 +376,8 @@ def tests_table(summary: dict) -> Table:
             rec.update({"comparison": f"{c['a']} vs {c['b']}", "metric": c["metric"],
                         "means": f"{c['mean_a']:.4g} vs {c['mean_b']:.4g}", "seeds": f"{c['n_a']}, {c['n_b']}",
                         "estimate [interval]": "— (too few pairs)", "p": "— (no test)" if out else "— (estimate)",
-                        "reading": out or c.get("reading") or "measured values, no interval: not a verdict"})
+                        "reading": out or c.get("reading") or "measured values, no interval: not a verdict"
+                        + _why(c)})
         elif c is not None:  # paired
             est = (f"ratio {c['ratio']:.3g} [{c['ratio_ci'][0]:.3g}, {c['ratio_ci'][1]:.3g}]" if c["log"] and c["ratio_ci"]
                    else f"{c['mean_diff']:+.4g} {_ci(c['ci'], 3)}" if c["ci"] else f"{c['mean_diff']:+.4g}")
@@ -379,10 +386,10 @@ def tests_table(summary: dict) -> Table:
                         "estimate [interval]": f"{est} ({c['level']:.1%})", "seeds": f"{c['n']} pairs",
                         "p": (f"{fmt(c['p'], 3)} (paired t)" + (f"; sign-flip {fmt(c['p_sign_flip'], 3)}"
                                                                   if c.get("p_sign_flip") is not None else "")
-                              if label != "estimate" else "— (estimate)"),
+                              if not label.endswith("estimate") else "— (estimate)"),
                         "p (family)": (f"compared with alpha/m = {1 - c['level']:.3g} (Bonferroni)"
-                                       if label != "estimate" else MISSING),
-                        "reading": out or c.get("reading") or "estimate, not a test"})
+                                       if not label.endswith("estimate") else MISSING),
+                        "reading": out or c.get("reading") or "estimate, not a test" + _why(c)})
         if sens and sens.get("comparison"):
             s_ = sens["comparison"]
             rec["sensitivity (paired, deviation)"] = (
