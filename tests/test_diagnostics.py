@@ -165,3 +165,32 @@ def test_the_endpoint_names_are_the_diagnostics_own():
     assert set(endpoints.PIXEL_GAP_SETS) == set(gap.PIXEL_CONSTRUCTIONS)
     assert endpoints.needs("gap_hidden_pra_sequential_mmd2_minus_tf") == {"diagnostics", "latent"}
     assert endpoints.needs("gap_inputs_pixel_noise_kl_excess") == {"diagnostics"}
+
+
+def test_the_feedback_effect_per_k_is_paired_and_its_interval_covers_the_known_effect():
+    """Known answers: identical arms read 0 with a point interval; a control that agrees on 10% more images
+    reads +0.10 with an interval around it, and swapping the arms flips the sign; the pairing matters: the same
+    marginal agreements with the differences spread over independent images give a wider interval."""
+    from pra.diagnostics.accumulation import feedback_effects
+
+    rng = np.random.default_rng(0)
+    n = 400
+    own = rng.random(n) < 0.8
+    control = own.copy()
+    fixed = np.flatnonzero(~own)[: n // 10]     # the control agrees on 40 images the own rollout gets wrong
+    control[fixed] = True
+    res = feedback_effects({"0": own, "4": own}, {"0": own, "4": control}, subsamples=200, seed=0)
+    assert res["feedback_effect"]["0"] == 0 and res["ci_feedback_effect"]["0"] == [0.0, 0.0]
+    assert res["feedback_effect"]["4"] == pytest.approx(0.10)
+    lo, hi = res["ci_feedback_effect"]["4"]
+    assert 0.05 < lo < 0.10 < hi < 0.15
+    assert res["agreement"]["4"] == pytest.approx(own.mean()) and res["agreement_control"]["4"] == pytest.approx(
+        control.mean()) and res["agreement_images"] == n
+    flipped = feedback_effects({"4": control}, {"4": own}, subsamples=200, seed=0)
+    assert flipped["feedback_effect"]["4"] == pytest.approx(-0.10)
+    assert flipped["ci_feedback_effect"]["4"] == pytest.approx([-hi, -lo], abs=0.02)
+    unpaired = feedback_effects({"4": own}, {"4": rng.permutation(control)}, subsamples=200, seed=0)
+    u_lo, u_hi = unpaired["ci_feedback_effect"]["4"]
+    assert u_hi - u_lo > 1.5 * (hi - lo)
+    with pytest.raises(ValueError, match="the same images"):
+        feedback_effects({"4": own}, {"4": control[:-1]}, subsamples=10, seed=0)

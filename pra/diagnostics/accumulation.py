@@ -30,7 +30,8 @@ images of the same class, not against the true conditional.
 * Classifier agreement of the completed images with their labels (where a classifier is given), beside a
   no-feedback control: the same k positions each generated in one step from the true patches before them (not
   fed back), the rest as after the true prefix. Feedback effect(k) = agreement(control, k) - agreement(own, k):
-  what feeding the model's own patches back costs, separated from how good each generated patch is.
+  what feeding the model's own patches back costs, separated from how good each generated patch is; per k with
+  its subsampling interval (the images paired across the two arms).
 * Growth: excess(k) = c * E(k)^beta, weighted least squares over k > 0 (weights: the subsampling variance of
   each excess), with E(k) the content-weighted exposure (the sum, over the k generated prefix positions, of the
   share of real images with ink there). Fitted only where the full-prefix excess is clearly positive; refits
@@ -316,13 +317,9 @@ def error_accumulation(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_label
         def agree(v):
             return predict(classifier, to_images(v, g))[1].argmax(1) == la
 
-        own = {str(k): agree(sets[k]) for k in ks}
-        control = {str(k): agree(sets[(CONTROL, k)]) for k in ks}
-        res["agreement"] = {k: float(v.mean()) for k, v in own.items()}
-        res["agreement_control"] = {k: float(v.mean()) for k, v in control.items()}
-        res["feedback_effect"] = {k: float(control[k].mean() - own[k].mean()) for k in control}
-        diff = control[full_k].astype(float) - own[full_k].astype(float)
-        res["ci_feedback_effect_full"] = _mean_interval(diff, subsamples, seed)
+        res.update(feedback_effects({str(k): agree(sets[k]) for k in ks},
+                                    {str(k): agree(sets[(CONTROL, k)]) for k in ks}, subsamples, seed))
+        res["ci_feedback_effect_full"] = res["ci_feedback_effect"][full_k]
     res["summary"] = {"region_excess": sc["excess"][full_k], "distance_true_prefix": d0,
                       "distance_own_prefix": dfull, "floor": floor, "d0_minus_floor": d0 - floor,
                       "p_region_excess": sc["p_excess"][full_k] if permutations else None,
@@ -351,6 +348,27 @@ def to_images(patches: np.ndarray, g) -> np.ndarray:
     from pra.model.patches import to_uint8, unpatchify
 
     return to_uint8(unpatchify(torch.from_numpy(patches), g.patch_size, g.channels)).numpy()
+
+
+def feedback_effects(own: dict[str, np.ndarray], control: dict[str, np.ndarray], subsamples: int,
+                     seed: int) -> dict:
+    """own, control: k -> whether each completed image (the same images, in the same order) agrees with its label,
+    after k own prefix positions and in the no-feedback control. The agreement of each, the feedback effect
+    control - own per k, and its 95% subsampling interval per k (images subsampled jointly, so the pairing is
+    kept; a point where every image's difference is the same, as at k = 0, where both are one completion)."""
+    out = {"agreement": {}, "agreement_control": {}, "feedback_effect": {}, "ci_feedback_effect": {},
+           "agreement_images": None}
+    for k in own:
+        o, c = np.asarray(own[k], dtype=float), np.asarray(control[k], dtype=float)
+        if o.shape != c.shape:
+            raise ValueError(f"k = {k}: {o.shape[0]} own vs {c.shape[0]} control images (the same images are needed)")
+        diff = c - o
+        out["agreement"][k], out["agreement_control"][k] = float(o.mean()), float(c.mean())
+        out["feedback_effect"][k] = float(diff.mean())
+        out["ci_feedback_effect"][k] = ([float(diff[0]), float(diff[0])] if np.all(diff == diff[0]) else
+                                        [float(x) for x in _mean_interval(diff, subsamples, seed)])
+        out["agreement_images"] = int(len(o))
+    return out
 
 
 def _mean_interval(values: np.ndarray, subsamples: int, seed: int) -> tuple[float, float]:

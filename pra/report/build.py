@@ -321,10 +321,11 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                      (f"error_accumulation_{a.name}", "a fixed ink region's excess distance to real regions after "
                                                       "k of the model's own prefix positions, against the "
                                                       "content-weighted exposure, with the fitted growth and the "
-                                                      "swap-permutation null (grey bars); right: the classifier's "
-                                                      "agreement of the completed images per k, own rollout vs "
-                                                      "the no-feedback control; arms that share a method are "
-                                                      "tints of its colour"),
+                                                      "swap-permutation null (grey bars); right: the feedback "
+                                                      "effect per k (the classifier's agreement of the completed "
+                                                      "images, no-feedback control minus own rollout) with 95% "
+                                                      "intervals; arms that share a method are tints of its "
+                                                      "colour"),
                      (f"approximation_{a.name}", "per-position distance of PRA's and its twin's inputs to the "
                                                  "anchored sequential rollout's (shared draws), in units of that "
                                                  "rollout's distance to the data; positions that are not content "

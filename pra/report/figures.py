@@ -335,10 +335,11 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
     """accs: variant -> (method, accumulation.json). Left: the region's excess D(k) - D(0) against the
     content-weighted exposure E(k) of the k own prefix positions, with 95% intervals, the fitted growth curve and,
     as grey bars, the 95% band of the excess under within-image swaps (what it reads when nothing accumulates).
-    Right: the classifier's agreement of the completed images per k, own rollout (solid) and the no-feedback
-    control (dashed), where a classifier was given; else D(k) beside the real-vs-real floor."""
+    Right, where a classifier was given: the feedback effect per k (the no-feedback control's agreement of the
+    completed images with their labels minus the own rollout's) with its 95% interval, each arm's own agreement
+    at the ends in its label; else D(k) beside the real-vs-real floor."""
     plt = _plt()
-    fig, (a, b) = plt.subplots(1, 2, figsize=(12, 4.6))
+    fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.8))
     agreement = all("agreement" in acc for _, acc in accs.values())
     n = len(accs)
     colors = arm_colors({name: method for name, (method, _) in accs.items()})
@@ -362,9 +363,13 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
             grid = np.linspace(0, e.max(), 100)
             a.plot(grid, g["c"] * grid ** g["beta"], "-", color=c, lw=1)
         if agreement:
-            b.plot(ks, [acc["agreement"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=f"{name}: own")
-            b.plot(ks, [acc["agreement_control"][str(k)] for k in ks], "s--", ms=2.5, color=c, lw=0.9,
-                   label=f"{name}: no feedback")
+            fe = np.array([acc["feedback_effect"][str(k)] for k in ks])
+            cis = acc.get("ci_feedback_effect") or {}  # per k (recorded since the per-k intervals)
+            ci_fe = np.array([cis.get(str(k)) or [np.nan, np.nan] for k in ks])
+            dk = (i - (n - 1) / 2) * 0.5 / max(n, 1)
+            b.errorbar(np.asarray(ks) + dk, fe, yerr=[fe - ci_fe[:, 0], ci_fe[:, 1] - fe], fmt="o-", ms=3,
+                       color=c, capsize=2, lw=1, label=f"{name}: {acc['agreement'][str(ks[0])]:.2f} → "
+                       f"{acc['agreement'][str(ks[-1])]:.2f}" + (" (ill-posed: not read)" if ill else ""))
         else:
             b.plot(ks, [acc["distance"][str(k)] for k in ks], "o-", ms=3, color=c, lw=1.2, label=name)
             lo_f, hi_f = acc["ci_distance"]["floor"]
@@ -376,8 +381,12 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
           title=f"region {a0['region_positions'][0]}–{a0['region_positions'][-1]} after k own positions\n"
                 "(whiskers: 95% subsampling intervals; grey bars: 95% of the swap null)")
     if agreement:
-        b.set(xlabel="k (own prefix positions before the region)", ylabel="classifier agreement with the label",
-              title="completed images: own vs no-feedback control")
+        b.axhline(0, color="k", lw=0.6)
+        b.set(xlabel="k (own prefix positions before the region)",
+              ylabel="feedback effect\n(agreement: control − own)",
+              title="what feeding own patches back costs the classifier's agreement\n(whiskers: 95% subsampling "
+                    "intervals, images paired; legend: own\nrollout's agreement at k = "
+                    f"{a0['ks'][0]} → k = {a0['ks'][-1]})")
     else:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="D(k): region MMD² to real regions",
               title="distance per k (grey band: real-vs-real floor)")
