@@ -310,8 +310,8 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                        "are biased upward: read the trend"))
     if summaries:
         figs.append(("ablations_fid", "FID of every ablation variant: bar = mean, whisker = sd over seeds, dots = "
-                                      "single seeds; the ablation's reference variant is dark red, arms that share a method are tints of "
-                                      "its colour"))
+                                      "single seeds; each arm in its colour of the other figures (arms that share a method are tints "
+                                      "of its colour), the reference variant outlined in black"))
     for a in cfg.ablations:
         if a.diagnostics:
             figs += [(f"input_gap_{a.name}", "MMD² between each training-input construction and the model's own "

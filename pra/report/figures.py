@@ -472,9 +472,10 @@ def fid_vs_params(published_rows: list, measured: list[dict], out_path: str | Pa
 
 
 def ablation_fid(summaries: dict, out_path: str | Path) -> None:
-    """One panel per ablation: FID of every variant, mean ± sd over seeds and one dot per seed. The ablation's
-    reference variant is drawn dark red, the others in their method's colour (lighter tints where arms share a
-    method, arm_colors)."""
+    """One panel per ablation: FID of every variant, mean ± sd over seeds and one dot per seed, each in its arm's
+    colour (arm_colors: the method's colour, lighter tints where arms share a method, as in the other figures);
+    the ablation's reference variant has a black outline and '(reference)' under its name, an ill-posed arm
+    (pra.config.ILL_POSED_METHODS) says that it is not read."""
     import textwrap
 
     plt = _plt()
@@ -488,13 +489,17 @@ def ablation_fid(summaries: dict, out_path: str | Path) -> None:
         colors = arm_colors({v["name"]: v["method"] for v in variants})
         for i, v in enumerate(variants):
             m = v["metrics"]["fid"]
-            c = "#7f0000" if v is ref else colors[v["name"]]
-            ax.bar(i, m["mean"], color=c, alpha=0.6 if v is ref else 0.35, width=0.7)
+            c = colors[v["name"]]
+            ax.bar(i, m["mean"], color=c, alpha=0.45, width=0.7)
+            if v is ref:
+                ax.bar(i, m["mean"], fill=False, edgecolor="k", linewidth=1.4, width=0.7)
             if m["std"] is not None:
                 ax.errorbar(i, m["mean"], yerr=m["std"], color=c, capsize=4, lw=1.2)
             ax.scatter([i] * len(m["values"]), m["values"], color=c, s=12, zorder=3)
         ax.set_xticks(range(len(variants)))
-        ax.set_xticklabels(["\n".join(textwrap.wrap(v["name"], 14)) for v in variants], fontsize=7)
+        ax.set_xticklabels(["\n".join(textwrap.wrap(v["name"], 14)) + ("\n(reference)" if v is ref else "")
+                            + ("\n(ill-posed:\nnot read)" if v["method"] in ILL_POSED_METHODS else "")
+                            for v in variants], fontsize=7)
         seeds = len(s["seeds"])
         ax.set(title=f"{name} ({s['scale']}, {seeds} seed{'s' if seeds > 1 else ''})", ylabel="FID (lower is better)")
         ax.grid(alpha=0.3, axis="y")
