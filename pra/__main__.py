@@ -109,11 +109,12 @@ COMMANDS = {  # name: (job, help, arguments)
              "seed", [CONFIG, ABLATION, RESULTS, OUT]),
     "check-rerun": ("pra.reproduction:check_rerun_job", "does a rerun's metrics.json agree with a committed one "
                     "within the seed-to-seed spread?",
-                    [arg("committed"), arg("rerun"),
-                     arg("--spread", required=True, help="a metrics.json with '<metric>_sd' entries (an ablation "
-                         "with several seeds, e.g. reports/settle/metrics.json)"),
-                     arg("--metric", default="fid"),
-                     arg("--k", type=float, default=3.0, help="tolerance in pooled seed sds")]),
+                    [arg("committed", help="the committed metrics.json"),
+                     arg("rerun", help="the rerun's metrics.json (scored with the committed run's classifier)"),
+                     arg("--spread", required=True, help="a metrics.json of the same data with several seeds per "
+                         "arm (its runs' seed sd per arm, of log values for FID/KID/IS)"),
+                     arg("--metric", default="fid", help="the metric compared (default: fid)"),
+                     arg("--k", type=float, default=3.0, help="tolerance in seed sds of each run's arm (default: 3)")]),
     "power": ("pra.paired:power_job", "seeds a paired comparison of log FID needs, from a measured seed spread",
               [arg("--spread", required=True, help="a report's metrics.json with several seeds per arm"),
                arg("--metric", default="fid"), arg("--alpha", type=float, default=0.05),

@@ -71,6 +71,9 @@ def test_real_run_end_to_end(tiny_experiment):
     assert "| tiny-XS | pra | method.t_min=0.5+model.z_dim=3 | 0 |" in table
     metrics = json.loads((res / "reports/metrics.json").read_text())
     assert metrics["tiny-XS/pra/base/s0"]["fid"] > 0
+    clf = json.loads((res / "classifier/classifier.json").read_text())  # what check-rerun compares files by
+    assert metrics["scoring"] == {"data": "embedded digits 16x16", "data_sha256": clf["data_sha256"],
+                                  "feature_network": "classifier", "feature_sha256": clf["sha256"]}
     ablation = json.loads((res / "ablations/mini.json").read_text())
     assert [v["name"] for v in ablation["variants"]] == ["tf", "pra", "pra z=3"]
     # every per-run metric the summary holds is an endpoint the config accepts (pra.endpoints), and the

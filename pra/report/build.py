@@ -171,7 +171,8 @@ def build_report(cfg: ExperimentConfig, results: Path, out: Path) -> list[Path]:
     if summaries:
         written += figures.save_all(figures.ablation_fid, summaries, out / "figures" / "ablations_fid.png")
 
-    write_json(out / "metrics.json", headline_metrics(rows, probes, floor, summaries))
+    write_json(out / "metrics.json", headline_metrics(rows, probes, floor, summaries,
+                                                      scoring_record(cfg, dataset, clf)))
     written.append(out / "metrics.json")
     for name, s in summaries.items():  # every per-seed value of every endpoint and diagnostic, re-analysable
         write_json(out / "data" / f"ablation_{name}.json", s)
@@ -222,9 +223,23 @@ def diagnostic_runs(a, results: Path) -> dict:
     return out
 
 
-def headline_metrics(rows, probes, floor, summaries) -> dict:
-    """What `dvc metrics show` prints: per run, the real-data floor, and per ablation variant (means)."""
-    metrics = {}
+def scoring_record(cfg, dataset: str, clf: dict) -> dict:
+    """What the metrics were measured on and with: the data and the feature network with its weights digest
+    (`python -m pra check-rerun` refuses to compare files whose records differ)."""
+    if cfg.evaluate.inception_weights:
+        from pra.study import file_sha256
+
+        path = Path(cfg.evaluate.inception_weights).expanduser()
+        return {"data": dataset, "feature_network": "inception",
+                "feature_sha256": file_sha256(path) if path.exists() else None}
+    return {"data": dataset, "data_sha256": clf.get("data_sha256"), "feature_network": "classifier",
+            "feature_sha256": clf.get("sha256")}
+
+
+def headline_metrics(rows, probes, floor, summaries, scoring: dict | None = None) -> dict:
+    """What `dvc metrics show` prints: per run, the real-data floor, and per ablation variant (means); and what
+    they were scored on and with (scoring_record)."""
+    metrics = {"scoring": scoring} if scoring else {}
     for r in rows:
         key = f"{r['scale']}/{r['method']}/{r['variant']}/s{r['seed']}"
         metrics[key] = {k: r[k] for k in ("fid", "is", "kid", "precision", "recall", "class_accuracy") if k in r}
