@@ -4,30 +4,33 @@
     snakemake --cores all all --configfile experiments/smoke.yaml
     snakemake --profile slurm all                               # on a Slurm cluster
 
-Every rule is a thin shell around `python -m pra <command>`. The config is validated against
-workflow/schemas/config.schema.json (rendered from pra/config.py) and then parsed into the typed
-config object before any job starts; a bad key or value stops the run naming the key.
+Every rule is a thin shell around `python -m pra <command>`. Before any job starts, the config files are
+read again strictly (a key given twice in one mapping, which YAML would silently drop, is an error), the
+config is parsed into the typed config object (a bad key or value stops the run naming the key), and the
+result is validated against workflow/schemas/config.schema.json (rendered from the pra.config package).
 """
+import dataclasses
 import sys
 
 from snakemake.utils import min_version, validate
 
-min_version("9.0")
+min_version("9.27")
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.json")
-
 sys.path.insert(0, workflow.basedir)  # this checkout's `pra`, whatever else is installed
-from pra.config import ConfigError, from_dict
+from pra.config import ConfigError, from_dict, yamlfile
 from pra.model.scales import SCALES
 
 try:
+    for path in workflow.configfiles:
+        yamlfile.read(path)
     EXP = from_dict(config, scales=SCALES)
 except ConfigError as e:
     raise WorkflowError(f"invalid configuration: {e}")
+validate(dataclasses.asdict(EXP), "workflow/schemas/config.schema.json")
 
 
 report: "workflow/report/workflow.rst"

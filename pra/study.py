@@ -24,6 +24,7 @@ from pathlib import Path
 
 import yaml
 
+from pra.config import yamlfile
 from pra.runtime import cpu_kernels, cpu_model
 from pra.typed import ConfigError, build, opt
 
@@ -64,7 +65,7 @@ def load_study(path: str | Path) -> StudyConfig:
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such study file")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = yamlfile.read(path) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     study = build(StudyConfig, raw, ())

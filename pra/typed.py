@@ -72,10 +72,23 @@ def _type_ok(value, tp) -> bool:
     return True
 
 
+# YAML 1.2 floats that YAML 1.1 loaders (PyYAML, the one Snakemake reads config files with) read as text: digits,
+# an optional fraction and a mandatory exponent, e.g. 1e-3
+EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+
+
+def _exponent_float(value, tp):
+    """`value` as a float where a float is expected and YAML 1.1 left an exponent float as text; else as is."""
+    return float(value) if tp is float and isinstance(value, str) and EXPONENT_FLOAT.match(value) else value
+
+
 def check_value(path: tuple, value, tp, meta: Mapping) -> Any:
     """`value` checked against the type hint `tp` and the constraints `meta`; returns the normalised value."""
     key = ".".join(path)
     tp, etype = _split(tp)
+    value = _exponent_float(value, tp)
+    if tp is list and isinstance(value, list):
+        value = [_exponent_float(v, etype) for v in value]
     if not _type_ok(value, tp):
         raise ConfigError(f"config key '{key}': expected {tp.__name__}, got {type(value).__name__} ({value!r})")
     if tp is float:

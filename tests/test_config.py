@@ -30,6 +30,9 @@ def test_schema_file_in_sync():
     ({"model": {"patch_size": 5}}, "model.patch_size"),
     ({"method": {"p_sample": 1.5}}, "method.p_sample"),
     ({"sample": {"cfg_interval": [0.8, 0.2]}}, "sample.cfg_interval"),
+    # a warm-up longer than the run: the learning rate never reaches its peak, the decay never runs
+    ({"train": {"steps": 100, "warmup_steps": 5000}}, "train.warmup_steps"),
+    ({"train": {"lr": "1e-3x"}}, "train.lr"),
     ({"model": {"decoder_context": "yes"}}, "model.decoder_context"),
     # a seed twice would be pooled as two independent runs; seeds name folders (s<seed>)
     ({"seeds": [0, 0]}, "seeds"),
@@ -88,8 +91,16 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
     p = run(snakemake(work, "all", "--cores", "1", "--configfile", bad), check=False)  # a real run, not -n
     assert p.returncode != 0
     out = p.stdout + p.stderr
-    assert "stpes" in out and "train" in out
+    assert "invalid configuration: unknown config key 'train.stpes'" in out  # the typed error, not a schema dump
     assert not (work / "results").exists() and not (work / "data").exists()  # no job started
+
+    # a section given twice: YAML keeps the later one; the run refuses instead of dropping the earlier
+    bad.write_text("name: bad\ntrain: {steps: 10}\nsample: {cfg: 2.0}\ntrain: {batch_size: 8}\n")
+    p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
+    assert p.returncode != 0 and "key 'train' appears twice in one mapping" in p.stdout + p.stderr
+    # an exponent float, which Snakemake's YAML 1.1 loader passes as text, is read as the float it is
+    bad.write_text("name: fine\ntrain: {lr: 1e-3}\n")
+    assert run(snakemake(work, "-n", "all", "--configfile", bad), check=False).returncode == 0
 
     bad.write_text(yaml.safe_dump({"name": "bad", "train": {"steps": -1}}))
     p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
@@ -116,3 +127,32 @@ def test_cli_reports_config_errors(tmp_path):
     bad.write_text("model:\n  z_dim: -3\n")
     p = run(["python", "-m", "pra", "config", "--config", str(bad)], check=False)
     assert p.returncode == 2 and "model.z_dim" in p.stderr
+
+
+def test_a_config_file_is_read_strictly(tmp_path):
+    """A key given twice in one mapping is an error naming the file and the key (a plain YAML loader keeps the
+    later section and drops the earlier one without a word); a syntax error is a config error naming the file;
+    exponent floats (1e-3, which YAML 1.1 reads as text) are floats, from the file and, as Snakemake passes
+    them, as text."""
+    from pra.config import ConfigError, from_dict, load
+
+    dup = tmp_path / "dup.yaml"
+    dup.write_text("train: {steps: 10, lr: 0.5}\nsample: {cfg: 2.0}\ntrain: {batch_size: 8}\n")
+    with pytest.raises(ConfigError, match=r"dup.yaml: .*key 'train' appears twice in one mapping \(first on line 1\)"):
+        load(dup)
+    nested = tmp_path / "nested.yaml"
+    nested.write_text("train:\n  steps: 10\n  lr: 0.5\n  steps: 20\n")
+    with pytest.raises(ConfigError, match="key 'steps' appears twice"):
+        load(nested)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  steps: 10\n   lr: 1\n")
+    with pytest.raises(ConfigError, match=r"(?s)bad.yaml: not valid YAML.*bad.yaml\", line 3"):
+        load(bad)
+    exp = tmp_path / "exp.yaml"
+    exp.write_text("train:\n  lr: 1e-3\n  weight_decay: 5E-2\n  warmup_steps: 10\n")
+    cfg = load(exp)
+    assert cfg.train.lr == 0.001 and cfg.train.weight_decay == 0.05 and cfg.train.warmup_steps == 10
+    assert from_dict({"train": {"lr": "2e-4"}, "sample": {"cfg_sweep": ["1e0", 2.0]}}).train.lr == 2e-4
+    with pytest.raises(ConfigError, match="config key 'name'"):  # text stays text where text is expected
+        assert from_dict({"name": 1e3})
+    assert from_dict({"name": "1e3"}).name == "1e3"

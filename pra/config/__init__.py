@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Collection, Mapping
 
-import yaml
 
 from pra.config import ablations as _ablations
+from pra.config import yamlfile
 from pra.config.ablations import (DEFAULT_SETTLE_ARMS, NAME_PATTERN, OVERRIDABLE, AblationConfig,
                                   EstimateConfig, HypothesisConfig, VariantConfig, settle_default)
 from pra.config.sections import (ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
@@ -129,6 +129,10 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
                           f"data.resolution={cfg.data.resolution}")
     if (cfg.data.resolution // cfg.model.patch_size) ** 2 < 2:
         raise ConfigError("config key 'model.patch_size': the image must have at least 2 patches")
+    if cfg.train.warmup_steps > cfg.train.steps:
+        raise ConfigError(f"config key 'train.warmup_steps': {cfg.train.warmup_steps} warm-up steps in a run of "
+                          f"train.steps={cfg.train.steps}: the learning rate would never reach train.lr and the "
+                          f"schedule after the warm-up would never run")
     lo, hi = cfg.sample.cfg_interval
     if not 0.0 <= lo <= hi <= 1.0:
         raise ConfigError(f"config key 'sample.cfg_interval': need 0 <= lo <= hi <= 1, got {[lo, hi]}")
@@ -164,8 +168,7 @@ def load(*paths: str | Path, scales: Collection[str] | None = None) -> Experimen
     for p in paths:
         if not Path(p).exists():
             raise ConfigError(f"{p}: no such config file")
-        with open(p) as fh:
-            data = yaml.safe_load(fh) or {}
+        data = yamlfile.read(p) or {}
         if not isinstance(data, Mapping):
             raise ConfigError(f"{p}: the top level must be a mapping")
         raw = merge(raw, data)
