@@ -195,7 +195,9 @@ COMMANDS = {  # name: (job, help, arguments)
                        arg("--resolution", type=int, default=256), arg("--workers", type=int, default=2)]),
     "estimate": ("pra.estimate:estimate_job", "training FLOPs and GPU-hours of an experiment's scales (estimate)",
                  [CONFIG, EXPERIMENT, NUM_CLASSES,
-                  arg("--peak-tflops", type=float, default=312.0, help="peak of the assumed card (A100 bf16 dense)"),
+                  arg("--peak-tflops", type=float, help="the card to estimate for, its bf16 dense peak; given, "
+                      "the benchmark's MFUs (of its own card) are not used; default: the benchmark's card, else "
+                      "312 (A100, assumed)"),
                   arg("--mfu", type=float, help="assumed MFU; default: the GPU benchmark's measured MFU of each "
                       "scale it measured, else 0.4"),
                   arg("--gpu-bench", default="benchmarks/gpu.json", help="GPU benchmark results (if present)"),

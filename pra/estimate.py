@@ -163,21 +163,27 @@ def allreduce_seconds(params: int, gpus: int, nodes: int, *, intra_gbps: float, 
     return volume / ((inter_gbps if nodes > 1 else intra_gbps) * 1e9)
 
 
-def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float = 312.0, mfu: float | None = None,
+def estimate(cfg: ExperimentConfig, num_classes: int, *, peak_tflops: float | None = None, mfu: float | None = None,
              bench: dict | None = None, intra_gbps: float = 150.0, inter_gbps: float = 25.0) -> dict:
     """mfu None: the GPU benchmark's measured MFU where `bench` has the scale at the experiment's geometry, else its
-    lowest MFU measured at that geometry, else 0.4 (assumed). intra_gbps / inter_gbps: the all-reduce model's bus
-    bandwidth within a node and across nodes (GB/s per GPU, assumed). Each line's mfu_kind says 'measured',
-    'lowest measured' or 'assumed', its mfu_source from what."""
+    lowest MFU measured at that geometry, else 0.4 (assumed). peak_tflops: the card estimated for; given, it is
+    another card than the benchmark's, whose MFUs are then not used; None: the benchmark's card, else 312 (A100
+    bf16 dense, assumed). intra_gbps / inter_gbps: the all-reduce model's bus bandwidth within a node and across
+    nodes (GB/s per GPU, assumed). Each line's mfu_kind says 'measured', 'lowest measured' or 'assumed', its
+    mfu_source from what."""
     geom = Geometry(cfg.data.resolution, cfg.data.channels, cfg.model.patch_size, num_classes)
     card = (bench or {}).get("machine", {})
-    use_bench = mfu is None and bench is not None and bool(card.get("nominal_bf16_dense_flops"))
+    use_bench = (mfu is None and peak_tflops is None and bench is not None
+                 and bool(card.get("nominal_bf16_dense_flops")))
     assumed = 0.4 if mfu is None else mfu
     why_assumed = ("given" if mfu is not None else "no GPU benchmark" if bench is None
+                   else "the peak given names another card than the benchmark's" if peak_tflops is not None
                    else "the benchmark records no card peak")
-    peak = card["nominal_bf16_dense_flops"] / 1e12 if use_bench else peak_tflops
+    peak = (card["nominal_bf16_dense_flops"] / 1e12 if use_bench else
+            peak_tflops if peak_tflops is not None else 312.0)
     peak_note = (f"peak: {peak:g} TFLOP/s, the nominal bf16 dense peak of the benchmark's card ({card['device']})"
-                 if use_bench else f"peak: {peak_tflops:g} TFLOP/s, assumed (default: A100 bf16 dense)")
+                 if use_bench else f"peak: {peak:g} TFLOP/s, given" if peak_tflops is not None else
+                 f"peak: {peak:g} TFLOP/s, assumed (A100 bf16 dense)")
     out = {"assumptions": {"peak_tflops": peak, "mfu": assumed, "note": peak_note},
            "steps": cfg.train.steps, "batch_size": cfg.train.batch_size, "scales": {},
            "allreduce_model": {"intra_node_GBps": intra_gbps, "inter_node_GBps": inter_gbps,

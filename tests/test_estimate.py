@@ -156,7 +156,7 @@ def test_benchmark_to_estimate_end_to_end_on_the_cpu(cpu_benchmark, capsys):
     assert (e["mfu"], e["mfu_kind"]) == (t["modes"]["eager"]["mfu"]["pra"], "assumed")
     # the command prints the same: the measured line and the note
     cfg = cfg.replace(methods=["pra"])
-    estimate_job(SimpleNamespace(cfg=cfg, num_classes=None, mfu=None, gpu_bench=str(path), peak_tflops=312.0,
+    estimate_job(SimpleNamespace(cfg=cfg, num_classes=None, mfu=None, gpu_bench=str(path), peak_tflops=None,
                                  intra_gbps=150.0, inter_gbps=25.0))
     err = capsys.readouterr().err
     assert f"MFU {t['modes']['eager']['mfu']['pra'] * 100:.0f}% of 0.001 TFLOP/s: measured (the job's iteration, " \

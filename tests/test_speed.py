@@ -296,6 +296,12 @@ def test_estimate_uses_the_measured_mfu_where_the_benchmark_has_the_scale():
     assert xs["gpu_hours_allreduce"] == 0 and xs["gpu_hours"] == xs["gpu_hours_compute"]  # one CPU/GPU per job
     forced = estimate(cfg, 10, mfu=0.3, bench=bench)["scales"]["tiny-XS"]["methods"]["pra"]
     assert (forced["mfu"], forced["mfu_kind"], forced["peak_tflops"]) == (0.3, "assumed", 312.0)
+    # a peak given names another card: the benchmark's MFUs (of its own card) are not carried over to it
+    other = estimate(cfg, 10, peak_tflops=312.0, bench=bench)
+    a100 = other["scales"]["tiny-XS"]["methods"]["pra"]
+    assert (a100["mfu"], a100["mfu_kind"], a100["peak_tflops"]) == (0.4, "assumed", 312.0)
+    assert a100["mfu_source"] == "assumed (the peak given names another card than the benchmark's)"
+    assert other["assumptions"]["note"].startswith("peak: 312 TFLOP/s, given;") and "measured" not in other
     # the mode a CUDA job runs ('fast') is read before 'compiled'; each scale names the batch it was timed at
     bench["training"] = [{"scale": "tiny-XS", "batch": 32, "modes": {"compiled": {"mfu": {"pra": 0.5}},
                                                                     "fast": {"mfu": {"pra": 0.55}}}},
