@@ -177,6 +177,9 @@ COMMANDS = {  # name: (job, help, arguments)
                    help="GPU: resolution,channels,patch,classes of the timed models (default: ImageNet-256)"),
                arg("--gpu-ode-steps", type=int, default=50,
                    help="GPU: head ODE steps per token when sampling (Heun, CFG 3 linear: the imagenet256 settings)"),
+               arg("--matmul", action="store_true",
+                   help="only measure and print this machine's fp32 matmul rate with --threads threads (seconds; "
+                        "writes nothing)"),
                arg("--gpu-dry-run", action="store_true",
                    help="GPU: run the GPU benchmark's code on the CPU (checks its logic; the timings mean nothing)"),
                arg("--gpu-keep", action="store_true",

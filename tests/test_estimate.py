@@ -173,3 +173,17 @@ def test_benchmark_to_estimate_end_to_end_on_the_cpu(cpu_benchmark, capsys):
     del b["format"]
     e = line(estimate(cfg, 10, bench=b), "tiny-XS")
     assert e["mfu_source"] == "measured (earlier benchmark: the step alone, eager mode)"
+
+
+def test_bench_matmul_prints_the_rate_and_writes_nothing(tmp_path):
+    """`python -m pra bench --matmul` is the cheap way to read the number the time budgets are stated against: it
+    must not run the benchmark nor overwrite a benchmark's committed files."""
+    import re
+
+    from conftest import ROOT, run
+
+    p = run(["python", "-m", "pra", "bench", "--matmul"], cwd=tmp_path,
+            env={"PYTHONPATH": str(ROOT)})
+    m = re.fullmatch(r"fp32 matmul, 1 thread\(s\), 2048\^3: (\d+) GFLOP/s \(torch .+\)\n", p.stdout)
+    assert m and int(m.group(1)) > 0, p.stdout
+    assert list(tmp_path.iterdir()) == []

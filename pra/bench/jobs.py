@@ -10,6 +10,12 @@ import torch
 def bench_job(args):
     """The GPU benchmark on a CUDA machine (or --device cuda), the CPU one otherwise."""
     cfg = args.cfg
+    if args.matmul:
+        from pra.bench.common import matmul_peak
+
+        print(f"fp32 matmul, {args.threads} thread(s), 2048^3: {matmul_peak(args.threads) / 1e9:.0f} GFLOP/s "
+              f"(torch {torch.__version__})")
+        return
     if args.gpu_dry_run or args.device == "cuda" or (args.device == "auto" and torch.cuda.is_available()):
         from dataclasses import replace
 
