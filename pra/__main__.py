@@ -30,10 +30,13 @@ class Marker:
 
 
 CONFIG = Marker("CONFIG")  # --config / --config-json: the experiment config
-OUT = arg("--out", required=True)
-DATA = arg("--data", required=True)
-MODEL = arg("--model", required=True)
-THREADS = arg("--threads", type=int, default=1)
+OUT = arg("--out", required=True, help="where the command writes (a file or a folder, per command)")
+DATA = arg("--data", required=True, help="the prepared data: results/<experiment>/data/manifest.json")
+MODEL = arg("--model", required=True, help="a trained model.pt (rebuilt from the checkpoint alone)")
+THREADS = arg("--threads", type=int, default=1, help="CPU threads of this process")
+REFERENCE = arg("--reference", required=True, help="reference statistics (reference.npz)")
+CLASSIFIER = arg("--classifier", help="the feature classifier.pt (none: Inception, evaluate.inception_weights)")
+TRAIN_JSON = arg("--train-json", required=True, help="the run's train.json (its identity and code hash)")
 TRACKING = arg("--tracking", help="tracking.json written by init-tracking")
 ABLATION = arg("--name", required=True, help="the ablation's name")
 RESULTS = arg("--results", required=True, help="the experiment's results folder")
@@ -58,7 +61,7 @@ COMMANDS = {  # name: (job, help, arguments)
     "prepare": ("pra.data.jobs:prepare", "raw image folder -> center-cropped uint8 shards",
                 [CONFIG, arg("--root", help="raw image folder (default: data.root)"), OUT, THREADS]),
     "init-tracking": ("pra.tracking:init_job", "create the MLflow store and experiment once",
-                      [RESULTS, arg("--experiment", required=True),
+                      [RESULTS, arg("--experiment", required=True, help="the MLflow experiment's name"),
                        arg("--uri", help="tracking URI (default: MLFLOW_TRACKING_URI or <results>/mlflow.db)"), OUT]),
     "train-classifier": ("pra.evaluate.jobs:train_classifier", "train the evaluation feature classifier",
                          [CONFIG, DATA, OUT, THREADS]),
@@ -70,26 +73,28 @@ COMMANDS = {  # name: (job, help, arguments)
                   [CONFIG, DATA, arg("--classifier", help="classifier.pt (feature space of the embedded data)"),
                    OUT, THREADS]),
     "train": ("pra.train:job", "train one (scale, method, seed)",
-              [CONFIG, arg("--scale", required=True), arg("--method", required=True),
-               arg("--seed", type=int, default=0), DATA, OUT, TRACKING, SPEED, arg("--quiet", action="store_true")]),
+              [CONFIG, arg("--scale", required=True, help="a model scale (python -m pra scales)"),
+               arg("--method", required=True, help="a training method (docs/method.md)"),
+               arg("--seed", type=int, default=0, help="the training seed"), DATA, OUT, TRACKING, SPEED,
+               arg("--quiet", action="store_true", help="no progress lines")]),
     "sample": ("pra.sample:sample_job", "class-balanced seeded samples -> npz",
                [CONFIG, MODEL, OUT, THREADS, SPEED,
                 arg("--guidance", help="guidance.json of sweep-guidance: sample at its chosen scale"),
-                arg("--shard", type=int, default=0),
-                arg("--num-shards", type=int, default=1)]),
+                arg("--shard", type=int, default=0, help="this job's shard of the samples"),
+                arg("--num-shards", type=int, default=1, help="shards the samples are split into")]),
     "gather": ("pra.sample:gather_job", "sample shards -> one npz in label order",
-               [arg("--shards", nargs="+", required=True), OUT, arg("--png-dir")]),
+               [arg("--shards", nargs="+", required=True, help="the sample jobs' shard npz files"), OUT,
+                arg("--png-dir", help="also write every sample as a PNG here")]),
     "evaluate": ("pra.evaluate.jobs:evaluate", "FID/IS/KID/precision/recall (+ class agreement) of a sample npz",
-                 [CONFIG, arg("--samples", required=True), arg("--reference", required=True), arg("--classifier"),
-                  arg("--train-json", required=True), TRACKING, OUT, THREADS]),
+                 [CONFIG, arg("--samples", required=True, help="the gathered samples.npz"), REFERENCE, CLASSIFIER,
+                  TRAIN_JSON, TRACKING, OUT, THREADS]),
     "sweep-guidance": ("pra.evaluate.jobs:sweep_guidance", "choose the guidance scale of a run on a proxy sample "
-                       "(sample.cfg_sweep)", [CONFIG, MODEL, arg("--reference", required=True), arg("--classifier"),
-                                              arg("--train-json", required=True), TRACKING, OUT, THREADS,
+                       "(sample.cfg_sweep)", [CONFIG, MODEL, REFERENCE, CLASSIFIER, TRAIN_JSON, TRACKING, OUT, THREADS,
                                               SPEED]),
     "evaluate-snapshots": ("pra.evaluate.jobs:evaluate_snapshots", "proxy FID/KID (+ class agreement) of every "
                            "snapshot of a run, EMA and raw weights (evaluation along training)",
-                           [CONFIG, arg("--snapshots", required=True), MODEL, arg("--reference", required=True),
-                            arg("--classifier"), arg("--train-json", required=True),
+                           [CONFIG, arg("--snapshots", required=True, help="the run's snapshots folder"), MODEL,
+                            REFERENCE, CLASSIFIER, TRAIN_JSON,
                             arg("--guidance", help="guidance.json of sweep-guidance: evaluate at its chosen scale"),
                             TRACKING, OUT, THREADS, SPEED]),
     "probe": ("pra.evaluate.jobs:probe", "linear probing of a trained model (MAE recipe + fast probe)",
@@ -117,10 +122,12 @@ COMMANDS = {  # name: (job, help, arguments)
                      arg("--k", type=float, default=3.0, help="tolerance in seed sds of each run's arm (default: 3)")]),
     "power": ("pra.paired:power_job", "seeds a paired comparison of log FID needs, from a measured seed spread",
               [arg("--spread", required=True, help="a report's metrics.json with several seeds per arm"),
-               arg("--metric", default="fid"), arg("--alpha", type=float, default=0.05),
+               arg("--metric", default="fid", help="the endpoint (its log is compared)"),
+               arg("--alpha", type=float, default=0.05, help="family-wise error rate"),
                arg("--m", type=int, default=3, help="registered comparisons in the family (Bonferroni)"),
-               arg("--power", type=float, default=0.8),
-               arg("--ratios", type=float, nargs="+", default=[1.05, 1.1, 1.15, 1.2, 1.3]),
+               arg("--power", type=float, default=0.8, help="the power each comparison is planned for"),
+               arg("--ratios", type=float, nargs="+", default=[1.05, 1.1, 1.15, 1.2, 1.3],
+                   help="effects (ratios of the metric) to give the seeds for"),
                arg("--margin", type=float, default=1.15, help="equivalence margin as a ratio"),
                arg("--correlation", type=float, default=0.0, help="between arms across seeds (0 without a pilot "
                    "of 10 or more seeds)"),
@@ -141,20 +148,22 @@ COMMANDS = {  # name: (job, help, arguments)
                    "(recorded with the reason; the analysis prints it)")]),
     "pilot": ("pra.pilot:pilot_job", "a pilot block's estimates (per arm, paired per pair of arms) and the seeds "
               "they imply -> <out>.md and <out>.json",
-              [arg("--study", required=True), arg("--block", required=True), OUT,
+              [arg("--study", required=True, help="the study file, e.g. experiments/settle2/study.yaml"),
+               arg("--block", required=True, help="the pilot block's id"), OUT,
                arg("--m", type=int, default=3, help="confirmatory comparisons the study will register")]),
     "study-report": ("pra.study_analysis:study_report_job", "the registered analysis of a study's measurement "
                      "blocks, once every one is recorded -> <out>.md, <out>.json, <out>_ratios.png",
-                     [arg("--study", required=True), OUT]),
+                     [arg("--study", required=True, help="the study file, e.g. experiments/settle3/study.yaml"), OUT]),
     "report": ("pra.report.build:report_job", "tables and figures from the pipeline's JSON",
                [CONFIG, RESULTS, OUT]),
     "params": ("pra.estimate:params_job", "parameter counts of the experiment's scales as JSON",
                [CONFIG, EXPERIMENT, NUM_CLASSES]),
     "bench": ("pra.bench.jobs:bench_job", "speed/memory ratios measured side by side -> benchmarks/results.{json,md}",
-              [CONFIG, arg("--out", default="benchmarks"), THREADS, arg("--reps", type=int, default=15),
+              [CONFIG, arg("--out", default="benchmarks", help="the folder of results.{json,md} (gpu.{json,md} on CUDA)"),
+               THREADS, arg("--reps", type=int, default=15, help="CPU: timed repetitions (medians)"),
                arg("--scales", nargs="+", default=["tiny-S", "tiny-L"], help="training-step scales"),
                arg("--sample-scales", nargs="+", default=["tiny-S", "PRA-S"], help="sampling scales (256 tokens)"),
-               arg("--sample-ode-steps", type=int, default=16),
+               arg("--sample-ode-steps", type=int, default=16, help="CPU: head ODE steps per token when sampling"),
                arg("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="auto: the GPU benchmark (benchmarks/gpu.{json,md}) when CUDA is available, else the CPU one"),
                arg("--gpu-scales", nargs="+", default=["PRA-S", "PRA-L"], help="GPU: training scales"),
@@ -189,13 +198,17 @@ COMMANDS = {  # name: (job, help, arguments)
                         [arg("--model", required=True, help="a trained model.pt"),
                          arg("--classifier", required=True, help="the evaluation classifier (train-classifier's .pt)"),
                          arg("--reference", default=None, help="reference statistics (reference's .npz): adds FID"),
-                         arg("--out", default="benchmarks/precision"), arg("--per-class", type=int, default=20),
+                         arg("--out", default="benchmarks/precision", help="writes <out>.json, <out>.md, <out>.png"),
+                         arg("--per-class", type=int, default=20, help="samples per class and precision"),
                          arg("--cfg-scale", type=float, default=None, help="default: the model's sample.cfg_scale"),
-                         arg("--seed", type=int, default=0), arg("--batch-size", type=int, default=100),
-                         arg("--device", default="auto"), THREADS]),
+                         arg("--seed", type=int, default=0, help="sampling seed (the same draws for both precisions)"),
+                         arg("--batch-size", type=int, default=100, help="samples per batch"),
+                         arg("--device", default="auto", help="auto: CUDA when available, else cpu"), THREADS]),
     "bench-prepare": ("pra.bench.preparation:bench_prepare_job", "preprocessing vs bare PIL -> benchmarks/prepare.{json,md}",
-                      [arg("--out", default="benchmarks"), arg("--images", type=int, default=600),
-                       arg("--resolution", type=int, default=256), arg("--workers", type=int, default=2)]),
+                      [arg("--out", default="benchmarks", help="the folder of prepare.{json,md}"),
+                       arg("--images", type=int, default=600, help="synthetic JPEGs prepared"),
+                       arg("--resolution", type=int, default=256, help="the crop's side in pixels"),
+                       arg("--workers", type=int, default=2, help="preparation worker processes")]),
     "estimate": ("pra.estimate:estimate_job", "training FLOPs and GPU-hours of an experiment's scales (estimate)",
                  [CONFIG, EXPERIMENT, NUM_CLASSES,
                   arg("--peak-tflops", type=float, help="the card to estimate for, its bf16 dense peak; given, "
@@ -210,13 +223,14 @@ COMMANDS = {  # name: (job, help, arguments)
                       "(assumed)")]),
     "scales": ("pra.estimate:scales_job", "the scale registry", []),
     "launch": ("pra.launch:launch_job", "multi-node training inside a Slurm allocation: srun + one torchrun per node",
-               [arg("--nodes", type=int, required=True),
+               [arg("--nodes", type=int, required=True, help="nodes of the allocation (one torchrun each)"),
                 arg("--procs-per-node", type=int, default=1, help="processes per node (its GPUs; 1 on CPU nodes)"),
                 arg("args", nargs=argparse.REMAINDER,
                     help="-- <what torchrun runs on every process, e.g. -m pra train ...>")]),
     "release-lock": ("pra.locks:release_job", "unlock the Snakemake working directory if no Snakemake runs in it "
-                     "(after a hard kill)", [arg("--directory", default=".")]),
-    "schema": ("pra.config:schema_job", "print the config JSON schema", [arg("--out")]),
+                     "(after a hard kill)", [arg("--directory", default=".", help="the Snakemake working directory")]),
+    "schema": ("pra.config:schema_job", "print the config JSON schema",
+               [arg("--out", help="write it to this file instead (workflow/schemas/config.schema.json)")]),
     "config": ("pra.config:config_job", "print the resolved config",
                [CONFIG, arg("--reconstructions", action="store_true",
                             help="list the values not published by the paper")]),
@@ -268,11 +282,24 @@ def experiment_config(args):
     return cfg
 
 
+class DefaultsHelp(argparse.HelpFormatter):
+    """Help that ends with the option's default, where it has one that its text does not already give."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.default in (None, False, argparse.SUPPRESS) or "default" in text or not action.option_strings
+                or action.required):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog="python -m pra", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m pra", description=__doc__.split("\n")[0],
+                                 epilog="python -m pra torchrun <torchrun's arguments>: torchrun whose agent survives "
+                                        "Slurm's USR1 warning (what the multi-GPU training rules run)")
     sub = ap.add_subparsers(dest="command", required=True)
     for name, (job, help, arguments) in COMMANDS.items():
-        p = sub.add_parser(name, help=help)
+        p = sub.add_parser(name, help=help, description=help, formatter_class=DefaultsHelp)
         p.set_defaults(job=job, takes_config=CONFIG in arguments)
         for a in arguments:
             if a is CONFIG:

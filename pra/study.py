@@ -25,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from pra.config import yamlfile
+from pra.io import file_sha256
 from pra.runtime import cpu_kernels, cpu_model
 from pra.typed import ConfigError, build, opt
 
@@ -260,14 +261,6 @@ def npz_sha256(path: Path) -> str:
             a = np.ascontiguousarray(z[k])
             h.update(f"{k}:{a.dtype.str}:{a.shape}".encode())
             h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
     return h.hexdigest()
 
 

@@ -69,3 +69,20 @@ def test_no_private_names_across_modules():
                 found += [f"{p.relative_to(ROOT)}: {n.module}.{a.name}" for a in n.names
                           if a.name.startswith("_") and a.name != "__version__"]
     assert not found, found
+
+
+def test_every_command_option_says_what_it_is():
+    """`python -m pra <command> --help` documents every option (a user reads the CLI before the code), shows the
+    defaults, and the top-level help names the torchrun wrapper that the multi-GPU rules call."""
+    import argparse
+
+    from pra.__main__ import parser
+
+    ap = parser()
+    sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
+    bare = [f"{name} {a.option_strings[0]}" for name, p in sub.choices.items() for a in p._actions
+            if a.option_strings and a.option_strings[0] != "-h" and not a.help]
+    assert bare == []
+    assert "(default: fid)" in sub.choices["power"].format_help()
+    assert "default: None" not in sub.choices["power"].format_help()
+    assert "python -m pra torchrun" in ap.format_help()

@@ -227,7 +227,7 @@ def scoring_record(cfg, dataset: str, clf: dict) -> dict:
     """What the metrics were measured on and with: the data and the feature network with its weights digest
     (`python -m pra check-rerun` refuses to compare files whose records differ)."""
     if cfg.evaluate.inception_weights:
-        from pra.study import file_sha256
+        from pra.io import file_sha256
 
         path = Path(cfg.evaluate.inception_weights).expanduser()
         return {"data": dataset, "feature_network": "inception",
