@@ -96,9 +96,9 @@ DEFAULT_SETTLE_ARMS = (("pixel_noise", "pixel_noise", {}), ("latent_tf", "latent
                        ("pra_sequential", "pra_sequential", {}), ("free_rollout", "free_rollout", {}))
 
 
-# latent_tf vs pra = (latent_tf vs pra_t1) + (pra_t1 vs pra): the first part is the trunk's inputs alone
-SETTLE_SPLIT = ("clean patches vs unperturbed renderings as the trunk's inputs, the part of latent_tf vs pra that "
-                "is not the perturbation")
+# latent_tf vs pra = (latent_tf vs pra_t1) + (pra_t1 vs pra): the first part has no perturbation in it
+SETTLE_SPLIT = ("the trunk's inputs and the decoder's context, clean patches vs unperturbed renderings: the part of "
+                "latent_tf vs pra that is not the perturbation")
 
 
 def settle_default() -> list:
