@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pra.config import ILL_POSED_METHODS, AblationConfig, ExperimentConfig
+from pra.config.ablations import reference_name
 from pra.endpoints import ACCUMULATION_KEYS, EVAL_KEYS
 from pra.io import read_json
 from pra.plan import (load_choices, lower_is_better, measured_overrides, path_of, tuning_runs, variant_run)
@@ -114,8 +115,7 @@ def summarize(cfg: ExperimentConfig, ablation: AblationConfig, results: Path) ->
            # the code of the training jobs pooled here (pra.codehash): more than one means runs trained by
            # different code were pooled
            "train_code_hashes": sorted(str(h) for h in train_code)}
-    ref = reference_variant(out, ablation.reference)
-    out["reference"] = ref["name"] if ref else None
+    out["reference"] = reference_name(ablation)
     out["comparisons"], out["hypotheses"], out["analysis"] = analyse(out, ablation)
     out["outcome"] = outcome(out)
     return out
@@ -126,19 +126,6 @@ def _get(summary: dict, name: str, key: str):
         if v["name"] == name and key in v["metrics"]:
             return v["metrics"][key]
     return None
-
-
-def reference_variant(summary: dict, declared: str = "") -> dict | None:
-    """The variant the others are compared with: the declared one, else 'pra', else the only variant
-    without overrides in a one-method ablation."""
-    by_name = {v["name"]: v for v in summary["variants"]}
-    if declared:
-        return by_name[declared]
-    if "pra" in by_name:
-        return by_name["pra"]
-    methods = {v["method"] for v in summary["variants"]}
-    base = [v for v in summary["variants"] if not v["overrides"]]
-    return base[0] if len(methods) == 1 and len(base) == 1 else None
 
 
 def outcome(summary: dict) -> list[str]:

@@ -95,8 +95,11 @@ def family(summary: dict, ablation: AblationConfig) -> tuple[list[dict], list[di
                           "ill_posed": sorted({methods.get(v["name"]), methods.get(ref)} & set(ILL_POSED_METHODS))})
     for e in ablation.estimates if ablation.analysis == "paired" else ():  # declared: estimated, never tested
         k = _key(e.variant, e.metric, e.reference, e.metric)
+        if k in seen:  # pra.config's check refuses it: each distinct comparison once, and a declared one never lost
+            raise ValueError(f"declared estimate {e.variant} vs {e.reference} on {e.metric} repeats a comparison "
+                             f"the family already makes ({seen[k]})")
         a, b = metric_values(summary, e.variant, e.metric), metric_values(summary, e.reference, e.metric)
-        if k in seen or a is None or b is None:
+        if a is None or b is None:
             continue
         seen[k] = e.variant
         comps.append({"names": (e.variant, e.reference), "metric": e.metric, "values": (a, b),

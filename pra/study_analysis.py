@@ -18,18 +18,20 @@ import hashlib
 import math
 from pathlib import Path
 
+from pra.config import AblationConfig
 from pra.typed import ConfigError
 
 REPORTED = ("fid", "kid", "class_accuracy", "precision", "recall", "is")
 
 
-def summary_from_runs(runs: list[dict], variants: list, declared_reference: str, primary_metric: str) -> dict:
-    """An ablation summary (the shape pra.analysis reads) from per-run records: per variant and metric the
-    values over seeds, with the seeds they belong to; the reference resolved as pra.ablation resolves it."""
-    from pra.ablation import reference_variant
+def summary_from_runs(runs: list[dict], a: AblationConfig) -> dict:
+    """An ablation summary (the shape pra.analysis reads) from per-run records of ablation `a`: per variant and
+    metric the values over seeds, with the seeds they belong to; the reference resolved as the config resolves
+    it (pra.config.ablations.reference_name)."""
+    from pra.config.ablations import reference_name
 
     out = []
-    for v in variants:
+    for v in a.variants:
         mine = sorted((r for r in runs if r["variant"] == v.name), key=lambda r: r["seed"])
         metrics = {}
         for key in sorted({k for r in mine for k in r["metrics"]}):
@@ -40,9 +42,7 @@ def summary_from_runs(runs: list[dict], variants: list, declared_reference: str,
         out.append({"name": v.name, "method": mine[0]["method"] if mine else v.method, "overrides": v.overrides,
                     "metrics": metrics})
     seeds = sorted({r["seed"] for r in runs})
-    ref = reference_variant({"variants": out}, declared_reference)
-    return {"variants": out, "seeds": seeds, "reference": ref["name"] if ref else None,
-            "primary_metric": primary_metric}
+    return {"variants": out, "seeds": seeds, "reference": reference_name(a), "primary_metric": a.primary_metric}
 
 
 def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
@@ -77,7 +77,7 @@ def analyse_study(study_path: str | Path, root: str | Path = ".") -> dict:
         have = {(r["variant"], r["seed"]) for r in runs}
         if want - have:
             raise ConfigError(f"{experiment} / {ablation}: registered runs without a record: {sorted(want - have)}")
-        summary = summary_from_runs(runs, a.variants, a.reference, a.primary_metric)
+        summary = summary_from_runs(runs, a)
         comparisons, hypotheses, desc = analyse(summary, a)
         level = desc.get("level", 1 - a.alpha)
         out["groups"].append({
@@ -197,10 +197,13 @@ def markdown(res: dict) -> str:
             test = h.get("test", "-") + (f"; TOST within {eq['margin_ratio']:g}: p {_g(eq.get('p'))}" if eq else "")
             lines.append(f"| {h['id']} | {h['statement']} | {test} | {_interval(c) if c else '-'} | "
                          f"{_p_text(c)} | {h['outcome']} |")
-        lines += ["", "### Estimates (every other variant against the reference; intervals at the family's level; "
-                  "not tests)", "", "| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"]
+        lines += ["", "### Estimates (every other variant against the reference, then the ablation's declared "
+                  "estimates; intervals at the family's level; not tests)", "",
+                  "| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"]
         for c in g["estimates"]:
-            lines.append(f"| {c['a']} vs {c['b']} | {c['metric']}{' (ratio)' if c.get('log') else ''} | {c['n']} | "
+            why = (c.get("declared") or {}).get("why")
+            lines.append(f"| {c['a']} vs {c['b']}{' (declared' + (': ' + why if why else '') + ')' if 'declared' in c else ''}"
+                         f" | {c['metric']}{' (ratio)' if c.get('log') else ''} | {c.get('n', '-')} | "
                          f"{_interval(c)}{' — ' + c['reading'] if c.get('reading') else ''} |")
         lines += ["", f"### Every pair of arms (paired geometric-mean ratios, {g['analysis'].get('level', 0.95):.1%} "
                   "intervals; estimates, not tests)", "", "| a vs b | metric | n | ratio and interval |", "|---|---|---|---|"]

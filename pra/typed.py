@@ -74,7 +74,7 @@ def _type_ok(value, tp) -> bool:
 
 # YAML 1.2 floats that YAML 1.1 loaders (PyYAML, the one Snakemake reads config files with) read as text: digits,
 # an optional fraction and a mandatory exponent, e.g. 1e-3
-EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+EXPONENT_FLOAT = re.compile(r"^[-+]?[0-9]+(?:\.[0-9]*)?[eE][-+]?[0-9]+$")
 
 
 def _exponent_float(value, tp):

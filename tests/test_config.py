@@ -131,10 +131,13 @@ def test_cli_reports_config_errors(tmp_path):
 
 def test_a_config_file_is_read_strictly(tmp_path):
     """A key given twice in one mapping is an error naming the file and the key (a plain YAML loader keeps the
-    later section and drops the earlier one without a word); a syntax error is a config error naming the file;
-    exponent floats (1e-3, which YAML 1.1 reads as text) are floats, from the file and, as Snakemake passes
-    them, as text."""
-    from pra.config import ConfigError, from_dict, load
+    later section and drops the earlier one without a word), in YAML and in JSON; a syntax error is a config
+    error naming the file; values resolve as yaml.safe_load (Snakemake's loader) resolves them, so anchors,
+    merge keys and tabs in JSON work and a dumped config reads back as it was; exponent floats (1e-3, which
+    YAML 1.1 reads as text) are accepted where a float is expected, and only there."""
+    import json as _json
+
+    from pra.config import ConfigError, ExperimentConfig, from_dict, load
 
     dup = tmp_path / "dup.yaml"
     dup.write_text("train: {steps: 10, lr: 0.5}\nsample: {cfg: 2.0}\ntrain: {batch_size: 8}\n")
@@ -144,15 +147,38 @@ def test_a_config_file_is_read_strictly(tmp_path):
     nested.write_text("train:\n  steps: 10\n  lr: 0.5\n  steps: 20\n")
     with pytest.raises(ConfigError, match="key 'steps' appears twice"):
         load(nested)
+    dup_json = tmp_path / "dup.json"
+    dup_json.write_text('{"train": {"steps": 10},\n\t"train": {"lr": 0.5}}')
+    with pytest.raises(ConfigError, match="dup.json: key 'train' appears twice in one object"):
+        load(dup_json)
+    tabs = tmp_path / "tabs.json"
+    tabs.write_text('{\n\t"train": {"steps": 30, "warmup_steps": 3}\n}')
+    assert load(tabs).train.steps == 30
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n  steps: 10\n   lr: 1\n")
     with pytest.raises(ConfigError, match=r"(?s)bad.yaml: not valid YAML.*bad.yaml\", line 3"):
         load(bad)
+    merged = tmp_path / "merged.yaml"  # an anchor and a merge key: one variant's overrides extended by another
+    merged.write_text("ablations:\n  - name: a\n    scale: tiny-S\n    variants:\n"
+                      "      - {name: x, method: pra, overrides: &o {method: {t_min: 0.4}}}\n"
+                      "      - name: y\n        method: pra\n        overrides:\n          <<: *o\n"
+                      "          model: {z_dim: 3}\n")
+    variants = load(merged).ablations[0].variants
+    assert variants[1].overrides == {"method": {"t_min": 0.4}, "model": {"z_dim": 3}}
+    dumped = tmp_path / "dumped.yaml"
+    cfg = ExperimentConfig().replace(name="1e3", train={"lr": 2e-4})
+    dumped.write_text(yaml.safe_dump(cfg.to_dict()))
+    assert load(dumped) == cfg  # a dumped config reads back as it was (the name stays text)
     exp = tmp_path / "exp.yaml"
     exp.write_text("train:\n  lr: 1e-3\n  weight_decay: 5E-2\n  warmup_steps: 10\n")
     cfg = load(exp)
     assert cfg.train.lr == 0.001 and cfg.train.weight_decay == 0.05 and cfg.train.warmup_steps == 10
     assert from_dict({"train": {"lr": "2e-4"}, "sample": {"cfg_sweep": ["1e0", 2.0]}}).train.lr == 2e-4
+    for text in ("1_e3", "1e", "e3", "0x1p3", "1e-3x"):
+        with pytest.raises(ConfigError, match="config key 'train.lr': expected float"):
+            from_dict({"train": {"lr": text}})
     with pytest.raises(ConfigError, match="config key 'name'"):  # text stays text where text is expected
-        assert from_dict({"name": 1e3})
+        from_dict({"name": 1e3})
     assert from_dict({"name": "1e3"}).name == "1e3"
+    assert _json.loads(_json.dumps(cfg.to_dict())) == cfg.to_dict()
+

@@ -309,3 +309,16 @@ def test_declared_estimates_are_estimated_once_and_never_tested():
             _ablation(analysis="paired", variants=variants, hypotheses=hyp, estimates=e)
     with pytest.raises(ConfigError, match=r"estimates': declared estimates belong to the paired analysis"):
         _ablation(variants=variants, hypotheses=hyp, estimates=est)
+    # the reference resolved as the analysis resolves it: in a one-method ablation without a 'pra' variant, the
+    # only variant without overrides
+    one_method = [{"name": "base", "method": "pra"}, {"name": "t1", "method": "pra", "overrides": {"method": {"t_min": 1.0}}},
+                  {"name": "t2", "method": "pra", "overrides": {"method": {"t_min": 0.2}}}]
+    with pytest.raises(ConfigError, match=r"t1 vs base on fid is already estimated as a comparison with the reference "
+                                          r"\(base\)"):
+        _ablation(analysis="paired", variants=one_method, estimates=[{"variant": "t1", "reference": "base"}])
+    a = _ablation(analysis="paired", variants=one_method, estimates=[{"variant": "t1", "reference": "t2"}])
+    two = {"reference": "base", "primary_metric": "fid", "seeds": [0, 1], "variants": [
+        _variant("base", fid=[5.0, 5.2]), _variant("t1", fid=[6.0, 6.1]), _variant("t2", fid=[5.5, 5.4])]}
+    comps, _, _ = analyse(two, a)
+    assert [(c["a"], c["b"], "declared" in c) for c in comps] == [("t1", "base", False), ("t2", "base", False),
+                                                                  ("t1", "t2", True)]

@@ -201,13 +201,25 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
         _check_estimates(where, a, vnames, methods)
 
 
+def reference_name(a: AblationConfig) -> str | None:
+    """The variant the others are compared with: the declared one, else the variant named 'pra', else the only
+    variant without overrides in a one-method ablation, else none."""
+    names = [v.name for v in a.variants]
+    if a.reference:
+        return a.reference
+    if "pra" in names:
+        return "pra"
+    base = [v.name for v in a.variants if not v.overrides]
+    return base[0] if len({v.method or a.method for v in a.variants}) == 1 and len(base) == 1 else None
+
+
 def _check_estimates(where: str, a: AblationConfig, vnames: list[str], methods: dict[str, str]) -> None:
     """Declared estimates: the paired analysis only, real arms, none ill-posed, and each distinct comparison once
     (not a hypothesis's, not one the reference comparisons already make, not twice)."""
     if a.estimates and a.analysis != "paired":
         raise ConfigError(f"config key '{where}.estimates': declared estimates belong to the paired analysis "
                           f"(under {a.analysis!r} every comparison of the family is tested)")
-    reference = a.reference or ("pra" if "pra" in vnames else "")
+    reference = reference_name(a)
     seen = {frozenset({(h.variant, h.metric), (h.reference, h.reference_metric or h.metric)}): f"hypothesis {h.id}"
             for h in a.hypotheses}
     for j, e in enumerate(a.estimates):

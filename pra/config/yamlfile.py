@@ -1,19 +1,20 @@
-"""Reading a config or study YAML file strictly: a key given twice in one mapping is an error (a plain YAML
-loader keeps the later one and silently drops the earlier section), a syntax error names the file and line,
-and exponent floats without a dot (`1e-3`, `5e4`) are floats, as in YAML 1.2 (PyYAML follows YAML 1.1 and
-reads them as text)."""
+"""Reading a config or study YAML (or JSON) file strictly: a key given twice in one mapping is an error (a
+plain YAML loader keeps the later one and silently drops the earlier section), and a syntax error names the file
+and line. Values resolve as in yaml.safe_load, the loader Snakemake reads config files with, so that both read a
+file alike (`1e-3` is text to both; a float config key accepts it: pra.typed.EXPONENT_FLOAT)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import yaml
 from yaml.constructor import ConstructorError
 
-from pra.typed import EXPONENT_FLOAT, ConfigError
+from pra.typed import ConfigError
 
 
 class StrictLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses duplicate keys and reads exponent floats as floats."""
+    """yaml.SafeLoader that refuses a key given twice in one mapping (merge keys `<<` are not keys)."""
 
     def construct_mapping(self, node, deep=False):
         if isinstance(node, yaml.MappingNode):
@@ -33,11 +34,24 @@ class StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-StrictLoader.add_implicit_resolver("tag:yaml.org,2002:float", EXPONENT_FLOAT, list("-+0123456789"))
+
+def _unique_pairs(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    if twice:
+        raise ConfigError(f"key {twice[0]!r} appears twice in one object; JSON readers keep only the later one")
+    return dict(pairs)
 
 
 def loads(text: str, name: str = "<string>"):
-    """The YAML document in `text`, read strictly; a ConfigError naming `name` and the line otherwise."""
+    """The YAML (or JSON) document in `text`, read strictly; a ConfigError naming `name` and the line otherwise.
+    Text that is JSON is read as JSON first, as Snakemake reads config files (JSON may hold tabs, YAML not)."""
+    try:
+        return json.loads(text, object_pairs_hook=_unique_pairs)
+    except ConfigError as e:
+        raise ConfigError(f"{name}: {e}") from None
+    except ValueError:
+        pass
     loader = StrictLoader(text)
     loader.name = name  # the marks of its errors name the file
     try:
