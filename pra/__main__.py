@@ -117,9 +117,11 @@ COMMANDS = {  # name: (job, help, arguments)
                     [arg("committed", help="the committed metrics.json"),
                      arg("rerun", help="the rerun's metrics.json (scored with the committed run's classifier)"),
                      arg("--spread", required=True, help="a metrics.json of the same data with several seeds per "
-                         "arm (its runs' seed sd per arm, of log values for FID/KID/IS)"),
+                         "arm (the seed sd of log FID/KID/IS, or of the raw metric)"),
                      arg("--metric", default="fid", help="the metric compared (default: fid)"),
-                     arg("--k", type=float, default=3.0, help="tolerance in seed sds of each run's arm (default: 3)")]),
+                     arg("--alpha", type=float, default=0.05, help="false-alarm rate when the rerun is no further "
+                         "from the committed runs than other seeds would be (half for the runs' bounds, half for the "
+                         "shared-shift test)")]),
     "power": ("pra.paired:power_job", "seeds a paired comparison of log FID needs, from a measured seed spread",
               [arg("--spread", required=True, help="a report's metrics.json with several seeds per arm"),
                arg("--metric", default="fid", help="the endpoint (its log is compared)"),

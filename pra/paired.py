@@ -185,21 +185,16 @@ def sd_of_differences(sd_a: float, sd_b: float, correlation: float = 0.0) -> flo
 
 
 # ---- the power table of a planned study ------------------------------------------------------------------
-def arm_sds(metrics: dict, metric: str = "fid", log: bool = True) -> dict[str, dict]:
-    """Per arm (scale/method/variant) of a report's metrics.json: its seeds and the sd of the metric (of its log
-    with log=True) over them; arms with fewer than 2 seeds are left out."""
+def arm_log_sds(metrics: dict, metric: str = "fid") -> dict[str, dict]:
+    """Per arm (scale/method/variant) of a report's metrics.json: the seeds and the sd of log(metric) over them
+    (arms with fewer than 2 seeds are left out)."""
     arms: dict[str, list[float]] = {}
     for key, row in metrics.items():
         parts = key.split("/")
         if len(parts) == 4 and parts[3].startswith("s") and isinstance(row, dict) and metric in row:
             arms.setdefault("/".join(parts[:3]), []).append(float(row[metric]))
-    return {arm: {"seeds": len(v), "sd": float(np.std(np.log(v) if log else v, ddof=1))}
-            for arm, v in sorted(arms.items()) if len(v) >= 2}
-
-
-def arm_log_sds(metrics: dict, metric: str = "fid") -> dict[str, dict]:
-    """Per arm: the seeds and the sd of log(metric) over them (arm_sds on the log scale)."""
-    return {arm: {"seeds": a["seeds"], "sd_log": a["sd"]} for arm, a in arm_sds(metrics, metric).items()}
+    return {arm: {"seeds": len(v), "sd_log": float(np.std(np.log(v), ddof=1))} for arm, v in sorted(arms.items())
+            if len(v) >= 2}
 
 
 def power_table(arms: dict[str, dict], *, alpha: float, m: int, target: float, ratios, margin_ratio: float,
