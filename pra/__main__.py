@@ -214,8 +214,8 @@ COMMANDS = {  # name: (job, help, arguments)
     "estimate": ("pra.estimate:estimate_job", "training FLOPs and GPU-hours of an experiment's scales (estimate)",
                  [CONFIG, EXPERIMENT, NUM_CLASSES,
                   arg("--peak-tflops", type=float, help="the card to estimate for, its bf16 dense peak; given, "
-                      "the benchmark's MFUs (of its own card) are not used; default: the benchmark's card, else "
-                      "312 (A100, assumed)"),
+                      "the benchmark's MFUs (of its own card) are not used; default: the benchmark's card when its "
+                      "MFUs are used (no --mfu), else 312 (A100, assumed)"),
                   arg("--mfu", type=float, help="assumed MFU; default: the GPU benchmark's measured MFU of each "
                       "scale it measured, else 0.4"),
                   arg("--gpu-bench", default="benchmarks/gpu.json", help="GPU benchmark results (if present)"),

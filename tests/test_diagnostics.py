@@ -1,4 +1,6 @@
 """The gap and accumulation diagnostics on a tiny trained model, and the ablation summary's statistics."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -167,30 +169,62 @@ def test_the_endpoint_names_are_the_diagnostics_own():
     assert endpoints.needs("gap_inputs_pixel_noise_kl_excess") == {"diagnostics"}
 
 
-def test_the_feedback_effect_per_k_is_paired_and_its_interval_covers_the_known_effect():
-    """Known answers: identical arms read 0 with a point interval; a control that agrees on 10% more images
-    reads +0.10 with an interval around it, and swapping the arms flips the sign; the pairing matters: the same
-    marginal agreements with the differences spread over independent images give a wider interval."""
+def test_the_paired_proportion_interval_is_newcombes_and_covers_where_discordant_pairs_are_few():
+    """Known answers: with no correlation term (phi = 0) the interval is the square-and-add of the two Wilson
+    intervals (scipy's); its coverage stays near 95% where a subsampling interval of the mean difference fell to
+    61-86% (few discordant pairs), and with no discordant pair it is not a point."""
+    from scipy import stats
+
+    from pra.diagnostics.estimators import paired_proportion_difference
+
+    x = np.array([1, 1, 0, 0] * 15, bool)
+    y = np.array([1, 0, 1, 0] * 15, bool)  # 15 pairs of each kind: ad - bc = 0, so phi = 0
+    d, lo, hi = paired_proportion_difference(x, y)
+    w = stats.binomtest(30, 60).proportion_ci(method="wilson")
+    assert d == 0 and lo == pytest.approx(-math.hypot(0.5 - w.low, w.high - 0.5))
+    assert hi == pytest.approx(math.hypot(w.high - 0.5, 0.5 - w.low))
+    rng = np.random.default_rng(0)
+    for n, p10, p01 in ((200, 0.10, 0.0), (200, 0.01, 0.0), (200, 0.005, 0.0), (1000, 0.05, 0.02)):
+        covered = 0
+        for _ in range(400):
+            u = rng.random(n)
+            y = rng.random(n) < 0.85
+            x = y.copy()
+            x[(~y) & (u < p10 / 0.15)] = True  # right where the other is wrong: probability p10
+            x[y & (u < p01 / 0.85)] = False    # wrong where the other is right: probability p01
+            _, lo, hi = paired_proportion_difference(x, y)
+            covered += lo <= p10 - p01 <= hi
+        assert covered / 400 >= 0.925, (n, p10, p01, covered)
+    same = np.ones(200, bool)
+    same[:30] = False
+    _, lo, hi = paired_proportion_difference(same, same)
+    assert lo < 0 < hi  # 200 concordant pairs bound the difference, they do not pin it to 0
+    with pytest.raises(ValueError, match="the same items"):
+        paired_proportion_difference(same, same[:-1])
+
+
+def test_the_feedback_effect_per_k_is_paired_and_a_point_only_where_it_is_so_by_construction():
     from pra.diagnostics.accumulation import feedback_effects
+    from pra.diagnostics.estimators import paired_proportion_difference
 
     rng = np.random.default_rng(0)
     n = 400
     own = rng.random(n) < 0.8
     control = own.copy()
-    fixed = np.flatnonzero(~own)[: n // 10]     # the control agrees on 40 images the own rollout gets wrong
-    control[fixed] = True
-    res = feedback_effects({"0": own, "4": own}, {"0": own, "4": control}, subsamples=200, seed=0)
+    control[np.flatnonzero(~own)[: n // 10]] = True  # the control agrees on 40 images the own rollout gets wrong
+    res = feedback_effects({"0": own, "4": own, "8": own}, {"0": own, "4": control, "8": own})
     assert res["feedback_effect"]["0"] == 0 and res["ci_feedback_effect"]["0"] == [0.0, 0.0]
     assert res["feedback_effect"]["4"] == pytest.approx(0.10)
+    assert res["ci_feedback_effect"]["4"] == list(paired_proportion_difference(control, own)[1:])
     lo, hi = res["ci_feedback_effect"]["4"]
     assert 0.05 < lo < 0.10 < hi < 0.15
+    lo8, hi8 = res["ci_feedback_effect"]["8"]
+    assert lo8 < 0 < hi8  # no discordant image at k = 8 is not certainty
     assert res["agreement"]["4"] == pytest.approx(own.mean()) and res["agreement_control"]["4"] == pytest.approx(
         control.mean()) and res["agreement_images"] == n
-    flipped = feedback_effects({"4": control}, {"4": own}, subsamples=200, seed=0)
-    assert flipped["feedback_effect"]["4"] == pytest.approx(-0.10)
-    assert flipped["ci_feedback_effect"]["4"] == pytest.approx([-hi, -lo], abs=0.02)
-    unpaired = feedback_effects({"4": own}, {"4": rng.permutation(control)}, subsamples=200, seed=0)
-    u_lo, u_hi = unpaired["ci_feedback_effect"]["4"]
-    assert u_hi - u_lo > 1.5 * (hi - lo)
+    flipped = feedback_effects({"4": control}, {"4": own}, structural=())
+    assert flipped["ci_feedback_effect"]["4"] == pytest.approx([-hi, -lo])
     with pytest.raises(ValueError, match="the same images"):
-        feedback_effects({"4": own}, {"4": control[:-1]}, subsamples=10, seed=0)
+        feedback_effects({"4": own}, {"4": control[:-1]})
+    with pytest.raises(ValueError, match="one completion by construction"):
+        feedback_effects({"0": own}, {"0": control})

@@ -80,9 +80,11 @@ def test_every_command_option_says_what_it_is():
 
     ap = parser()
     sub = next(a for a in ap._actions if isinstance(a, argparse._SubParsersAction))
-    bare = [f"{name} {a.option_strings[0]}" for name, p in sub.choices.items() for a in p._actions
-            if a.option_strings and a.option_strings[0] != "-h" and not a.help]
+    bare = [f"{name} {a.option_strings[0] if a.option_strings else a.dest}" for name, p in sub.choices.items()
+            for a in p._actions if (not a.option_strings or a.option_strings[0] != "-h") and not a.help]
     assert bare == []
+    for name, p in sub.choices.items():  # every command's help renders (a % in a help text would break it)
+        assert name in p.format_help() or p.description
     assert "(default: fid)" in sub.choices["power"].format_help()
     assert "default: None" not in sub.choices["power"].format_help()
     assert "python -m pra torchrun" in ap.format_help()

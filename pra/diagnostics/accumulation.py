@@ -31,7 +31,7 @@ images of the same class, not against the true conditional.
   no-feedback control: the same k positions each generated in one step from the true patches before them (not
   fed back), the rest as after the true prefix. Feedback effect(k) = agreement(control, k) - agreement(own, k):
   what feeding the model's own patches back costs, separated from how good each generated patch is; per k with
-  its subsampling interval (the images paired across the two arms).
+  Newcombe's interval for paired proportions (the images paired across the two arms).
 * Growth: excess(k) = c * E(k)^beta, weighted least squares over k > 0 (weights: the subsampling variance of
   each excess), with E(k) the content-weighted exposure (the sum, over the k generated prefix positions, of the
   share of real images with ink there). Fitted only where the full-prefix excess is clearly positive; refits
@@ -318,7 +318,7 @@ def error_accumulation(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_label
             return predict(classifier, to_images(v, g))[1].argmax(1) == la
 
         res.update(feedback_effects({str(k): agree(sets[k]) for k in ks},
-                                    {str(k): agree(sets[(CONTROL, k)]) for k in ks}, subsamples, seed))
+                                    {str(k): agree(sets[(CONTROL, k)]) for k in ks}, structural=(str(ks[0]),)))
         res["ci_feedback_effect_full"] = res["ci_feedback_effect"][full_k]
     res["summary"] = {"region_excess": sc["excess"][full_k], "distance_true_prefix": d0,
                       "distance_own_prefix": dfull, "floor": floor, "d0_minus_floor": d0 - floor,
@@ -350,29 +350,25 @@ def to_images(patches: np.ndarray, g) -> np.ndarray:
     return to_uint8(unpatchify(torch.from_numpy(patches), g.patch_size, g.channels)).numpy()
 
 
-def feedback_effects(own: dict[str, np.ndarray], control: dict[str, np.ndarray], subsamples: int,
-                     seed: int) -> dict:
+def feedback_effects(own: dict[str, np.ndarray], control: dict[str, np.ndarray], structural: tuple = ("0",)) -> dict:
     """own, control: k -> whether each completed image (the same images, in the same order) agrees with its label,
     after k own prefix positions and in the no-feedback control. The agreement of each, the feedback effect
-    control - own per k, and its 95% subsampling interval per k (images subsampled jointly, so the pairing is
-    kept; a point where every image's difference is the same, as at k = 0, where both are one completion)."""
+    control - own per k, and its 95% interval per k (Newcombe's interval for paired proportions,
+    est.paired_proportion_difference); a point at the k in `structural`, where own and control are one completion
+    by construction (k = 0)."""
     out = {"agreement": {}, "agreement_control": {}, "feedback_effect": {}, "ci_feedback_effect": {},
            "agreement_images": None}
     for k in own:
-        o, c = np.asarray(own[k], dtype=float), np.asarray(control[k], dtype=float)
+        o, c = np.asarray(own[k], dtype=bool), np.asarray(control[k], dtype=bool)
         if o.shape != c.shape:
             raise ValueError(f"k = {k}: {o.shape[0]} own vs {c.shape[0]} control images (the same images are needed)")
-        diff = c - o
+        d, lo, hi = est.paired_proportion_difference(c, o)
+        if k in structural:
+            if not np.array_equal(o, c):
+                raise ValueError(f"k = {k}: own and control differ where they are one completion by construction")
+            lo = hi = d
         out["agreement"][k], out["agreement_control"][k] = float(o.mean()), float(c.mean())
-        out["feedback_effect"][k] = float(diff.mean())
-        out["ci_feedback_effect"][k] = ([float(diff[0]), float(diff[0])] if np.all(diff == diff[0]) else
-                                        [float(x) for x in _mean_interval(diff, subsamples, seed)])
+        out["feedback_effect"][k] = d
+        out["ci_feedback_effect"][k] = [lo, hi]
         out["agreement_images"] = int(len(o))
     return out
-
-
-def _mean_interval(values: np.ndarray, subsamples: int, seed: int) -> tuple[float, float]:
-    n = len(values)
-    b = est.subsample_sizes(n)
-    rows = est.subsample_rows(np.random.default_rng(seed), n, b, subsamples)
-    return est.subsample_interval(float(values.mean()), np.array([values[r].mean() for r in rows]), n, b)

@@ -214,7 +214,8 @@ def diagnostic_runs(a, results: Path) -> dict:
                 "accumulation": {k: acc[k] for k in ("ks", "exposure", "region_positions", "r0", "distance",
                                                      "ci_distance", "excess", "ci_excess", "p_excess",
                                                      "null_band_excess", "d0_minus_floor", "ebm_ratio", "growth",
-                                                     "agreement", "agreement_control", "feedback_effect", "summary")
+                                                     "agreement", "agreement_control", "feedback_effect", "ci_feedback_effect",
+                                                     "agreement_images", "summary")
                                  if k in acc},
                 "approximation": ({k: ap[k] for k in ("positions", "content_positions", "anchored_to_true",
                                                       "constructions", "pra_minus_twin_content_ratio",

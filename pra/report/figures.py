@@ -384,8 +384,8 @@ def error_accumulation(accs: dict, out_path: str | Path, title: str = "") -> Non
         b.axhline(0, color="k", lw=0.6)
         b.set(xlabel="k (own prefix positions before the region)",
               ylabel="feedback effect\n(agreement: control − own)",
-              title="what feeding own patches back costs the classifier's agreement\n(whiskers: 95% subsampling "
-                    "intervals, images paired; legend: own\nrollout's agreement at k = "
+              title="what feeding own patches back costs the classifier's agreement\n(whiskers: 95% intervals "
+                    "for paired proportions, Newcombe; legend: own\nrollout's agreement at k = "
                     f"{a0['ks'][0]} → k = {a0['ks'][-1]})")
     else:
         b.set(xlabel="k (own prefix positions before the region)", ylabel="D(k): region MMD² to real regions",
