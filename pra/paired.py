@@ -185,16 +185,41 @@ def sd_of_differences(sd_a: float, sd_b: float, correlation: float = 0.0) -> flo
 
 
 # ---- the power table of a planned study ------------------------------------------------------------------
-def arm_log_sds(metrics: dict, metric: str = "fid") -> dict[str, dict]:
-    """Per arm (scale/method/variant) of a report's metrics.json: the seeds and the sd of log(metric) over them
-    (arms with fewer than 2 seeds are left out)."""
-    arms: dict[str, list[float]] = {}
+def arm_of(key: str) -> str | None:
+    """A report's metrics.json key 'tiny-S/pra/base/s0' -> its arm 'tiny-S/pra/base'; None for an entry that is
+    not a trained run (the floor, an ablation's means)."""
+    parts = key.split("/")
+    return "/".join(parts[:3]) if len(parts) == 4 and parts[3][:1] == "s" and parts[3][1:].isdigit() else None
+
+
+def arm_spreads(metrics: dict, metric: str = "fid", log: bool = True) -> tuple[dict[str, dict], list[str]]:
+    """Per arm (scale/method/variant) of a report's metrics.json: its seeds, df and the sd of the metric over
+    them (of its log with log=True, non-positive values then left out and named in the notes); arms with fewer
+    than 2 seeds are left out."""
+    values: dict[str, list[float]] = {}
     for key, row in metrics.items():
-        parts = key.split("/")
-        if len(parts) == 4 and parts[3].startswith("s") and isinstance(row, dict) and metric in row:
-            arms.setdefault("/".join(parts[:3]), []).append(float(row[metric]))
-    return {arm: {"seeds": len(v), "sd_log": float(np.std(np.log(v), ddof=1))} for arm, v in sorted(arms.items())
-            if len(v) >= 2}
+        arm = arm_of(key)
+        if arm is not None and isinstance(row, dict) and isinstance(row.get(metric), (int, float)):
+            values.setdefault(arm, []).append(float(row[metric]))
+    arms, notes = {}, []
+    for arm, v in sorted(values.items()):
+        if log and min(v) <= 0:
+            notes.append(f"{arm}: {sum(x <= 0 for x in v)} non-positive {metric} value(s) of the spread left out "
+                         "(no log)")
+            v = [x for x in v if x > 0]
+        if len(v) >= 2:
+            arms[arm] = {"seeds": len(v), "df": len(v) - 1, "sd": float(np.std(np.log(v) if log else v, ddof=1))}
+    return arms, notes
+
+
+def pooled_sd(arms: list[tuple[int, float]]) -> float:
+    """The pooled sd of (df, sd) pairs: sqrt(sum df sd^2 / sum df)."""
+    return math.sqrt(sum(df * sd ** 2 for df, sd in arms) / sum(df for df, _ in arms))
+
+
+def arm_log_sds(metrics: dict, metric: str = "fid") -> dict[str, dict]:
+    """Per arm: the seeds and the sd of log(metric) over them (arm_spreads on the log scale)."""
+    return {arm: {"seeds": a["seeds"], "sd_log": a["sd"]} for arm, a in arm_spreads(metrics, metric)[0].items()}
 
 
 def power_table(arms: dict[str, dict], *, alpha: float, m: int, target: float, ratios, margin_ratio: float,
@@ -204,8 +229,7 @@ def power_table(arms: dict[str, dict], *, alpha: float, m: int, target: float, r
     conservative) or pooled over the arms (spread="pooled")."""
     if not arms:
         raise ValueError("no arm with 2 or more seeds to take a spread from")
-    pooled = math.sqrt(sum((a["seeds"] - 1) * a["sd_log"] ** 2 for a in arms.values())
-                       / sum(a["seeds"] - 1 for a in arms.values()))
+    pooled = pooled_sd([(a["seeds"] - 1, a["sd_log"]) for a in arms.values()])
     used = max(a["sd_log"] for a in arms.values()) if spread == "max" else pooled
     sd = sd_of_differences(used, used, correlation)
     a = alpha / m

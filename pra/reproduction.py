@@ -29,18 +29,13 @@ import sys
 
 from pra.analysis import RATIO_METRICS
 from pra.config import ILL_POSED_METHODS
+from pra.paired import arm_of, arm_spreads, pooled_sd
 
 FLOOR = "real_val_floor"
 
 
 class NotComparable(ValueError):
     """The files cannot be compared: other data or another feature space."""
-
-
-def arm_of(key: str) -> str | None:
-    """'tiny-S/pra/base/s0' -> 'tiny-S/pra/base'; None for an entry that is not a trained run."""
-    parts = key.split("/")
-    return "/".join(parts[:3]) if len(parts) == 4 and parts[3][1:].isdigit() and parts[3][0] == "s" else None
 
 
 OWN_ARM_SEEDS = 10  # an arm with this many seeds is held to its own sd; with fewer its sd is too uncertain (the
@@ -50,30 +45,12 @@ OWN_ARM_SEEDS = 10  # an arm with this many seeds is held to its own sd; with fe
 def spreads(spread_metrics: dict, metric: str = "fid") -> tuple[dict[str, dict], dict, list[str]]:
     """(per arm {seeds, sd, df}, the pooled {sd, df, arms} of the well-posed arms, notes) of a metrics.json with
     several seeds per arm; sds of log values for ratio metrics, whose non-positive values are left out."""
-    log = metric in RATIO_METRICS
-    values: dict[str, list[float]] = {}
-    for key, row in spread_metrics.items():
-        arm = arm_of(key)
-        if arm is not None and isinstance(row, dict) and isinstance(row.get(metric), (int, float)):
-            values.setdefault(arm, []).append(float(row[metric]))
-    notes, arms = [], {}
-    for arm, v in sorted(values.items()):
-        if log and min(v) <= 0:
-            notes.append(f"{arm}: {sum(x <= 0 for x in v)} non-positive {metric} value(s) of the spread left out "
-                         "(no log)")
-            v = [x for x in v if x > 0]
-        if len(v) >= 2:
-            x = [math.log(y) for y in v] if log else v
-            mean = sum(x) / len(x)
-            arms[arm] = {"seeds": len(x), "df": len(x) - 1,
-                         "sd": math.sqrt(sum((y - mean) ** 2 for y in x) / (len(x) - 1))}
-    pool = {a: s for a, s in arms.items() if a.split("/")[1] not in ILL_POSED_METHODS}
-    df = sum(s["df"] for s in pool.values())
-    if not df:
+    arms, notes = arm_spreads(spread_metrics, metric, log=metric in RATIO_METRICS)
+    pool = [(s["df"], s["sd"]) for a, s in arms.items() if a.split("/")[1] not in ILL_POSED_METHODS]
+    if not pool:
         raise ValueError(f"no well-posed arm with 2 or more seeds of '{metric}' in the spread file: it needs an "
                          "experiment with several seeds per arm (its per-run entries '<scale>/<method>/<variant>/s<seed>')")
-    pooled = {"sd": math.sqrt(sum(s["df"] * s["sd"] ** 2 for s in pool.values()) / df), "df": df, "arms": len(pool)}
-    return arms, pooled, notes
+    return arms, {"sd": pooled_sd(pool), "df": sum(df for df, _ in pool), "arms": len(pool)}, notes
 
 
 def check_scoring(committed: tuple[str, dict], rerun: tuple[str, dict], spread: tuple[str, dict]) -> list[str]:
