@@ -44,15 +44,17 @@ PROBE = tuple(f"evaluate.probe_{k}" for k in ("max_train", "holdout_fraction", "
 METRICS = tuple(f"evaluate.{k}" for k in ("inception_weights", "kid_subset_size", "prc_neighborhood"))
 
 # A key some runs of a command read and others do not: the sample job reads sample.cfg_scale only where the run
-# does not sweep the guidance (the sweep's choice replaces it).
-CONDITIONAL = {"sample": ("sample.cfg_scale",), "evaluate-snapshots": ("sample.cfg_scale",)}
+# does not sweep the guidance (the sweep's choice replaces it); the reference job reads data.resolution only to
+# check a user's reference batch (evaluate.reference_stats).
+CONDITIONAL = {"sample": ("sample.cfg_scale",), "evaluate-snapshots": ("sample.cfg_scale",),
+               "reference": ("data.resolution",)}
 
 READS = {
     "export": ("data.source", "data.val_fraction", "data.split_seed"),
     "prepare": tuple(f"data.{k}" for k in ("val_labels", "resolution", "channels", "shard_size", "on_bad_image",
                                            "workers")),  # the raw folder (data.root) is the rule's input
     "train-classifier": ("evaluate.classifier_epochs", "evaluate.classifier_seed"),
-    "reference": ("device",) + METRICS + tuple(f"evaluate.{k}" for k in ("reference_stats", "fid_reference",
+    "reference": ("device", "data.resolution") + METRICS + tuple(f"evaluate.{k}" for k in ("reference_stats", "fid_reference",
                                                                         "reference_features")),
     "train": ("name", "device", "data.resolution", "data.channels", "model", "method") + TRAIN
              + ("evaluate.snapshot_every",),

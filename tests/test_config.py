@@ -34,6 +34,8 @@ def test_schema_file_in_sync():
     ({"train": {"steps": 100, "warmup_steps": 5000}}, "train.warmup_steps"),
     ({"train": {"lr": "1e-3x"}}, "train.lr"),
     ({"model": {"decoder_context": "yes"}}, "model.decoder_context"),
+    # ADM's statistics are in Inception's features: without its weights samples would be scored in another space
+    ({"evaluate": {"reference_stats": "VIRTUAL_imagenet256_labeled.npz"}}, "evaluate.reference_stats"),
     # a seed twice would be pooled as two independent runs; seeds name folders (s<seed>)
     ({"seeds": [0, 0]}, "seeds"),
     ({"seeds": [-1]}, "seeds"),
@@ -107,7 +109,9 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
     assert p.returncode != 0 and "steps" in p.stdout + p.stderr
 
     # a local file the config names must exist (else a job would fail on it after hours of training)
-    for key, value in (("evaluate", {"reference_stats": str(tmp_path / "VIRTUAL.npz")}),
+    (tmp_path / "inception.pth").touch()
+    for key, value in (("evaluate", {"reference_stats": str(tmp_path / "VIRTUAL.npz"),
+                                     "inception_weights": str(tmp_path / "inception.pth")}),
                        ("resources", {"container": str(tmp_path / "pra.sif")})):
         bad.write_text(yaml.safe_dump({"name": "bad", key: value}))
         p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)

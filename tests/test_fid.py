@@ -91,7 +91,7 @@ def test_sample_metrics_on_real_data(classifier, prepared32, tmp_path):
     tr, va = PreparedSplit(prepared32, "train"), PreparedSplit(prepared32, "val")
     ft = extract(tr.all_images(), space)
     save_reference(tmp_path / "ref.npz", statistics(ft["penultimate"]), ft["penultimate"], "train")
-    ref = load_reference(tmp_path / "ref.npz", space)
+    ref = load_reference(tmp_path / "ref.npz")
     real = sample_metrics(extract(va.all_images(), space), space, ref, kid_subset_size=300)
     noise = np.random.default_rng(0).integers(0, 256, (359, 32, 32, 1), dtype=np.uint8)
     fake = sample_metrics(extract(noise, space), space, ref, kid_subset_size=300)
@@ -156,15 +156,60 @@ def test_inception_refuses_clearly_without_weights(tmp_path):
         extract(imgs, FeatureSpace("inception", str(tmp_path / "missing.pth")))
 
 
-def test_adm_reference_npz(tmp_path, random_inception):
-    """An ADM-style reference batch (mu, sigma, arr_0) is read as is; arr_0 gives KID/PR features."""
+def test_adm_reference_batch_is_converted_once_and_checked(tmp_path, random_inception):
+    """ADM's reference batch (mu, sigma, arr_0): the reference job keeps its statistics and extracts its images'
+    features once; a batch of another resolution or feature space is refused, and the raw file is never scored
+    against directly (its images would be re-encoded, on the CPU, by every job)."""
+    from pra.evaluate.reference import convert_adm_reference
+
     rng = np.random.default_rng(1)
     mu, a = rng.normal(size=2048), rng.normal(size=(2048, 16))
-    np.savez(tmp_path / "VIRTUAL_ref.npz", mu=mu, sigma=a @ a.T,
-             arr_0=rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8))
-    ref = load_reference(tmp_path / "VIRTUAL_ref.npz", FeatureSpace("inception", str(random_inception)))
-    assert ref["stats"]["mu"].dtype == np.float64 and ref["features"].shape == (5, 2048)
-    assert "ADM reference batch" in ref["description"]
+    images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    adm = tmp_path / "VIRTUAL_ref.npz"
+    np.savez(adm, mu=mu.astype(np.float32), sigma=(a @ a.T).astype(np.float32), arr_0=images)
+    space = FeatureSpace("inception", str(random_inception))
+    info = convert_adm_reference(adm, space, tmp_path / "reference.npz", resolution=32)
+    ref = load_reference(tmp_path / "reference.npz")
+    assert ref["stats"]["mu"].dtype == np.float64 and np.array_equal(ref["stats"]["mu"], mu.astype(np.float32))
+    assert ref["features"].shape == (5, 2048) and info["count"] == 5
+    assert np.allclose(ref["features"], extract(images, space)["2048"].numpy())
+    assert "ADM reference batch" in ref["description"] and "sha256" in ref["description"]
+    with pytest.raises(ValueError, match="reference_stats"):
+        load_reference(adm)
+    with pytest.raises(ValueError, match="64x64"):  # ADM's 64x64 batch for a 256 experiment, here 32 vs 64
+        convert_adm_reference(adm, space, tmp_path / "r64.npz", resolution=64)
+    np.savez(tmp_path / "small.npz", mu=mu[:64], sigma=np.eye(64), arr_0=images)
+    with pytest.raises(ValueError, match="2048-d"):
+        convert_adm_reference(tmp_path / "small.npz", space, tmp_path / "r.npz", resolution=32)
+    with pytest.raises(ValueError, match="inception_weights"):
+        convert_adm_reference(adm, FeatureSpace("classifier", "clf.pt"), tmp_path / "r.npz", resolution=32)
+    np.savez(tmp_path / "samples_batch.npz", arr_0=images)  # an ADM sample batch given by mistake
+    with pytest.raises(ValueError, match="sample batches do not"):
+        convert_adm_reference(tmp_path / "samples_batch.npz", space, tmp_path / "r.npz", resolution=32)
     np.savez(tmp_path / "bad.npz", m=mu)
     with pytest.raises(ValueError, match="mu"):
         load_reference(tmp_path / "bad.npz")
+    assert not (tmp_path / "r.npz").exists() and not (tmp_path / "r64.npz").exists()
+
+
+def test_features_are_extracted_without_tf32(monkeypatch, classifier):
+    """cuDNN may use TF32 for fp32 convolutions by default; the samples' features must come from the same fp32
+    path as the reference's, so extraction turns it off (and restores it)."""
+    import torch_fidelity.utils
+
+    seen = []
+    real = torch_fidelity.utils.create_feature_extractor
+
+    def spy(*a, **k):
+        fe = real(*a, **k)
+        forward = fe.forward
+
+        def recording(x):
+            seen.append(torch.backends.cudnn.allow_tf32)
+            return forward(x)
+        fe.forward = recording
+        return fe
+    monkeypatch.setattr(torch_fidelity.utils, "create_feature_extractor", spy)
+    before = torch.backends.cudnn.allow_tf32
+    extract(np.zeros((3, 32, 32, 1), dtype=np.uint8), _space(classifier), batch_size=2)
+    assert seen == [False, False] and torch.backends.cudnn.allow_tf32 == before

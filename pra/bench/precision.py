@@ -105,7 +105,7 @@ def compare_precisions(model_path: str | Path, *, classifier: str | Path, per_cl
                            "B_fp32": frechet_distance(stats["B_fp32"], stats["A_fp32"])}
     out["feature_space"] = space.describe()
     if reference:
-        ref = load_reference(reference, space)
+        ref = load_reference(reference)
         out["fid"] = {k: frechet_distance(s, ref["stats"]) for k, s in stats.items()}
         out["fid_minus_A"] = {k: out["fid"][k] - out["fid"]["A_fp32"] for k in ("A_bf16", "B_fp32")}
         out["reference"] = ref["description"]

@@ -147,6 +147,9 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
     if cfg.evaluate.classifier_dir and cfg.evaluate.inception_weights:
         raise ConfigError("config key 'evaluate.classifier_dir': set with evaluate.inception_weights, which scores "
                           "in Inception's features; a classifier is not used")
+    if cfg.evaluate.reference_stats and not cfg.evaluate.inception_weights:
+        raise ConfigError("config key 'evaluate.reference_stats': reference statistics in Inception's features need "
+                          "evaluate.inception_weights (without it samples are scored in the classifier's features)")
     if cfg.data.source == "imagefolder" and not cfg.data.root:
         raise ConfigError("config key 'data.root': required for data.source 'imagefolder'")
     for sc, over in cfg.resources.scale_overrides.items():

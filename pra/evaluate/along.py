@@ -53,7 +53,7 @@ def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, refer
     from pra.evaluate.metrics import feature_space, load_reference
 
     space = feature_space(cfg.evaluate.inception_weights, classifier)
-    ref = load_reference(reference, space)
+    ref = load_reference(reference)
     points = snapshot_files(snapshots) + [(None, Path(final_model))]
     rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device, cfg_scale)
             for _, p in points for ema in (True, False)]

@@ -28,7 +28,7 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     if not s.cfg_sweep:
         raise ValueError("sample.cfg_sweep is empty: nothing to sweep (sample.cfg_scale is used as it is)")
     space = feature_space(cfg.evaluate.inception_weights, classifier)
-    ref = load_reference(reference, space)
+    ref = load_reference(reference)
     net, trained_cfg, meta = load_trained(model, device, use_ema=s.use_ema)
     net = sampling_net(net, cfg.speed, device)  # the final sample job's precision: the choice is made as it samples
     flow = make_flow(trained_cfg.model, net.latent)

@@ -31,10 +31,8 @@ def _space(cfg, classifier):
 
 
 def reference(args):
-    """Reference statistics (or the user's reference file) and the real-data floor."""
-    import shutil
-
-    from pra.evaluate.reference import compute_reference, floor_metrics
+    """Reference statistics (or the user's reference batch, converted) and the real-data floor."""
+    from pra.evaluate.reference import compute_reference, convert_adm_reference, floor_metrics
     from pra.io import write_json
     from pra.runtime import resolve_device, set_threads
 
@@ -46,11 +44,8 @@ def reference(args):
         if not Path(e.reference_stats).exists():
             raise FileNotFoundError(f"evaluate.reference_stats: {e.reference_stats} does not exist (ADM's reference "
                                     "batches: https://github.com/openai/guided-diffusion/tree/main/evaluations)")
-        from pra.io import atomic_path
-
-        with atomic_path(args.out) as tmp:
-            shutil.copyfile(e.reference_stats, tmp)
-        info = {"description": f"{Path(e.reference_stats).name} (user-provided reference statistics)"}
+        info = convert_adm_reference(e.reference_stats, space, args.out, resolution=cfg.data.resolution,
+                                     device=device)
     else:
         info = compute_reference(args.data, e.fid_reference, space, args.out, keep=e.reference_features,
                                  device=device)
@@ -75,7 +70,7 @@ def evaluate(args):
     e = cfg.evaluate
     space = _space(cfg, args.classifier)
     images, labels = load_npz(args.samples)
-    ref = load_reference(args.reference, space)
+    ref = load_reference(args.reference)
     feats = extract(images, space, device=resolve_device(cfg.device))
     out = sample_metrics(feats, space, ref, kid_subset_size=e.kid_subset_size, prc_neighborhood=e.prc_neighborhood)
     if args.classifier:

@@ -12,6 +12,7 @@ Every result records the extractor, the weights file, the reference and the samp
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 INCEPTION = "inception-v3-compat"
+INCEPTION_DIM = 2048  # pool3, the space of FID, KID, precision/recall and of ADM's reference statistics
 INCEPTION_HELP = ("torch-fidelity's Inception weights are not downloaded at run time. Download "
                   "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
                   "weights-inception-2015-12-05-6726825d.pth on a machine with internet access, copy it to the "
@@ -77,14 +79,26 @@ def extract(images_nhwc: np.ndarray, space: FeatureSpace, *, batch_size: int = 2
     fe = create_feature_extractor(space.extractor, layers, cuda=device.type == "cuda",
                                   feature_extractor_weights_path=space.weights, verbose=False)
     out = {k: [] for k in layers}
-    for i in range(0, len(images_nhwc), batch_size):
-        x = torch.from_numpy(np.ascontiguousarray(images_nhwc[i:i + batch_size])).permute(0, 3, 1, 2)
-        if space.kind == "inception" and x.shape[1] == 1:
-            x = x.repeat(1, 3, 1, 1)
-        feats = fe.convert_features_tuple_to_dict(fe(x.to(device)))
-        for k in layers:
-            out[k].append(feats[k].detach().to("cpu", torch.float64))
+    with full_fp32_convolutions():
+        for i in range(0, len(images_nhwc), batch_size):
+            x = torch.from_numpy(np.ascontiguousarray(images_nhwc[i:i + batch_size])).permute(0, 3, 1, 2)
+            if space.kind == "inception" and x.shape[1] == 1:
+                x = x.repeat(1, 3, 1, 1)
+            feats = fe.convert_features_tuple_to_dict(fe(x.to(device)))
+            for k in layers:
+                out[k].append(feats[k].detach().to("cpu", torch.float64))
     return {k: torch.cat(v) for k, v in out.items()}
+
+
+@contextmanager
+def full_fp32_convolutions():
+    """cuDNN convolutions in full fp32 while features are extracted. torch lets cuDNN use TF32 by default on
+    Ampere and later cards, which would put the samples' features on another numeric path than the reference's
+    (ADM's statistics come from TensorFlow in fp32; this project's from the same extractor as the samples).
+    Matrix products are fp32 by torch's default and left so. No effect on the CPU."""
+    c = torch.backends.cudnn
+    with c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic, allow_tf32=False):
+        yield
 
 
 def statistics(features: torch.Tensor) -> dict[str, np.ndarray]:
@@ -141,23 +155,16 @@ def save_reference(path: str | Path, stats: dict, features: torch.Tensor | None,
                      description=np.array(description))
 
 
-def load_reference(path: str | Path, space: FeatureSpace | None = None) -> dict:
-    """A reference written by save_reference, or ADM's reference batch (mu/sigma, optional arr_0 images)."""
+def load_reference(path: str | Path) -> dict:
+    """A reference written by save_reference (the reference job's output, ADM's batches converted included)."""
     with np.load(path) as f:
         keys = set(f.files)
         if not {"mu", "sigma"} <= keys:
             raise ValueError(f"{path}: reference statistics need 'mu' and 'sigma' arrays (found {sorted(keys)})")
-        ref = {"stats": {"mu": f["mu"].astype(np.float64), "sigma": f["sigma"].astype(np.float64)}}
-        if "description" in keys:
-            ref["description"] = str(f["description"])
-            feats = f["features"]
-            ref["features"] = feats if feats.size else None
-        else:  # ADM's npz: statistics by ADM's TensorFlow evaluator; images (arr_0) for KID/precision/recall
-            ref["description"] = f"{Path(path).name} (ADM reference batch statistics)"
-            ref["features"] = None
-            if "arr_0" in keys and space is not None:
-                ref["features"] = extract(f["arr_0"], space)[space.layers["prc"]].numpy()
-    return ref
-
-
-
+        if "description" not in keys:
+            raise ValueError(f"{path}: a reference batch as ADM's evaluator reads it, not this pipeline's reference "
+                             "file; set evaluate.reference_stats to it and the reference job converts it once "
+                             "(its statistics kept, the features of its images extracted)")
+        feats = f["features"]
+        return {"stats": {"mu": f["mu"].astype(np.float64), "sigma": f["sigma"].astype(np.float64)},
+                "description": str(f["description"]), "features": feats if feats.size else None}
