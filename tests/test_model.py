@@ -349,3 +349,95 @@ def test_teacher_forced_reconstruction_decodes_with_the_clean_pass(method):
         if name.startswith(("trunk.", "head.")):
             assert torch.equal(g_own[name], g_tf[name]), name
     assert any(not torch.equal(g_own[n], g_tf[n]) for n in g_own if n.startswith("decoder."))
+
+
+def test_the_encoders_mask_token_does_not_set_the_gradient_clip():
+    """The mask embedding enters the encoder's first RMSNorm; at exactly zero that norm divides by sqrt(eps) and
+    this one vector carried nearly all of the global gradient norm (over a thousand times the rest at
+    initialisation), so the clip scaled every other gradient of the latent arms by it. At fp32, as training runs,
+    with the real initialisation, it is now no larger than the rest together."""
+    cfg = tiny_config()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        net = PRANetwork(get_scale("tiny-XS"), cfg.model, GEOM, "pra").train()
+    obj = Objective("pra", cfg.model, cfg.method, latent=True)
+    x = torch.rand(32, 16, GEOM.patch_dim, generator=generator(1)) * 2 - 1
+    loss, _ = obj(net, x, torch.arange(32) % 10, generator(0))
+    loss.backward()
+    mask = net.encoder.mask_token.grad
+    rest = torch.cat([p.grad.flatten() for n, p in net.named_parameters()
+                      if p.grad is not None and n != "encoder.mask_token"])
+    assert mask is not None and mask.norm() > 0  # some token was masked in this batch
+    assert mask.norm() < rest.norm(), (float(mask.norm()), float(rest.norm()))
+
+
+def test_pra_without_perturbation_feeds_the_rendering_of_the_true_state():
+    """t_min = 1: PRA's inputs are exactly D(z, h) of the clean states z in the teacher-forced context."""
+    cfg, net = make("pra", method={"t_min": 1.0})
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    z = net.encoder(x)
+    got = Objective("pra", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    assert torch.equal(got, net.to_pixels(z, net.trunk(x[:, :-1], y)))
+
+
+class _PointHead(torch.nn.Module):
+    """An oracle head for targets given by the condition's first D numbers (a point mass per condition): its
+    x-prediction is that target; its v-prediction the exact velocity (y* - y_t) / (1 - t) of the flow."""
+
+    def __init__(self, dim: int, prediction: str):
+        super().__init__()
+        self.y_in = torch.nn.Linear(dim, 1).double()
+        self.out = torch.nn.Linear(1, dim)
+        self.prediction = prediction
+
+    def forward(self, y_t, t, cond):
+        target = cond[:, : y_t.shape[1]]
+        return target if self.prediction == "x" else (target - y_t) / (1 - t)[:, None]
+
+
+@pytest.mark.parametrize("prediction", ["v", "x"])
+def test_the_head_loss_and_its_sampler_share_one_convention(prediction):
+    """With the oracle head the velocity loss is zero (noise at t = 0, data at t = 1, v = y - eps) and the ODE
+    lands on the target; with guidance w it lands on y_u + w (y_c - y_u), the mix v_u + w (v_c - v_u)."""
+    from pra.flow import Flow
+
+    flow, head, D = Flow(prediction=prediction), _PointHead(3, prediction), 3
+    g = torch.Generator().manual_seed(0)
+    cond, uncond = torch.randn(5, 8, generator=g, dtype=torch.double), torch.randn(5, 8, generator=g, dtype=torch.double)
+    eps, t = torch.randn(5, D, generator=g, dtype=torch.double), torch.rand(5, generator=g, dtype=torch.double) * 0.9
+    assert flow.loss(head, cond[:, :D], cond, eps, t).abs().max() < 1e-20
+    y0 = torch.randn(5, D, generator=g, dtype=torch.double)
+    for solver in ("euler", "heun"):
+        got = flow.sample(head, cond, steps=8, solver=solver, y_start=y0, t_start=torch.zeros(5, dtype=torch.double))
+        torch.testing.assert_close(got, cond[:, :D])
+        guided = flow.sample(head, cond, steps=8, solver=solver, uncond=uncond, cfg_scale=2.5, y_start=y0,
+                             t_start=torch.zeros(5, dtype=torch.double))
+        torch.testing.assert_close(guided, uncond[:, :D] + 2.5 * (cond[:, :D] - uncond[:, :D]))
+
+
+def test_guided_rollout_conditions_on_the_class_and_the_null_label_on_the_same_prefix():
+    """Classifier-free guidance in the sampler: at every position the conditional state is the trunk's pass over
+    the generated prefix with the class, the unconditional one the same prefix with the null label, the scale
+    ramps linearly from 1 to cfg_scale over the positions, and the decoder renders with the conditional state."""
+    from pra.rollout import HeadODE
+
+    cfg, net = make("pra")
+    seen = []
+
+    class Recording(HeadODE):
+        def __call__(self, cond, uncond, cfg_scale, y0, t0):
+            seen.append((cond.clone(), uncond.clone(), cfg_scale))
+            return super().__call__(cond, uncond, cfg_scale, y0, t0)
+
+    flow = make_flow(cfg.model, True)
+    settings = SamplerSettings(ode_steps=2, cfg_scale=3.0, cfg_schedule="linear")
+    y = torch.tensor([1, 4])
+    r = rollout(net, flow, y, settings, generator(0), ode=Recording(flow, net.head, settings))
+    null = torch.full_like(y, net.trunk.null_label)
+    assert len(seen) == 16
+    for i, (cond, uncond, w) in enumerate(seen):
+        torch.testing.assert_close(cond, net.trunk(r.patches[:, :i], y)[:, -1])
+        torch.testing.assert_close(uncond, net.trunk(r.patches[:, :i], null)[:, -1])
+        assert w == pytest.approx(1 + 2.0 * i / 15)
+    torch.testing.assert_close(r.patches, net.to_pixels(r.states, r.hidden))

@@ -18,7 +18,9 @@ class Encoder(nn.Module):
                  grid: int, rope_theta: float):
         super().__init__()
         self.patch_in = nn.Linear(patch_dim, width)
-        self.mask_token = nn.Parameter(torch.zeros(width))
+        # a small random start (MAE's std 0.02): at exactly zero the first block's RMSNorm divides by sqrt(eps) and
+        # this one vector's gradient would dominate the global norm, and so the gradient clip, of every latent arm
+        self.mask_token = nn.Parameter(torch.empty(width).normal_(0.0, 0.02))
         self.body = CausalTransformer(width, depth, heads, mlp_ratio, grid, 0, rope_theta)
         self.out = nn.Linear(width, z_dim)
 
