@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 import torch
 
 from pra.evaluate.probe import fast_probe, linear_probe
@@ -35,3 +36,57 @@ def test_fast_probe_ranks_informative_layer_first():
     feats_ev = torch.stack([noise[600:], xe])
     res = fast_probe(feats, y[:600], feats_ev, ye, 10, epochs=40, lr=3e-3)
     assert res[1]["top1"] > 0.9 > 0.3 > res[0]["top1"]
+
+
+class _Split:
+    """A split as the probe reads it (take, labels, len), recording how many images each read asks for."""
+
+    def __init__(self, images, labels):
+        self.images, self.labels, self.reads = images, labels, []
+
+    def __len__(self):
+        return len(self.images)
+
+    def take(self, idx):
+        self.reads.append(len(idx))
+        return self.images[np.asarray(idx)]
+
+
+def _net():
+    from conftest import tiny_config
+    from pra.model.network import Geometry, PRANetwork
+    from pra.model.scales import get_scale
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        return PRANetwork(get_scale("tiny-XS"), tiny_config().model,
+                          Geometry(resolution=16, channels=1, patch_size=4, num_classes=10), "pra").eval()
+
+
+def test_probe_reads_a_large_split_in_chunks_and_chooses_the_layer_on_a_subset():
+    """At ImageNet scale the train split (1.28M images, ~250 GB as uint8 at 256x256) is never read at once: the
+    probe reads `chunk` images at a time, chooses the layer on at most `select_max` of them and probes the
+    chosen layer on all; with no cap it equals the probe on features computed in one go."""
+    from pra.evaluate.probe import linear_probe, probe_model, trunk_features
+
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 16, 16, 1), dtype=np.uint8)
+    labels = np.arange(300) % 10
+    train, val = _Split(images[:240], labels[:240]), _Split(images[240:], labels[240:])
+    net, kw = _net(), dict(epochs=2, warmup_epochs=1, batch_size=32, base_lr=1.0)
+    r = probe_model(net, train, np.arange(240), val, 10, select_max=100, chunk=64, **kw)
+    assert max(train.reads + val.reads) <= 64
+    assert r["selection_count"] == 100 and r["holdout_count"] == 10 and r["train_count"] == 240
+    assert sum(train.reads) == 100 + 240  # every layer of the subset, then the chosen layer of every image
+    # the final probe is the chosen layer's probe over every train image
+    f = trunk_features(net, images[:240])[r["layer"] - 1]
+    fv = trunk_features(net, images[240:])[r["layer"] - 1]
+    ref = linear_probe(f, torch.as_tensor(labels[:240]), fv, torch.as_tensor(labels[240:]), 10, **kw)
+    assert (r["top1"], r["top5"]) == (ref["top1"], ref["top5"])
+    # no cap: the same as with one read of the whole split
+    whole = probe_model(net, _Split(images[:240], labels[:240]), np.arange(240), val, 10, chunk=10_000, **kw)
+    chunked = probe_model(net, _Split(images[:240], labels[:240]), np.arange(240), val, 10, chunk=64, **kw)
+    assert whole["per_layer_holdout"] == chunked["per_layer_holdout"] and whole["top1"] == chunked["top1"]
+    assert whole["selection_count"] == 240
+    with pytest.raises(ValueError, match="hold out"):
+        probe_model(net, train, np.arange(240), val, 10, select_max=10, **kw)

@@ -188,6 +188,9 @@ class EvaluateConfig:
     probe_holdout_fraction: float = opt(0.1, "Slice of train held out to choose the probed layer.",
                                         exclusive_minimum=0.0, maximum=0.5)
     probe_max_train: int = opt(0, "Cap on probe training images (0 = the whole train split).", minimum=0)
+    probe_select_max: int = opt(50000, "The probed layer is chosen on a random subset of at most this many of the "
+                                "probe's training images (every layer's features of those only); 0 = all of them.",
+                                minimum=0)
 
 
 @dataclass(frozen=True)

@@ -152,10 +152,9 @@ def probe(args):
     net, _, meta = load_trained(args.model, device, use_ema=True)
     tr, va = PreparedSplit(args.data, "train"), PreparedSplit(args.data, "val")
     idx = subsample(len(tr), e.probe_max_train) if e.probe_max_train else np.arange(len(tr))
-    res = probe_model(net, tr.take(idx), tr.labels[idx], va.all_images(), va.labels, tr.num_classes,
-                      holdout_fraction=e.probe_holdout_fraction, epochs=e.probe_epochs,
-                      warmup_epochs=e.probe_warmup_epochs, batch_size=e.probe_batch_size, base_lr=e.probe_base_lr,
-                      device=device)
+    res = probe_model(net, tr, idx, va, tr.num_classes, holdout_fraction=e.probe_holdout_fraction,
+                      epochs=e.probe_epochs, warmup_epochs=e.probe_warmup_epochs, batch_size=e.probe_batch_size,
+                      base_lr=e.probe_base_lr, select_max=e.probe_select_max, device=device)
     res.update({k: meta[k] for k in ("scale", "method", "seed", "step")}, code_hash=args.code_hash)
     write_json(args.out, res)
     run = tracking.Run(tracking.uri_of(args.tracking), cfg.name, "",

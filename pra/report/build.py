@@ -304,7 +304,7 @@ def readme_text(cfg: ExperimentConfig, built: list, summaries: dict, ref: dict, 
                                         "rollout's, on shared draws, with intervals" for a in summaries},
                "runs": "every trained run: FID, IS, KID, precision/recall, class agreement, probe",
                "scaling": "FID against model size, paper and measured",
-               "probe": "linear probing (MAE protocol), layer chosen on held-out train",
+               "probe": "linear probing (MAE-style, no augmentation), layer chosen on held-out train",
                "along_training": "proxy FID and class agreement per snapshot, EMA and raw weights, and the cost "
                                  "of one evaluation",
                "guidance": "the guidance sweep of every run: proxy FID per scale and the chosen scale"}

@@ -153,7 +153,7 @@ def runs_table(rows: list[dict], floor: dict, probes: dict, extractor: str, refe
              f"precision/recall with k={prc_k}."
              + (" Class acc.: fraction of samples the same classifier assigns to the class they were conditioned "
                 f"on (the classifier's own val accuracy: {classifier_acc:.3f})." if classifier_acc is not None else "")
-             + " Probe: MAE linear-probe top-1 on the val split, layer chosen on a held-out slice of train."
+             + " Probe: MAE-style linear-probe top-1 on the val split, layer chosen on a held-out slice of train."
              " The last row is the floor: the real val split scored exactly like a sample."]
     return Table("runs", "Sample quality of every run", pd.DataFrame(recs), notes)
 
@@ -225,9 +225,10 @@ def probe_table(probes: dict, dataset: str = "embedded digits 32x32") -> Table:
                      "fast probe top-1 per layer": " ".join(fmt(x["top1"], 2) for x in p["fast_probe"]),
                      "source": f"measured here ({dataset.rsplit(' ', 1)[0]} val split)"})
     return Table("probe", "Linear probing", pd.DataFrame(recs),
-                 ["MAE protocol on the frozen EMA generator (null label, teacher-forced on clean images, "
-                  "average-pooled block output, BN without affine + linear, LARS, warm-up + cosine); the layer is "
-                  "chosen on a held-out slice of train and reported on val. Fast probe (Adam, one head per layer): "
+                 ["MAE's probe recipe on the frozen EMA generator (null label, teacher-forced on clean images, "
+                  "average-pooled block output, BN without affine + linear, LARS, warm-up + cosine), without its "
+                  "augmentation; the layer is chosen on a held-out slice of train (iGPT's choice; MAE probes the last "
+                  "layer) and reported on val. Fast probe (Adam, one head per layer): "
                   "labelled, for ablations only."])
 
 

@@ -168,7 +168,7 @@ rule evaluate_snapshots:
 
 
 rule probe:
-    """Linear probing of the frozen generator (MAE recipe; plus the labelled fast probe)."""
+    """Linear probing of the frozen generator (MAE-style recipe; plus the labelled fast probe)."""
     input:
         model=f"{RUN}/model.pt",
         data=MANIFEST,
