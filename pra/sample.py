@@ -3,7 +3,9 @@
 Labels are balanced (per_class of each class). They are cut into fixed batches; batch b draws its
 noise from a generator seeded by (seed, b), so the samples do not depend on how batches are spread
 over shards, jobs or GPUs: shard k of n generates batches k, k+n, ..., and `gather` interleaves the
-shards back into label order. Exactly N = per_class x classes samples are made, so no over-sampling
+shards back into batch order, then shuffles them by a fixed permutation (numpy's default_rng of the sampling
+seed): ADM's evaluator computes the Inception Score on consecutive splits of 5,000 images, which in label order
+would each hold a tenth of the classes. Exactly N = per_class x classes samples are made, so no over-sampling
 and trimming is needed. Output: `arr_0` uint8 [N, H, W, C] (the ADM evaluator's layout) and `labels`.
 """
 from __future__ import annotations
@@ -96,7 +98,8 @@ def sample_to_npz(model_path: str | Path, out_path: str | Path, s: SampleConfig,
 
 
 def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str | Path | None = None) -> dict:
-    """Concatenate shards in batch order into one npz; checks the count and that nothing is missing."""
+    """Concatenate shards into one npz in a fixed shuffled order (the module's docstring); checks the count, that
+    nothing is missing and that the shards agree."""
     from pra.io import read_json
 
     parts = [np.load(p) for p in shard_paths]
@@ -115,12 +118,16 @@ def gather(shard_paths: list[str | Path], out_path: str | Path, *, png_dir: str 
     if len(labels) != expected or sorted({i["shard"] for i in infos}) != list(range(infos[0]["num_shards"])):
         raise RuntimeError(f"gather: {len(labels)} samples from shards {[i['shard'] for i in infos]}, "
                            f"expected {expected} from {infos[0]['num_shards']} shards")
+    seed = infos[0]["sampling"]["seed"]
+    shuffle = np.random.default_rng(seed).permutation(len(labels))
+    images, labels = images[shuffle], labels[shuffle]
     with atomic_path(out_path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, arr_0=images, labels=labels)
     info = {**{k: v for k, v in infos[0].items() if k not in ("shard", "seconds", "count")},
             "count": int(len(labels)), "seconds": float(sum(i["seconds"] for i in infos)),
-            "per_class": np.bincount(labels).tolist()}
+            "per_class": np.bincount(labels).tolist(),
+            "order": f"batch order shuffled by numpy.random.default_rng({seed}).permutation({len(labels)})"}
     if png_dir:
         from PIL import Image
 

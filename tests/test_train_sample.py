@@ -139,8 +139,12 @@ def test_shards_gather_into_the_adm_npz(tmp_path, trained):
                   png_dir=tmp_path / "png")
     full, lf = load_npz(tmp_path / "all.npz")
     got, lg = load_npz(tmp_path / "gathered.npz")
-    # same images as one job, in label order, in the ADM evaluator's layout
-    assert np.array_equal(got, full) and np.array_equal(lg, lf)
+    # the same images as one job, shuffled by the permutation of the sampling seed, in the ADM evaluator's layout:
+    # consecutive splits (ADM's Inception Score takes splits of 5,000) hold every class, not a run of a few
+    order = np.random.default_rng(s.seed).permutation(20)
+    assert np.array_equal(got, full[order]) and np.array_equal(lg, lf[order])
+    assert np.array_equal(lf, np.sort(lf)) and len(set(lg[:10].tolist())) >= 5
+    assert info["order"] == f"batch order shuffled by numpy.random.default_rng({s.seed}).permutation(20)"
     with np.load(tmp_path / "gathered.npz") as f:
         assert f["arr_0"].dtype == np.uint8 and f["arr_0"].shape == (20, 16, 16, 1)
     assert info["count"] == 20 and info["per_class"] == [2] * 10
