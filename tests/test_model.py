@@ -441,3 +441,27 @@ def test_guided_rollout_conditions_on_the_class_and_the_null_label_on_the_same_p
         torch.testing.assert_close(uncond, net.trunk(r.patches[:, :i], null)[:, -1])
         assert w == pytest.approx(1 + 2.0 * i / 15)
     torch.testing.assert_close(r.patches, net.to_pixels(r.states, r.hidden))
+
+
+def test_codec_and_ar_model_exchange_values_not_gradients():
+    """The default objective: the codec (encoder, decoder) learns only from the reconstruction and moment losses,
+    the trunk and head only from the head loss. With those two losses off, no gradient reaches the codec; with
+    them on, the trunk's and head's gradients do not move (docs/method.md)."""
+    cfg, net = make("pra")
+    net.train()
+    x = torch.rand(6, 16, GEOM.patch_dim, dtype=torch.double, generator=generator(3)) * 2 - 1
+    y = torch.arange(6) % 10
+
+    def grads(recon, moment):
+        c = tiny_config(method={"recon_weight": recon, "moment_weight": moment})
+        net.zero_grad(set_to_none=True)
+        Objective("pra", c.model, c.method, latent=True)(net, x, y, generator(0))[0].backward()
+        return {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in net.named_parameters()}
+
+    off, on = grads(0.0, 0.0), grads(1.0, 0.1)
+    codec = [n for n in off if n.startswith(("encoder.", "decoder."))]
+    ar = [n for n in off if n.startswith(("trunk.", "head."))]
+    assert codec and ar
+    assert all(off[n].abs().max() == 0 for n in codec)
+    assert any(on[n].abs().max() > 0 for n in codec)
+    assert all(torch.equal(off[n], on[n]) for n in ar)
