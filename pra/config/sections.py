@@ -157,12 +157,13 @@ class EvaluateConfig:
                               "since classifiers trained on different CPU types differ, and so do their feature "
                               "spaces. Empty = train one here.")
     fid_reference: str = opt("train", "Real split the samples are compared with.", choices=["train", "val"])
-    inception_weights: str = opt("", "Local path of torch-fidelity's pt_inception-2015-12-05 weights "
-                                 "(ImageNet runs; download weights-inception-2015-12-05-6726825d.pth from "
-                                 "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0); empty = use the "
-                                 "classifier trained here.")
-    reference_stats: str = opt("", "Local path of reference statistics (npz with mu, sigma), e.g. ADM's "
-                               "VIRTUAL_imagenet256_labeled.npz; empty = compute from the reference split.")
+    inception_weights: str = opt("", "Local path of torch-fidelity's Inception weights (ImageNet runs; download "
+                                 "weights-inception-2015-12-05-6726825d.pth from "
+                                 "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0; its sha256 starts "
+                                 "with 6726825d); empty = use the classifier trained here.")
+    reference_stats: str = opt("", "Local path of ADM's reference batch (npz with mu, sigma and its images arr_0), "
+                               "e.g. VIRTUAL_imagenet256_labeled.npz, converted once by the reference job; empty = "
+                               "compute from the reference split.")
     reference_features: int = opt(10000, "Reference images whose features are kept for KID and precision/"
                                   "recall (a fixed random subset); FID statistics use the whole split.", minimum=10)
     kid_subset_size: int = opt(1000, "KID subset size (capped at the number of samples).", minimum=2)
