@@ -82,7 +82,7 @@ COMMANDS = {  # name: (job, help, arguments)
                 arg("--guidance", help="guidance.json of sweep-guidance: sample at its chosen scale"),
                 arg("--shard", type=int, default=0, help="this job's shard of the samples"),
                 arg("--num-shards", type=int, default=1, help="shards the samples are split into")]),
-    "gather": ("pra.sample:gather_job", "sample shards -> one npz in label order",
+    "gather": ("pra.sample:gather_job", "sample shards -> one npz in a fixed shuffled order",
                [arg("--shards", nargs="+", required=True, help="the sample jobs' shard npz files"), OUT,
                 arg("--png-dir", help="also write every sample as a PNG here")]),
     "evaluate": ("pra.evaluate.jobs:evaluate", "FID/IS/KID/precision/recall (+ class agreement) of a sample npz",

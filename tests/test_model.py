@@ -440,6 +440,7 @@ def test_guided_rollout_conditions_on_the_class_and_the_null_label_on_the_same_p
         torch.testing.assert_close(cond, net.trunk(r.patches[:, :i], y)[:, -1])
         torch.testing.assert_close(uncond, net.trunk(r.patches[:, :i], null)[:, -1])
         assert w == pytest.approx(1 + 2.0 * i / 15)
+        torch.testing.assert_close(r.hidden[:, i], cond)
     torch.testing.assert_close(r.patches, net.to_pixels(r.states, r.hidden))
 
 

@@ -159,8 +159,8 @@ class EvaluateConfig:
     fid_reference: str = opt("train", "Real split the samples are compared with.", choices=["train", "val"])
     inception_weights: str = opt("", "Local path of torch-fidelity's Inception weights (ImageNet runs; download "
                                  "weights-inception-2015-12-05-6726825d.pth from "
-                                 "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0; its sha256 starts "
-                                 "with 6726825d); empty = use the classifier trained here.")
+                                 "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0); empty = use the classifier trained "
+                                 "here.")
     reference_stats: str = opt("", "Local path of ADM's reference batch (npz with mu, sigma and its images arr_0), "
                                "e.g. VIRTUAL_imagenet256_labeled.npz, converted once by the reference job; empty = "
                                "compute from the reference split.")

@@ -86,7 +86,7 @@ rule sample:
 
 
 rule gather_samples:
-    """All shards -> one uint8 npz (arr_0, labels) in label order, as the ADM evaluator reads it."""
+    """All shards -> one uint8 npz (arr_0, labels) in a fixed shuffled order, as the ADM evaluator reads it."""
     input:
         npz=expand(f"{RUN}/samples/shard-{{shard}}.npz", shard=range(EXP.sample.shards), allow_missing=True),
         info=expand(f"{RUN}/samples/shard-{{shard}}.json", shard=range(EXP.sample.shards), allow_missing=True),
