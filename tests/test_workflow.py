@@ -243,10 +243,12 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     (root / "val" / "n01440764").mkdir(parents=True)
     weights = tmp_path / "weights-inception.pth"
     weights.write_bytes(b"")
+    batch = tmp_path / "VIRTUAL_imagenet256_labeled.npz"
+    batch.write_bytes(b"")
     over = tmp_path / "paths.yaml"
     over.write_text(yaml.safe_dump({"name": f"dry-{uuid.uuid4().hex[:6]}",
                                     "data": {"root": str(root)}, "evaluate": {"inception_weights": str(weights),
-                                                                              "reference_stats": ""}}))
+                                                                              "reference_stats": str(batch)}}))
     p = run(snakemake(tmp_path / "work", "-n", "-p", "all", "--configfile", ROOT / "experiments/imagenet256.yaml",
                       over))
     out = p.stdout + p.stderr
@@ -259,6 +261,9 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     assert "gpu=8" in out and "runtime=2880" in out  # PRA-L's per-scale runtime
     assert re.search(r"gpu=0, gres=gpu:8, nodes=4, tasks=4, tasks_per_gpu=0, mpi=srun", out), out[-3000:]
     assert "train_classifier" not in out  # Inception features: no digits classifier
+    # ADM's reference batch is an input of the reference job: a replaced file reruns its conversion
+    block = out[out.index("rule reference:"):]
+    assert str(batch) in block[:block.index("output:")]
     # the guidance is chosen per run on a 5K proxy sample, then the 50K sample is drawn at the choice
     sweeps = [ln for ln in out.splitlines() if " -m pra sweep-guidance " in ln]
     samples = [ln for ln in out.splitlines() if " -m pra sample " in ln]

@@ -49,10 +49,12 @@ else:
 
 
 rule reference:
-    """Reference statistics of real images (or the user's file) and the real validation split's floor."""
+    """Reference statistics of real images (or the user's reference batch, converted) and the real validation
+    split's floor."""
     input:
         data=MANIFEST,
         classifier=classifier_input,
+        reference_batch=EXP.evaluate.reference_stats or [],  # a replaced file reruns the conversion
     output:
         npz=REFERENCE,
         info=f"{RESULTS}/reference/reference.json",
