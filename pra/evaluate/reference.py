@@ -76,14 +76,13 @@ def convert_adm_reference(path: str | Path, space: FeatureSpace, out: str | Path
             raise ValueError(f"{name}: mu {mu.shape} and sigma {sigma.shape} are not statistics of Inception's "
                              f"{INCEPTION_DIM}-d pool3 features")
         images = f["arr_0"] if "arr_0" in keys else None
-    if images is not None and (images.dtype != np.uint8 or images.ndim != 4
-                               or images.shape[1:3] != (resolution, resolution)):
-        raise ValueError(f"{name}: its images arr_0 are {images.dtype} {list(images.shape)}, this experiment's are "
-                         f"uint8 at {resolution}x{resolution} (data.resolution): a reference batch of another "
-                         "resolution would score every sample against the wrong statistics")
     if images is None:
         raise ValueError(f"{name}: no images (arr_0), so the resolution its statistics were computed at cannot be "
                          "checked and KID and precision/recall have no reference features")
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:3] != (resolution, resolution):
+        raise ValueError(f"{name}: its images arr_0 are {images.dtype} {list(images.shape)}, this experiment's are "
+                         f"uint8 at {resolution}x{resolution} (data.resolution): a reference batch of another "
+                         "resolution would score every sample against the wrong statistics")
     features = extract(images, space, device=device)[space.layers["prc"]]
     desc = (f"{name} (ADM reference batch: its mu/sigma; {len(images)} images of arr_0 for KID/precision/recall; "
             f"sha256 {file_sha256(path)[:16]})")
