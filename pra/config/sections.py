@@ -161,6 +161,12 @@ class EvaluateConfig:
                                  "weights-inception-2015-12-05-6726825d.pth from "
                                  "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0); empty = use the classifier trained "
                                  "here.")
+    inception_sha256_prefix: str = opt("6726825d", "What the Inception weights file's sha256 must start with: the "
+                                       "hash part of the published file's name (torch.hub's naming convention). A "
+                                       "file that differs is refused before any job starts; empty accepts any file "
+                                       "(its scores are then not comparable with ADM's reference statistics or "
+                                       "published numbers; its digest is recorded with them).",
+                                       pattern="^[0-9a-fA-F]{0,64}$")
     reference_stats: str = opt("", "Local path of ADM's reference batch (npz with mu, sigma and its images arr_0), "
                                "e.g. VIRTUAL_imagenet256_labeled.npz, converted once by the reference job; empty = "
                                "compute from the reference split.")

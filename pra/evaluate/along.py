@@ -52,7 +52,7 @@ def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, refer
     scale the run's sweep chose (None: sample.cfg_scale)."""
     from pra.evaluate.metrics import feature_space, load_reference
 
-    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    space = feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
     ref = load_reference(reference)
     points = snapshot_files(snapshots) + [(None, Path(final_model))]
     rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device, cfg_scale)

@@ -27,7 +27,7 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     s = cfg.sample
     if not s.cfg_sweep:
         raise ValueError("sample.cfg_sweep is empty: nothing to sweep (sample.cfg_scale is used as it is)")
-    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    space = feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
     ref = load_reference(reference)
     net, trained_cfg, meta = load_trained(model, device, use_ema=s.use_ema)
     net = sampling_net(net, cfg.speed, device)  # the final sample job's precision: the choice is made as it samples
