@@ -28,8 +28,48 @@ def test_training_lowers_the_loss(tmp_path, prepared, method):
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "state.pt").exists()
 
 
+def test_random_flip_mirrors_about_half_of_each_batch_and_draws_nothing_when_off(prepared):
+    """train.random_flip: every image of a batch is the prepared image or its left-right mirror, about half are
+    mirrored, each rank gets its slice of one global draw; off, the batches are exactly the unflipped ones (no
+    draw, so runs without it are unchanged)."""
+    from pra.data.dataset import PreparedSplit
+    from pra.distributed import DistInfo
+    from pra.model.patches import patchify, to_unit
+    from pra.train import Batches
+
+    data = PreparedSplit(prepared, "train")
+    on, off = tiny_config(train={"batch_size": 64, "random_flip": True}), tiny_config(train={"batch_size": 64})
+    a, b = Batches(data, on, 3, DistInfo(), torch.device("cpu")), Batches(data, off, 3, DistInfo(), torch.device("cpu"))
+    assert not off.train.random_flip
+    def indices(batches):  # the indices the next batch will take, from a copy of its generator
+        gen = torch.Generator()
+        gen.set_state(batches.gen.get_state())
+        return torch.randint(len(data), (64,), generator=gen).numpy()
+
+    assert np.array_equal(indices(a), indices(b))  # the flips are drawn after the indices
+    mirrored = []
+    for _ in range(4):
+        plain_off, plain = data.take(indices(b)), data.take(indices(a))
+        x_off, _ = b.next()
+        assert torch.equal(x_off, patchify(to_unit(torch.from_numpy(plain_off)), off.model.patch_size))
+        idx = indices(a)
+        x_on, y_on = a.next()
+        as_is = patchify(to_unit(torch.from_numpy(plain)), on.model.patch_size)
+        mirror = patchify(to_unit(torch.from_numpy(plain[:, :, ::-1].copy())), on.model.patch_size)
+        same = [torch.equal(x_on[i], as_is[i]) for i in range(64)]
+        flipped = [torch.equal(x_on[i], mirror[i]) for i in range(64)]
+        assert all(s or m for s, m in zip(same, flipped))
+        mirrored += [m for s, m in zip(same, flipped) if s != m]  # images that differ from their mirror
+        assert torch.equal(y_on, torch.from_numpy(data.labels[idx]))
+    assert 0.3 < np.mean(mirrored) < 0.7, np.mean(mirrored)
+    # two ranks: each gets its half of the one global batch, flips included
+    full = Batches(data, on, 5, DistInfo(), torch.device("cpu")).next()[0]
+    halves = [Batches(data, on, 5, DistInfo(rank=r, world=2), torch.device("cpu")).next()[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), full)
+
+
 def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared):
-    cfg = tiny_config(method={"p_token": 0.5})
+    cfg = tiny_config(method={"p_token": 0.5}, train={"random_flip": True})  # the flips are drawn after a resume too
     full = tmp_path / "full"
     train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=full, progress=False)
     part = tmp_path / "part"

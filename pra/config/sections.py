@@ -118,6 +118,10 @@ class TrainConfig:
     ckpt_every: int = opt(500, "Steps between resumable checkpoints.", minimum=1)
     threads: int = opt(1, "CPU threads per training job.", minimum=1)
     precision: str = opt("auto", "'auto' = bf16 autocast on CUDA, fp32 on CPU.", choices=["auto", "fp32", "bf16"])
+    random_flip: bool = opt(False, "Mirror each training image left-right with probability 1/2 (drawn with the batch "
+                            "indices, so resumable). Off for digits, whose mirror images are not digits; on in "
+                            "experiments/imagenet256.yaml, as ADM, DiT and MAR train on ImageNet (the paper does not "
+                            "state its augmentation).", reconstruction=True)
 
 
 @dataclass(frozen=True)
