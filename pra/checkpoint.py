@@ -68,13 +68,20 @@ def run_record(config: dict, *, scale: str, method: str, seed: int, geometry: Ge
             "geometry": asdict(geometry), "params": params, "code_hash": code_hash, "data": data}
 
 
+MANIFEST_RUN_FIELDS = ("source", "reused_shards")  # where the raw folder was and how much a re-run reused
+
+
 def data_digest(data_dir: str | Path) -> str:
-    """sha256 of the prepared data's manifest.json (its shards, counts and settings)."""
+    """sha256 of the prepared data's manifest (its shards with the key of their inputs, counts, settings and
+    loader), without the fields that describe the preparing run rather than the data: the same data prepared
+    again, or from the same folder mounted elsewhere, has the same digest."""
     import hashlib
+    import json
 
     d = Path(data_dir)
     d = d if d.name == "manifest.json" else d / "manifest.json"
-    return hashlib.sha256(d.read_bytes()).hexdigest()[:16]
+    m = {k: v for k, v in json.loads(d.read_text()).items() if k not in MANIFEST_RUN_FIELDS}
+    return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save_model(path: str | Path, record: dict, model: TrainedModel, *, step: int, mlflow_run_id: str | None) -> None:

@@ -168,6 +168,27 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path, trained):
     assert np.bincount(la).tolist() == [2] * 10  # class-balanced
 
 
+def test_a_non_finite_sample_stops_sampling_and_writes_nothing(tmp_path, trained, monkeypatch):
+    """A diverging rollout (NaN or inf pixels) would become black or white images that the metrics score;
+    sampling stops instead, naming the batch, and no sample file is written."""
+    import dataclasses
+
+    from pra import sample as S
+
+    real = S.rollout
+
+    def diverging(*args, **kwargs):
+        r = real(*args, **kwargs)
+        p = r.patches.clone()
+        p[1, 3, 0] = float("inf")
+        return dataclasses.replace(r, patches=p)
+
+    monkeypatch.setattr(S, "rollout", diverging)
+    with pytest.raises(S.NonFiniteSamplesError, match="batch 0: 1 of 10 samples have non-finite pixels"):
+        sample_to_npz(trained, tmp_path / "a.npz", tiny_config().sample)
+    assert not (tmp_path / "a.npz").exists()
+
+
 def test_shards_gather_into_the_adm_npz(tmp_path, trained):
     from pra.sample import gather
 
