@@ -156,7 +156,10 @@ def test_inception_weights_other_than_the_published_file_are_refused_unless_acce
 
     from pra.evaluate.inception_file import PUBLISHED_NAME, PUBLISHED_SHA256_PREFIX, check_inception_weights
 
-    assert PUBLISHED_NAME.rsplit("-", 1)[1] == PUBLISHED_SHA256_PREFIX + ".pth"
+    from pra.config import EvaluateConfig
+
+    # the config's default is the published name's hash part (two literals: the config imports no evaluation code)
+    assert EvaluateConfig().inception_sha256_prefix == PUBLISHED_SHA256_PREFIX == PUBLISHED_NAME.rsplit("-")[-1][:-4]
     digest = hashlib.sha256(random_inception.read_bytes()).hexdigest()
     assert not digest.startswith(PUBLISHED_SHA256_PREFIX)
     imgs = np.zeros((2, 32, 32, 3), dtype=np.uint8)
@@ -169,6 +172,8 @@ def test_inception_weights_other_than_the_published_file_are_refused_unless_acce
         check_inception_weights(random_inception, digest[:-1] + ("0" if digest[-1] != "0" else "1"))
     with pytest.raises(FileNotFoundError, match="does not exist.*torch-fidelity"):
         check_inception_weights(random_inception.parent / "missing.pth", "")
+    with pytest.raises(FileNotFoundError, match="is a folder, not the weights file"):
+        check_inception_weights(random_inception.parent, "")
 
 
 def test_inception_refuses_clearly_without_weights(tmp_path):

@@ -143,6 +143,9 @@ def test_a_reprepare_keeps_the_data_digest_and_a_changed_loader_rebuilds_every_s
     m = prepare(moved, out, val_labels=moved / "LOC_val_solution.csv", **kw)
     assert m["reused_shards"] == clean and m["source"] != first["source"]
     assert data_digest(out) == digest
+    (moved / "train" / WNIDS[0] / "notes.txt").write_text("a file that is not an image")
+    m = prepare(moved, out, val_labels=moved / "LOC_val_solution.csv", **kw)
+    assert m["splits"]["train"]["not_images"] == 1 and data_digest(out) == digest
     before = PreparedSplit(out, "train").all_images()
     assert len(first["loader"]) == 16 and P.loader_identity() == first["loader"]
     monkeypatch.setattr(P, "loader_identity", lambda: "another crop")
@@ -157,11 +160,14 @@ def test_hidden_folders_are_not_classes_and_other_files_are_counted(tmp_path, fa
     (fake_imagenet / "train" / ".ipynb_checkpoints").mkdir()
     (fake_imagenet / "train" / WNIDS[0] / ".DS_Store").write_bytes(b"x")
     (fake_imagenet / "train" / WNIDS[1] / "README.txt").write_text("notes")
+    (fake_imagenet / "train" / "stray.JPEG").write_bytes((fake_imagenet / "train" / WNIDS[1] / f"{WNIDS[1]}_0.JPEG")
+                                                       .read_bytes())  # an image beside the class folders
     m = prepare(fake_imagenet, tmp_path / "prep", resolution=16, channels=3, shard_size=4, workers=1,
                 progress=False, on_bad_image="skip", val_labels=fake_imagenet / "LOC_val_solution.csv")
     assert m["classes"] == WNIDS
-    assert m["splits"]["train"]["not_images"] == 1
-    assert m["splits"]["train"]["not_images_first"] == [os.path.join("train", WNIDS[1], "README.txt")]
+    assert m["splits"]["train"]["not_images"] == 2
+    assert m["splits"]["train"]["not_images_first"] == [os.path.join("train", "stray.JPEG"),
+                                                        os.path.join("train", WNIDS[1], "README.txt")]
 
 
 def test_a_fixed_image_is_read_again(tmp_path):

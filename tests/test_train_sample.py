@@ -47,8 +47,13 @@ def test_random_flip_mirrors_about_half_of_each_batch_and_draws_nothing_when_off
         return torch.randint(len(data), (64,), generator=gen).numpy()
 
     assert np.array_equal(indices(a), indices(b))  # the flips are drawn after the indices
+    from pra.runtime import generator
+
+    own = generator(3 * 1000 + 1)  # what Batches draws from, followed independently: off, nothing else is drawn
+    expected_off = [torch.randint(len(data), (64,), generator=own).numpy() for _ in range(4)]
     mirrored = []
-    for _ in range(4):
+    for k in range(4):
+        assert np.array_equal(indices(b), expected_off[k])
         plain_off, plain = data.take(indices(b)), data.take(indices(a))
         x_off, _ = b.next()
         assert torch.equal(x_off, patchify(to_unit(torch.from_numpy(plain_off)), off.model.patch_size))
@@ -68,8 +73,9 @@ def test_random_flip_mirrors_about_half_of_each_batch_and_draws_nothing_when_off
     assert torch.equal(torch.cat(halves), full)
 
 
-def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared):
-    cfg = tiny_config(method={"p_token": 0.5}, train={"random_flip": True})  # the flips are drawn after a resume too
+@pytest.mark.parametrize("flip", [False, True])
+def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared, flip):
+    cfg = tiny_config(method={"p_token": 0.5}, train={"random_flip": flip})
     full = tmp_path / "full"
     train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=full, progress=False)
     part = tmp_path / "part"
@@ -187,6 +193,38 @@ def test_a_non_finite_sample_stops_sampling_and_writes_nothing(tmp_path, trained
     with pytest.raises(S.NonFiniteSamplesError, match="batch 0: 1 of 10 samples have non-finite pixels"):
         sample_to_npz(trained, tmp_path / "a.npz", tiny_config().sample)
     assert not (tmp_path / "a.npz").exists()
+
+
+def test_a_guidance_scale_with_non_finite_samples_is_recorded_and_never_chosen(tmp_path, trained, monkeypatch):
+    """The sweep scores every scale; one whose samples diverge is kept as a row without a FID and cannot be
+    chosen; if every scale diverges the sweep stops, naming the sweep."""
+    from pra.evaluate import guidance, metrics, proxy
+    from pra.sample import NonFiniteSamplesError
+
+    fids = {1.0: 30.0, 2.0: None, 3.0: 40.0}
+
+    def fake_proxy(net, flow, s, **kw):
+        if fids[s.cfg_scale] is None:
+            raise NonFiniteSamplesError("sampling batch 0: 3 of 10 samples have non-finite pixels")
+        return {"fid": fids[s.cfg_scale], "kid": 0.0, "num_samples": 10, "seconds": 0.1}
+
+    monkeypatch.setattr(proxy, "proxy_metrics", fake_proxy)
+    monkeypatch.setattr(metrics, "load_reference", lambda path: {})
+    cfg = tiny_config(sample={"cfg_sweep": [3.0, 2.0, 1.0]})
+    out = guidance.sweep(trained, cfg, reference="ref.npz", classifier="clf.pt", device="cpu")
+    assert out["chosen"] == 1.0
+    assert [r["fid"] for r in out["rows"]] == [40.0, None, 30.0] and "non-finite" in out["rows"][1]["non_finite"]
+    # the report's table and figure show such a row
+    from pra.report.figures import guidance_sweep
+    from pra.report.tables import guidance_table
+
+    key = ("tiny-XS", "pra", "pra", 0)
+    assert guidance_table({key: out}).frame["proxy FID ↓"].tolist() == ["40.00", "non-finite samples", "30.00"]
+    guidance_sweep({key: out}, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    fids.update({1.0: None, 3.0: None})
+    with pytest.raises(NonFiniteSamplesError, match="every guidance scale"):
+        guidance.sweep(trained, cfg, reference="ref.npz", classifier="clf.pt", device="cpu")
 
 
 def test_shards_gather_into_the_adm_npz(tmp_path, trained):

@@ -169,7 +169,7 @@ class EvaluateConfig:
                                        "hash part of the published file's name (torch.hub's naming convention). A "
                                        "file that differs is refused before any job starts; empty accepts any file "
                                        "(its scores are then not comparable with ADM's reference statistics or "
-                                       "published numbers; its digest is recorded with them).",
+                                       "published numbers; the report's scoring record keeps its digest).",
                                        pattern="^[0-9a-fA-F]{0,64}$")
     reference_stats: str = opt("", "Local path of ADM's reference batch (npz with mu, sigma and its images arr_0), "
                                "e.g. VIRTUAL_imagenet256_labeled.npz, converted once by the reference job; empty = "

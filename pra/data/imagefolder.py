@@ -47,11 +47,11 @@ def list_split(root: str | Path, split: str, classes: list[str],
     not an image's is appended to `skipped`.
     """
     def image(f: Path) -> bool:
-        if f.name.startswith(".") or f.is_dir():
+        if f.name.startswith("."):
             return False
-        if f.suffix.lower() in IMAGE_SUFFIXES:
+        if f.suffix.lower() in IMAGE_SUFFIXES:  # the suffix first: no stat for the images themselves
             return True
-        if skipped is not None:
+        if skipped is not None and not f.is_dir():
             skipped.append(str(f))
         return False
 
@@ -62,6 +62,9 @@ def list_split(root: str | Path, split: str, classes: list[str],
     items = []
     subdirs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
+        for f in sorted(base.iterdir()):  # files beside the class folders are not read, images included: counted
+            if not f.is_dir() and image(f) and skipped is not None:
+                skipped.append(str(f))  # (image() has counted the others)
         for c in subdirs:
             if c not in index:
                 raise ValueError(f"{base / c}: class folder not present in {Path(root) / 'train'}")

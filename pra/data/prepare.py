@@ -53,9 +53,12 @@ class EmptySplitError(RuntimeError):
     pass
 
 
+LOADING_FUNCTIONS = ("load_image", "center_crop_arr")  # pra.data.imagefolder: what turns a file into pixels
+
+
 def loader_identity() -> str:
-    """What decides a shard's pixels besides its files: the loading and cropping code (pra.data.imagefolder's
-    syntax tree, without docstrings) and Pillow's version, whose resampling it calls."""
+    """What decides a shard's pixels besides its files: the loading and cropping functions (their syntax trees,
+    without docstrings; not the module's listing or messages) and Pillow's version, whose resampling they call."""
     import ast
 
     import PIL
@@ -63,8 +66,10 @@ def loader_identity() -> str:
     from pra.codehash import normalised
     from pra.data import imagefolder
 
-    tree = normalised(ast.parse(Path(imagefolder.__file__).read_text()))
-    return hashlib.sha256(f"{tree}\0{PIL.__version__}".encode()).hexdigest()[:16]
+    tree = ast.parse(Path(imagefolder.__file__).read_text())
+    defs = {n.name: normalised(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    code = "\0".join(defs[name] for name in LOADING_FUNCTIONS)
+    return hashlib.sha256(f"{code}\0{PIL.__version__}".encode()).hexdigest()[:16]
 
 
 def _shard_key(items, root: str | Path, resolution: int, channels: int, loader: str) -> str:

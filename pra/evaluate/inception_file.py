@@ -9,6 +9,7 @@ emptied on purpose. No torch import here: the workflow checks the file before an
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 PUBLISHED_NAME = "weights-inception-2015-12-05-6726825d.pth"
@@ -19,20 +20,28 @@ INCEPTION_HELP = ("torch-fidelity's Inception weights are not downloaded at run 
                   "evaluate.inception_weights to its path.")
 
 
+@lru_cache(maxsize=8)
+def _digest(path: str, size: int, mtime_ns: int) -> str:
+    """The file's sha256, once per file state in a process (a sweep or the snapshots extract many times)."""
+    from pra.io import file_sha256
+
+    return file_sha256(path)
+
+
 def check_inception_weights(path: str | Path, sha256_prefix: str) -> str:
     """The file's sha256; raises FileNotFoundError when it is missing and ValueError when the digest does not
     start with `sha256_prefix` (an empty prefix accepts any file)."""
-    from pra.io import file_sha256
-
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"evaluate.inception_weights: {path} does not exist. {INCEPTION_HELP}")
-    digest = file_sha256(path)
+        what = "is a folder, not the weights file" if path.is_dir() else "does not exist"
+        raise FileNotFoundError(f"evaluate.inception_weights: {path} {what}. {INCEPTION_HELP}")
+    st = path.stat()
+    digest = _digest(str(path.resolve()), st.st_size, st.st_mtime_ns)
     if not digest.startswith(sha256_prefix.lower()):
         raise ValueError(
             f"evaluate.inception_weights: {path} has sha256 {digest}, which does not start with "
             f"{sha256_prefix} (evaluate.inception_sha256_prefix; the published {PUBLISHED_NAME} does). Scores "
             f"in these weights' features are not comparable with ADM's reference statistics or published numbers. "
             f"Download the published file ({PUBLISHED_URL}), or set evaluate.inception_sha256_prefix to '' to "
-            "score with this file anyway (its digest is recorded with the metrics).")
+            "score with this file anyway (the report's scoring record in metrics.json keeps its digest).")
     return digest

@@ -213,7 +213,7 @@ if EXP.evaluate.inception_weights:  # the published weights (by their digest), o
 
     try:
         check_inception_weights(EXP.evaluate.inception_weights, EXP.evaluate.inception_sha256_prefix)
-    except ValueError as _e:
+    except (FileNotFoundError, ValueError) as _e:  # a folder given as the file; another file's digest
         raise WorkflowError(f"invalid configuration: {_e}")
 # A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
 CARRIED_CLASSIFIER = os.path.realpath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
