@@ -68,13 +68,24 @@ def run_record(config: dict, *, scale: str, method: str, seed: int, geometry: Ge
             "geometry": asdict(geometry), "params": params, "code_hash": code_hash, "data": data}
 
 
+MANIFEST_RUN_FIELDS = ("source", "reused_shards")  # where the raw folder was and how much a re-run reused
+SPLIT_RUN_FIELDS = ("not_images", "not_images_first")  # files of the raw folder that were not read
+
+
 def data_digest(data_dir: str | Path) -> str:
-    """sha256 of the prepared data's manifest.json (its shards, counts and settings)."""
+    """sha256 of the prepared data's manifest (its shards with the key of their inputs, counts, settings and
+    loader), without the fields that describe the raw folder or the preparing run rather than the data (where
+    the folder was, how many shards a re-run reused, which files were not images): the same data prepared again,
+    or from the same folder mounted elsewhere, has the same digest."""
     import hashlib
+    import json
 
     d = Path(data_dir)
     d = d if d.name == "manifest.json" else d / "manifest.json"
-    return hashlib.sha256(d.read_bytes()).hexdigest()[:16]
+    m = {k: v for k, v in json.loads(d.read_text()).items() if k not in MANIFEST_RUN_FIELDS}
+    m["splits"] = {name: {k: v for k, v in split.items() if k not in SPLIT_RUN_FIELDS}
+                   for name, split in m.get("splits", {}).items()}
+    return hashlib.sha256(json.dumps(m, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def save_model(path: str | Path, record: dict, model: TrainedModel, *, step: int, mlflow_run_id: str | None) -> None:

@@ -41,7 +41,8 @@ SWEEP = tuple(k for k in SAMPLER if k != "sample.cfg_scale") + tuple(
     f"sample.{k}" for k in ("batch_size", "use_ema", "cfg_sweep", "sweep_per_class", "sweep_seed"))
 PROBE = tuple(f"evaluate.probe_{k}" for k in ("max_train", "holdout_fraction", "epochs", "warmup_epochs",
                                                  "batch_size", "base_lr", "select_max"))
-METRICS = tuple(f"evaluate.{k}" for k in ("inception_weights", "kid_subset_size", "prc_neighborhood"))
+METRICS = tuple(f"evaluate.{k}" for k in ("inception_weights", "inception_sha256_prefix", "kid_subset_size",
+                                          "prc_neighborhood"))
 
 # A key some runs of a command read and others do not: the sample job reads sample.cfg_scale only where the run
 # does not sweep the guidance (the sweep's choice replaces it); the reference job reads data.resolution only to

@@ -26,6 +26,10 @@ from pra.rollout import SamplerSettings, balanced_labels, rollout
 from pra.checkpoint import load_trained
 
 
+class NonFiniteSamplesError(RuntimeError):
+    pass
+
+
 def batch_seed(seed: int, batch_index: int) -> int:
     return (int(seed) * 1_000_003 + int(batch_index)) % (2 ** 63)
 
@@ -42,6 +46,11 @@ def generate(net, flow, labels: torch.Tensor, settings: SamplerSettings, *, seed
         lab = labels[b * batch_size:(b + 1) * batch_size].to(device)
         r = rollout(net, flow, lab, settings, generator(batch_seed(seed, b), device), use_cache=use_cache,
                     ode=ode)
+        bad = int((~torch.isfinite(r.patches)).flatten(1).any(1).sum())
+        if bad:  # to_uint8 would turn them into black or white pixels and the metrics would score those
+            raise NonFiniteSamplesError(f"sampling batch {b}: {bad} of {len(lab)} samples have non-finite pixels "
+                                        f"(guidance {settings.cfg_scale:g}; the network's precision and the "
+                                        "guidance are the usual causes); nothing was written")
         images.append(to_uint8(unpatchify(r.patches.float(), g.patch_size, g.channels)).cpu().numpy())
         out_labels.append(lab.cpu().numpy())
         batches.append(np.full(len(lab), b, dtype=np.int64))

@@ -25,7 +25,6 @@ from pathlib import Path
 import yaml
 
 from pra.config import yamlfile
-from pra.io import file_sha256
 from pra.runtime import cpu_kernels, cpu_model
 from pra.typed import ConfigError, build, opt
 
@@ -270,11 +269,12 @@ def feature_digest(cfg, results: Path) -> str:
     if cfg.evaluate.inception_weights:
         path = Path(cfg.evaluate.inception_weights).expanduser()
         path = path if path.is_absolute() else results.parent.parent / path  # relative to the repository
-        if not path.exists():
-            from pra.evaluate.metrics import INCEPTION_HELP
+        from pra.evaluate.inception_file import check_inception_weights
 
-            raise ConfigError(f"evaluate.inception_weights: {path} does not exist. {INCEPTION_HELP}")
-        return file_sha256(path)
+        try:
+            return check_inception_weights(path, cfg.evaluate.inception_sha256_prefix)
+        except (FileNotFoundError, ValueError) as e:
+            raise ConfigError(str(e)) from None
     from pra.evaluate.classifier import load_classifier, weights_sha256
 
     return weights_sha256(load_classifier(results / "classifier" / "classifier.pt"))

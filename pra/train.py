@@ -51,8 +51,13 @@ class Batches:
         """The rank's slice of the next batch on the device (on CUDA copied from pinned memory without
         blocking the host)."""
         idx = torch.randint(len(self.data), (self.cfg.train.batch_size,), generator=self.gen).numpy()
-        idx = idx[self.dinfo.rank * self.local:(self.dinfo.rank + 1) * self.local]
-        x, y = torch.from_numpy(self.data.take(idx)), torch.from_numpy(self.data.labels[idx])
+        mine = slice(self.dinfo.rank * self.local, (self.dinfo.rank + 1) * self.local)
+        idx = idx[mine]
+        images = self.data.take(idx)  # [b, H, W, C] uint8
+        if self.cfg.train.random_flip:  # drawn for the global batch, after its indices (no draw when off)
+            flip = (torch.rand(self.cfg.train.batch_size, generator=self.gen) < 0.5).numpy()[mine]
+            images[flip] = images[flip, :, ::-1]
+        x, y = torch.from_numpy(images), torch.from_numpy(self.data.labels[idx])
         if self.device.type == "cuda":
             x, y = x.pin_memory(), y.pin_memory()
         x = x.to(self.device, non_blocking=True)

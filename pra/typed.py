@@ -96,8 +96,7 @@ def check_value(path: tuple, value, tp, meta: Mapping) -> Any:
         if not math.isfinite(value):
             raise ConfigError(f"config key '{key}': {value!r} is not a finite number")
     if tp is str and meta.get("pattern") is not None and not re.fullmatch(meta["pattern"], value):
-        raise ConfigError(f"config key '{key}': {value!r} does not match {meta['pattern']} (it names files and "
-                          f"folders)")
+        raise ConfigError(f"config key '{key}': {value!r} does not match {meta['pattern']} ({meta['help']})")
     if tp is dict:
         value = json.loads(json.dumps(value))  # a plain, detached copy
     if tp is list:

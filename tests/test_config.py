@@ -117,6 +117,11 @@ def test_snakemake_rejects_bad_config_before_any_job(tmp_path):
         p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
         assert p.returncode != 0 and f"{key}.{next(iter(value))}" in p.stdout + p.stderr, p.stderr[-2000:]
         assert "does not exist" in p.stdout + p.stderr
+    # Inception weights other than the published file (by its digest) are refused before any job starts
+    bad.write_text(yaml.safe_dump({"name": "bad", "evaluate": {"inception_weights": str(tmp_path / "inception.pth")}}))
+    p = run(snakemake(work, "-n", "all", "--configfile", bad), check=False)
+    assert p.returncode != 0 and "does not start with 6726825d" in p.stdout + p.stderr, p.stderr[-2000:]
+    assert "inception_sha256_prefix" in p.stdout + p.stderr
 
 
 def test_cli_reports_bad_json_and_a_missing_folder_without_a_traceback():

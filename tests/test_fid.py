@@ -141,11 +141,39 @@ def random_inception(tmp_path_factory):
 
 
 def test_inception_path_offline_with_local_weights(random_inception):
-    space = FeatureSpace("inception", str(random_inception))
+    space = FeatureSpace("inception", str(random_inception), "")  # random weights: no digest to match
     imgs = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 1), dtype=np.uint8)  # grayscale -> RGB
     f = extract(imgs, space)
     assert f["2048"].shape == (6, 2048) and f["logits_unbiased"].shape[0] == 6
     assert f["2048"].dtype == torch.float64
+
+
+def test_inception_weights_other_than_the_published_file_are_refused_unless_accepted(random_inception):
+    """The published file's name carries the start of its sha256; a file with another digest would score in
+    another feature space, so extraction refuses it (naming the digest and the key) unless the prefix is emptied
+    or names that file's own digest."""
+    import hashlib
+
+    from pra.evaluate.inception_file import PUBLISHED_NAME, PUBLISHED_SHA256_PREFIX, check_inception_weights
+
+    from pra.config import EvaluateConfig
+
+    # the config's default is the published name's hash part (two literals: the config imports no evaluation code)
+    assert EvaluateConfig().inception_sha256_prefix == PUBLISHED_SHA256_PREFIX == PUBLISHED_NAME.rsplit("-")[-1][:-4]
+    digest = hashlib.sha256(random_inception.read_bytes()).hexdigest()
+    assert not digest.startswith(PUBLISHED_SHA256_PREFIX)
+    imgs = np.zeros((2, 32, 32, 3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=f"sha256 {digest}, which does not start with 6726825d .*inception_sha256"):
+        extract(imgs, FeatureSpace("inception", str(random_inception)))
+    assert check_inception_weights(random_inception, "") == digest
+    assert check_inception_weights(random_inception, digest[:8].upper()) == digest
+    assert check_inception_weights(random_inception, digest) == digest
+    with pytest.raises(ValueError, match="does not start with"):
+        check_inception_weights(random_inception, digest[:-1] + ("0" if digest[-1] != "0" else "1"))
+    with pytest.raises(FileNotFoundError, match="does not exist.*torch-fidelity"):
+        check_inception_weights(random_inception.parent / "missing.pth", "")
+    with pytest.raises(FileNotFoundError, match="is a folder, not the weights file"):
+        check_inception_weights(random_inception.parent, "")
 
 
 def test_inception_refuses_clearly_without_weights(tmp_path):
@@ -167,7 +195,7 @@ def test_adm_reference_batch_is_converted_once_and_checked(tmp_path, random_ince
     images = rng.integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
     adm = tmp_path / "VIRTUAL_ref.npz"
     np.savez(adm, mu=mu.astype(np.float32), sigma=(a @ a.T).astype(np.float32), arr_0=images)
-    space = FeatureSpace("inception", str(random_inception))
+    space = FeatureSpace("inception", str(random_inception), "")  # random weights: no digest to match
     info = convert_adm_reference(adm, space, tmp_path / "reference.npz", resolution=32)
     ref = load_reference(tmp_path / "reference.npz")
     assert ref["stats"]["mu"].dtype == np.float64 and np.array_equal(ref["stats"]["mu"], mu.astype(np.float32))

@@ -121,6 +121,55 @@ def test_prepare_resumes_finished_shards(tmp_path, fake_imagenet):
     assert m["reused_shards"] == 0 and PreparedSplit(out, "train").all_images().shape[1] == 8
 
 
+def test_a_reprepare_keeps_the_data_digest_and_a_changed_loader_rebuilds_every_shard(tmp_path, fake_imagenet,
+                                                                                     monkeypatch):
+    """The training checkpoint's data digest is the data's, not the preparing run's: the same folder prepared
+    again, or mounted elsewhere, reuses its shards and keeps the digest (a resume stays possible); a change of
+    the loading code or of Pillow (loader_identity) rebuilds every shard and changes the digest."""
+    import shutil
+
+    from pra.checkpoint import data_digest
+    from pra.data import prepare as P
+
+    out = tmp_path / "prep"
+    kw = dict(resolution=16, channels=3, shard_size=4, workers=1, progress=False, on_bad_image="skip")
+    labels = fake_imagenet / "LOC_val_solution.csv"
+    first = prepare(fake_imagenet, out, val_labels=labels, **kw)
+    digest = data_digest(out)
+    clean = sum(1 for sp in first["splits"].values() for sh in sp["shards"]
+                if not json.loads((out / f"{sh['stem']}.json").read_text())["bad"])
+    moved = tmp_path / "mounted" / "elsewhere"
+    shutil.copytree(fake_imagenet, moved)
+    m = prepare(moved, out, val_labels=moved / "LOC_val_solution.csv", **kw)
+    assert m["reused_shards"] == clean and m["source"] != first["source"]
+    assert data_digest(out) == digest
+    (moved / "train" / WNIDS[0] / "notes.txt").write_text("a file that is not an image")
+    m = prepare(moved, out, val_labels=moved / "LOC_val_solution.csv", **kw)
+    assert m["splits"]["train"]["not_images"] == 1 and data_digest(out) == digest
+    before = PreparedSplit(out, "train").all_images()
+    assert len(first["loader"]) == 16 and P.loader_identity() == first["loader"]
+    monkeypatch.setattr(P, "loader_identity", lambda: "another crop")
+    m = prepare(moved, out, val_labels=moved / "LOC_val_solution.csv", **kw)
+    assert m["reused_shards"] == 0 and m["loader"] == "another crop" and data_digest(out) != digest
+    assert np.array_equal(PreparedSplit(out, "train").all_images(), before)  # same pixels, rebuilt
+
+
+def test_hidden_folders_are_not_classes_and_other_files_are_counted(tmp_path, fake_imagenet):
+    """A notebook's .ipynb_checkpoints folder would shift every later label; hidden files are not data; a file
+    without an image suffix is not read, and the manifest says how many there were (and which, up to 20)."""
+    (fake_imagenet / "train" / ".ipynb_checkpoints").mkdir()
+    (fake_imagenet / "train" / WNIDS[0] / ".DS_Store").write_bytes(b"x")
+    (fake_imagenet / "train" / WNIDS[1] / "README.txt").write_text("notes")
+    (fake_imagenet / "train" / "stray.JPEG").write_bytes((fake_imagenet / "train" / WNIDS[1] / f"{WNIDS[1]}_0.JPEG")
+                                                       .read_bytes())  # an image beside the class folders
+    m = prepare(fake_imagenet, tmp_path / "prep", resolution=16, channels=3, shard_size=4, workers=1,
+                progress=False, on_bad_image="skip", val_labels=fake_imagenet / "LOC_val_solution.csv")
+    assert m["classes"] == WNIDS
+    assert m["splits"]["train"]["not_images"] == 2
+    assert m["splits"]["train"]["not_images_first"] == [os.path.join("train", "stray.JPEG"),
+                                                        os.path.join("train", WNIDS[1], "README.txt")]
+
+
 def test_a_fixed_image_is_read_again(tmp_path):
     """A run that failed on an unreadable file succeeds once it is fixed, even at the same size (the shard key,
     path + label + size, does not change: the shard is rebuilt because it holds an unreadable file)."""

@@ -172,8 +172,12 @@ def test_the_record_names_the_feature_network_the_evaluations_load(trained, prep
     assert feature_digest(cfg, results) == trained[1]["sha256"]
     # Inception: the weights file's digest, relative paths from the repository; a missing file named
     (tmp_path / "repo/weights.pth").write_bytes(b"inception weights")
-    inception = cfg.replace(evaluate={"inception_weights": "weights.pth"})
+    inception = cfg.replace(evaluate={"inception_weights": "weights.pth", "inception_sha256_prefix": ""})
     assert feature_digest(inception, results) == hashlib.sha256(b"inception weights").hexdigest()
+    # a file other than the published one is refused unless the prefix is emptied on purpose
+    with pytest.raises(ConfigError, match="evaluate.inception_weights: .*weights.pth has sha256 .*does not start "
+                                          "with 6726825d"):
+        feature_digest(cfg.replace(evaluate={"inception_weights": "weights.pth"}), results)
     assert scorer_record(inception, results, None)["feature_network"] == "inception"
     with pytest.raises(ConfigError, match="evaluate.inception_weights: .*missing.pth does not exist"):
         feature_digest(cfg.replace(evaluate={"inception_weights": "missing.pth"}), results)

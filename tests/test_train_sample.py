@@ -28,8 +28,54 @@ def test_training_lowers_the_loss(tmp_path, prepared, method):
     assert (tmp_path / "model.pt").exists() and not (tmp_path / "state.pt").exists()
 
 
-def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared):
-    cfg = tiny_config(method={"p_token": 0.5})
+def test_random_flip_mirrors_about_half_of_each_batch_and_draws_nothing_when_off(prepared):
+    """train.random_flip: every image of a batch is the prepared image or its left-right mirror, about half are
+    mirrored, each rank gets its slice of one global draw; off, the batches are exactly the unflipped ones (no
+    draw, so runs without it are unchanged)."""
+    from pra.data.dataset import PreparedSplit
+    from pra.distributed import DistInfo
+    from pra.model.patches import patchify, to_unit
+    from pra.train import Batches
+
+    data = PreparedSplit(prepared, "train")
+    on, off = tiny_config(train={"batch_size": 64, "random_flip": True}), tiny_config(train={"batch_size": 64})
+    a, b = Batches(data, on, 3, DistInfo(), torch.device("cpu")), Batches(data, off, 3, DistInfo(), torch.device("cpu"))
+    assert not off.train.random_flip
+    def indices(batches):  # the indices the next batch will take, from a copy of its generator
+        gen = torch.Generator()
+        gen.set_state(batches.gen.get_state())
+        return torch.randint(len(data), (64,), generator=gen).numpy()
+
+    assert np.array_equal(indices(a), indices(b))  # the flips are drawn after the indices
+    from pra.runtime import generator
+
+    own = generator(3 * 1000 + 1)  # what Batches draws from, followed independently: off, nothing else is drawn
+    expected_off = [torch.randint(len(data), (64,), generator=own).numpy() for _ in range(4)]
+    mirrored = []
+    for k in range(4):
+        assert np.array_equal(indices(b), expected_off[k])
+        plain_off, plain = data.take(indices(b)), data.take(indices(a))
+        x_off, _ = b.next()
+        assert torch.equal(x_off, patchify(to_unit(torch.from_numpy(plain_off)), off.model.patch_size))
+        idx = indices(a)
+        x_on, y_on = a.next()
+        as_is = patchify(to_unit(torch.from_numpy(plain)), on.model.patch_size)
+        mirror = patchify(to_unit(torch.from_numpy(plain[:, :, ::-1].copy())), on.model.patch_size)
+        same = [torch.equal(x_on[i], as_is[i]) for i in range(64)]
+        flipped = [torch.equal(x_on[i], mirror[i]) for i in range(64)]
+        assert all(s or m for s, m in zip(same, flipped))
+        mirrored += [m for s, m in zip(same, flipped) if s != m]  # images that differ from their mirror
+        assert torch.equal(y_on, torch.from_numpy(data.labels[idx]))
+    assert 0.3 < np.mean(mirrored) < 0.7, np.mean(mirrored)
+    # two ranks: each gets its half of the one global batch, flips included
+    full = Batches(data, on, 5, DistInfo(), torch.device("cpu")).next()[0]
+    halves = [Batches(data, on, 5, DistInfo(rank=r, world=2), torch.device("cpu")).next()[0] for r in (0, 1)]
+    assert torch.equal(torch.cat(halves), full)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_resume_equals_uninterrupted_bitwise(tmp_path, prepared, flip):
+    cfg = tiny_config(method={"p_token": 0.5}, train={"random_flip": flip})
     full = tmp_path / "full"
     train(cfg, scale="tiny-XS", method="pra", seed=1, data_dir=prepared, out_dir=full, progress=False)
     part = tmp_path / "part"
@@ -126,6 +172,59 @@ def test_sampling_is_deterministic_under_a_seed(tmp_path, trained):
     assert np.array_equal(a, b) and np.array_equal(la, lb)
     assert not np.array_equal(a, c)
     assert np.bincount(la).tolist() == [2] * 10  # class-balanced
+
+
+def test_a_non_finite_sample_stops_sampling_and_writes_nothing(tmp_path, trained, monkeypatch):
+    """A diverging rollout (NaN or inf pixels) would become black or white images that the metrics score;
+    sampling stops instead, naming the batch, and no sample file is written."""
+    import dataclasses
+
+    from pra import sample as S
+
+    real = S.rollout
+
+    def diverging(*args, **kwargs):
+        r = real(*args, **kwargs)
+        p = r.patches.clone()
+        p[1, 3, 0] = float("inf")
+        return dataclasses.replace(r, patches=p)
+
+    monkeypatch.setattr(S, "rollout", diverging)
+    with pytest.raises(S.NonFiniteSamplesError, match="batch 0: 1 of 10 samples have non-finite pixels"):
+        sample_to_npz(trained, tmp_path / "a.npz", tiny_config().sample)
+    assert not (tmp_path / "a.npz").exists()
+
+
+def test_a_guidance_scale_with_non_finite_samples_is_recorded_and_never_chosen(tmp_path, trained, monkeypatch):
+    """The sweep scores every scale; one whose samples diverge is kept as a row without a FID and cannot be
+    chosen; if every scale diverges the sweep stops, naming the sweep."""
+    from pra.evaluate import guidance, metrics, proxy
+    from pra.sample import NonFiniteSamplesError
+
+    fids = {1.0: 30.0, 2.0: None, 3.0: 40.0}
+
+    def fake_proxy(net, flow, s, **kw):
+        if fids[s.cfg_scale] is None:
+            raise NonFiniteSamplesError("sampling batch 0: 3 of 10 samples have non-finite pixels")
+        return {"fid": fids[s.cfg_scale], "kid": 0.0, "num_samples": 10, "seconds": 0.1}
+
+    monkeypatch.setattr(proxy, "proxy_metrics", fake_proxy)
+    monkeypatch.setattr(metrics, "load_reference", lambda path: {})
+    cfg = tiny_config(sample={"cfg_sweep": [3.0, 2.0, 1.0]})
+    out = guidance.sweep(trained, cfg, reference="ref.npz", classifier="clf.pt", device="cpu")
+    assert out["chosen"] == 1.0
+    assert [r["fid"] for r in out["rows"]] == [40.0, None, 30.0] and "non-finite" in out["rows"][1]["non_finite"]
+    # the report's table and figure show such a row
+    from pra.report.figures import guidance_sweep
+    from pra.report.tables import guidance_table
+
+    key = ("tiny-XS", "pra", "pra", 0)
+    assert guidance_table({key: out}).frame["proxy FID ↓"].tolist() == ["40.00", "non-finite samples", "30.00"]
+    guidance_sweep({key: out}, tmp_path / "sweep.png")
+    assert (tmp_path / "sweep.png").stat().st_size > 0
+    fids.update({1.0: None, 3.0: None})
+    with pytest.raises(NonFiniteSamplesError, match="every guidance scale"):
+        guidance.sweep(trained, cfg, reference="ref.npz", classifier="clf.pt", device="cpu")
 
 
 def test_shards_gather_into_the_adm_npz(tmp_path, trained):

@@ -248,6 +248,7 @@ def test_imagenet_experiment_plans_multi_gpu_jobs(tmp_path):
     over = tmp_path / "paths.yaml"
     over.write_text(yaml.safe_dump({"name": f"dry-{uuid.uuid4().hex[:6]}",
                                     "data": {"root": str(root)}, "evaluate": {"inception_weights": str(weights),
+                                                                              "inception_sha256_prefix": "",
                                                                               "reference_stats": str(batch)}}))
     p = run(snakemake(tmp_path / "work", "-n", "-p", "all", "--configfile", ROOT / "experiments/imagenet256.yaml",
                       over))

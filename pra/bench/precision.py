@@ -98,7 +98,7 @@ def compare_precisions(model_path: str | Path, *, classifier: str | Path, per_cl
     out["class_accuracy"] = {k: float((p == y).mean()) for k, p in preds.items()}
     out["prediction_agreement_with_A"] = {"A_bf16": float((preds["A_bf16"] == preds["A_fp32"]).mean()),
                                           "B_fp32": float((preds["B_fp32"] == preds["A_fp32"]).mean())}
-    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    space = feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
     feats = {k: extract(v, space, device=dev)[space.layers["fid"]] for k, v in images.items()}
     stats = {k: statistics(f) for k, f in feats.items()}
     out["frechet_to_A"] = {"A_bf16": frechet_distance(stats["A_bf16"], stats["A_fp32"]),

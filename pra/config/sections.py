@@ -118,6 +118,10 @@ class TrainConfig:
     ckpt_every: int = opt(500, "Steps between resumable checkpoints.", minimum=1)
     threads: int = opt(1, "CPU threads per training job.", minimum=1)
     precision: str = opt("auto", "'auto' = bf16 autocast on CUDA, fp32 on CPU.", choices=["auto", "fp32", "bf16"])
+    random_flip: bool = opt(False, "Mirror each training image left-right with probability 1/2 (drawn with the batch "
+                            "indices, so resumable). Off for digits, whose mirror images are not digits; on in "
+                            "experiments/imagenet256.yaml, as ADM, DiT and MAR train on ImageNet (the paper does not "
+                            "state its augmentation).", reconstruction=True)
 
 
 @dataclass(frozen=True)
@@ -161,6 +165,12 @@ class EvaluateConfig:
                                  "weights-inception-2015-12-05-6726825d.pth from "
                                  "https://github.com/toshas/torch-fidelity/releases/tag/v0.2.0); empty = use the classifier trained "
                                  "here.")
+    inception_sha256_prefix: str = opt("6726825d", "What the Inception weights file's sha256 must start with: the "
+                                       "hash part of the published file's name (torch.hub's naming convention). A "
+                                       "file that differs is refused before any job starts; empty accepts any file "
+                                       "(its scores are then not comparable with ADM's reference statistics or "
+                                       "published numbers; the report's scoring record keeps its digest).",
+                                       pattern="^[0-9a-fA-F]{0,64}$")
     reference_stats: str = opt("", "Local path of ADM's reference batch (npz with mu, sigma and its images arr_0), "
                                "e.g. VIRTUAL_imagenet256_labeled.npz, converted once by the reference job; empty = "
                                "compute from the reference split.")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
-IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}  # ADM reads jpg, jpeg, png, gif
 
 
 def class_names(root: str | Path) -> list[str]:
@@ -13,7 +13,7 @@ def class_names(root: str | Path) -> list[str]:
     train = Path(root) / "train"
     if not train.is_dir():
         raise FileNotFoundError(f"{train} does not exist: data.root must hold train/<class>/ folders")
-    names = sorted(p.name for p in train.iterdir() if p.is_dir())
+    names = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))  # not .ipynb_checkpoints
     if not names:
         raise FileNotFoundError(f"{train} has no class folders")
     return names
@@ -39,26 +39,40 @@ def read_val_labels(path: str | Path) -> dict[str, str]:
 
 
 def list_split(root: str | Path, split: str, classes: list[str],
-               val_labels: str | Path | None = None) -> list[tuple[str, int]]:
+               val_labels: str | Path | None = None, skipped: list[str] | None = None) -> list[tuple[str, int]]:
     """(path, label) of every image of a split, sorted by class then name.
 
-    Class-folder layout (split/<class>/*), or for a flat folder a label file (see read_val_labels).
+    Class-folder layout (split/<class>/*), or for a flat folder a label file (see read_val_labels). Hidden
+    folders and files (names starting with '.') are not data; the path of every other file whose suffix is
+    not an image's is appended to `skipped`.
     """
+    def image(f: Path) -> bool:
+        if f.name.startswith("."):
+            return False
+        if f.suffix.lower() in IMAGE_SUFFIXES:  # the suffix first: no stat for the images themselves
+            return True
+        if skipped is not None and not f.is_dir():
+            skipped.append(str(f))
+        return False
+
     base = Path(root) / split
     if not base.is_dir():
         raise FileNotFoundError(f"{base} does not exist")
     index = {c: i for i, c in enumerate(classes)}
     items = []
-    subdirs = sorted(p.name for p in base.iterdir() if p.is_dir())
+    subdirs = sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
     if subdirs:
+        for f in sorted(base.iterdir()):  # files beside the class folders are not read, images included: counted
+            if not f.is_dir() and image(f) and skipped is not None:
+                skipped.append(str(f))  # (image() has counted the others)
         for c in subdirs:
             if c not in index:
                 raise ValueError(f"{base / c}: class folder not present in {Path(root) / 'train'}")
             for f in sorted((base / c).iterdir()):
-                if f.suffix.lower() in IMAGE_SUFFIXES:
+                if image(f):
                     items.append((str(f), index[c]))
         return items
-    files = sorted(f for f in base.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    files = sorted(f for f in base.iterdir() if image(f))
     if not files:
         return items
     if val_labels is None:

@@ -10,8 +10,10 @@ Output folder layout (what pra.data.dataset reads):
 
 manifest.json is written last: its presence means the folder is complete. Shards are written
 atomically and reused by a re-run when their inputs (path, label and size of every file: not the
-modification time, which a DVC checkout resets) and settings are unchanged and their arrays read back
-whole, so an interrupted prepare resumes at the first unfinished shard. A shard with unreadable files is
+modification time, which a DVC checkout resets; paths relative to the folder, so the same folder mounted
+elsewhere keeps its shards), settings, loading code and Pillow version are unchanged and their arrays read back
+whole, so an interrupted prepare resumes at the first unfinished shard and a changed crop is applied to every
+shard. A shard with unreadable files is
 never reused: a re-run reads them again (after they were fixed). A file replaced in place by another of
 the same size is not noticed: delete the output folder after editing images in place. A split without a
 single usable image is an error. Memory does not grow with the number of images: one shard is held at a
@@ -51,11 +53,31 @@ class EmptySplitError(RuntimeError):
     pass
 
 
-def _shard_key(items, resolution: int, channels: int) -> str:
-    h = hashlib.sha256(json.dumps({"r": resolution, "c": channels, "format": FORMAT}).encode())
+LOADING_FUNCTIONS = ("load_image", "center_crop_arr")  # pra.data.imagefolder: what turns a file into pixels
+
+
+def loader_identity() -> str:
+    """What decides a shard's pixels besides its files: the loading and cropping functions (their syntax trees,
+    without docstrings; not the module's listing or messages) and Pillow's version, whose resampling they call."""
+    import ast
+
+    import PIL
+
+    from pra.codehash import normalised
+    from pra.data import imagefolder
+
+    tree = ast.parse(Path(imagefolder.__file__).read_text())
+    defs = {n.name: normalised(n) for n in tree.body if isinstance(n, ast.FunctionDef)}
+    code = "\0".join(defs[name] for name in LOADING_FUNCTIONS)
+    return hashlib.sha256(f"{code}\0{PIL.__version__}".encode()).hexdigest()[:16]
+
+
+def _shard_key(items, root: str | Path, resolution: int, channels: int, loader: str) -> str:
+    h = hashlib.sha256(json.dumps({"r": resolution, "c": channels, "format": FORMAT, "loader": loader}).encode())
     for path, label in items:
         st = os.stat(path)
-        h.update(f"{path}\0{label}\0{st.st_size}\n".encode())  # not mtime: a DVC checkout resets it
+        rel = os.path.relpath(path, root)  # the same folder mounted elsewhere keeps its shards
+        h.update(f"{rel}\0{label}\0{st.st_size}\n".encode())  # not mtime: a DVC checkout resets it
     return h.hexdigest()
 
 
@@ -86,20 +108,24 @@ def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels:
     manifest = {"format": FORMAT, "source": str(root), "resolution": resolution, "channels": channels,
                 "classes": classes, "num_classes": len(classes), "splits": {},
                 "preprocessing": "ADM center crop: BOX halving while short side >= 2x, BICUBIC resize, center crop"}
+    loader = loader_identity()
+    manifest["loader"] = loader
     bad: list[dict] = []
     fn = partial(_load, resolution=resolution, channels=channels)
     pool = mp.get_context("spawn").Pool(workers) if workers > 1 else None
     reused = 0
     try:
         for split in SPLITS:
-            items = list_split(root, split, classes, val_labels=val_labels if split == "val" else None)
+            skipped: list[str] = []
+            items = list_split(root, split, classes, val_labels=val_labels if split == "val" else None,
+                               skipped=skipped)
             shards, counts = [], np.zeros(len(classes), dtype=np.int64)
             chunks = [items[i:i + shard_size] for i in range(0, len(items), shard_size)]
             bar = tqdm(total=len(items), desc=f"prepare {split}", disable=not progress, mininterval=2.0,
                        unit="img")
             for k, chunk in enumerate(chunks):
                 stem = f"{split}-{k:05d}"
-                key = _shard_key(chunk, resolution, channels)
+                key = _shard_key(chunk, root, resolution, channels, loader)
                 meta = _shard_done(out_dir, stem, key)
                 if meta is None:
                     it = pool.imap(fn, chunk, chunksize=max(1, min(64, len(chunk) // (4 * workers) or 1))) \
@@ -125,7 +151,7 @@ def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels:
                     bar.update(len(chunk))
                 bad.extend(meta["bad"])
                 counts += np.asarray(meta["per_class"], dtype=np.int64)
-                shards.append({"stem": stem, "count": meta["count"]})
+                shards.append({"stem": stem, "count": meta["count"], "key": key})
             bar.close()
             for old in out_dir.glob(f"{split}-*.json"):  # shards of an earlier, longer file list
                 if int(old.stem.split("-")[1]) >= len(chunks):
@@ -140,7 +166,12 @@ def prepare(root: str | Path, out_dir: str | Path, *, resolution: int, channels:
                                       f"{root}: the {split} split has no image: its class folders under "
                                       f"{Path(root) / split} are empty")
             manifest["splits"][split] = {"count": int(counts.sum()), "inputs": len(items),
-                                         "per_class": counts.tolist(), "shards": shards}
+                                         "per_class": counts.tolist(), "shards": shards,
+                                         "not_images": len(skipped),
+                                         "not_images_first": [os.path.relpath(p, root) for p in skipped[:20]]}
+            if skipped:
+                print(f"prepare {split}: {len(skipped)} files without an image suffix were not read (first: "
+                      f"{skipped[0]}; listed in manifest.json)", flush=True)
     finally:
         if pool:
             pool.close()

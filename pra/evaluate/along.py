@@ -36,13 +36,18 @@ def evaluate_checkpoint(path: Path, use_ema: bool, cfg, space, reference: dict, 
     from pra.checkpoint import load_trained
     from pra.evaluate.proxy import proxy_metrics, sampling_net
     from pra.flow import make_flow
+    from pra.sample import NonFiniteSamplesError
 
     s = dataclasses.replace(cfg.sample, per_class=cfg.evaluate.snapshot_per_class, seed=cfg.evaluate.snapshot_seed,
                             **({"cfg_scale": cfg_scale} if cfg_scale is not None else {}))
     net, trained_cfg, meta = load_trained(path, device, use_ema=use_ema)
     net = sampling_net(net, cfg.speed, device)  # as the final sample job holds it
-    row = proxy_metrics(net, make_flow(trained_cfg.model, net.latent), s, space=space, reference=reference,
-                        classifier=classifier, evaluate=cfg.evaluate, device=device, speed=cfg.speed)
+    try:
+        row = proxy_metrics(net, make_flow(trained_cfg.model, net.latent), s, space=space, reference=reference,
+                            classifier=classifier, evaluate=cfg.evaluate, device=device, speed=cfg.speed)
+    except NonFiniteSamplesError as e:  # a diverging network is a finding about the run: the job stops, naming it
+        raise NonFiniteSamplesError(f"{path} ({'EMA' if use_ema else 'raw'} weights, step {meta['step']}): {e}") \
+            from None
     return {"step": int(meta["step"]), "weights": "ema" if use_ema else "raw", **row}
 
 
@@ -52,7 +57,7 @@ def along_training(snapshots: str | Path, final_model: str | Path, cfg, *, refer
     scale the run's sweep chose (None: sample.cfg_scale)."""
     from pra.evaluate.metrics import feature_space, load_reference
 
-    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    space = feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
     ref = load_reference(reference)
     points = snapshot_files(snapshots) + [(None, Path(final_model))]
     rows = [evaluate_checkpoint(p, ema, cfg, space, ref, classifier, device, cfg_scale)

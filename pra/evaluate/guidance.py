@@ -23,11 +23,12 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     from pra import speed as S
     from pra.evaluate.proxy import proxy_metrics, sampling_net
     from pra.flow import make_flow
+    from pra.sample import NonFiniteSamplesError
 
     s = cfg.sample
     if not s.cfg_sweep:
         raise ValueError("sample.cfg_sweep is empty: nothing to sweep (sample.cfg_scale is used as it is)")
-    space = feature_space(cfg.evaluate.inception_weights, classifier)
+    space = feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
     ref = load_reference(reference)
     net, trained_cfg, meta = load_trained(model, device, use_ema=s.use_ema)
     net = sampling_net(net, cfg.speed, device)  # the final sample job's precision: the choice is made as it samples
@@ -35,10 +36,17 @@ def sweep(model: str | Path, cfg, *, reference: str | Path, classifier: str | No
     rows = []
     for scale in s.cfg_sweep:
         proxy = dataclasses.replace(s, cfg_scale=float(scale), per_class=s.sweep_per_class, seed=s.sweep_seed)
-        rows.append({"cfg_scale": float(scale), **proxy_metrics(net, flow, proxy, space=space, reference=ref,
-                                                                classifier=classifier, evaluate=cfg.evaluate,
-                                                                device=device, speed=cfg.speed)})
-    best = min(rows, key=lambda r: r["fid"])  # min keeps the first of equal values
+        try:
+            rows.append({"cfg_scale": float(scale), **proxy_metrics(net, flow, proxy, space=space, reference=ref,
+                                                                    classifier=classifier, evaluate=cfg.evaluate,
+                                                                    device=device, speed=cfg.speed)})
+        except NonFiniteSamplesError as e:  # a scale whose rollouts diverge is recorded and never chosen
+            rows.append({"cfg_scale": float(scale), "fid": None, "kid": None, "non_finite": str(e)})
+    scored = [r for r in rows if r["fid"] is not None]
+    if not scored:
+        raise NonFiniteSamplesError(f"{model}: every guidance scale of sample.cfg_sweep {list(s.cfg_sweep)} gave "
+                                    f"non-finite samples ({rows[0]['non_finite']})")
+    best = min(scored, key=lambda r: r["fid"])  # min keeps the first of equal values
     return {"rows": rows, "chosen": best["cfg_scale"], "metric": "fid", "per_class": s.sweep_per_class,
             "seed": s.sweep_seed, "step": int(meta["step"]), "cfg_schedule": s.cfg_schedule,
             "cfg_interval": list(s.cfg_interval), "speed": S.describe(cfg.speed, torch.device(device)),

@@ -27,7 +27,7 @@ def carry_classifier(args):
 def _space(cfg, classifier):
     from pra.evaluate.metrics import feature_space
 
-    return feature_space(cfg.evaluate.inception_weights, classifier)
+    return feature_space(cfg.evaluate.inception_weights, classifier, cfg.evaluate.inception_sha256_prefix)
 
 
 def reference(args):

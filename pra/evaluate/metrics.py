@@ -19,18 +19,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pra.evaluate.inception_file import INCEPTION_HELP, PUBLISHED_SHA256_PREFIX, check_inception_weights
+
 INCEPTION = "inception-v3-compat"
 INCEPTION_DIM = 2048  # pool3, the space of FID, KID, precision/recall and of ADM's reference statistics
-INCEPTION_HELP = ("torch-fidelity's Inception weights are not downloaded at run time. Download "
-                  "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/"
-                  "weights-inception-2015-12-05-6726825d.pth on a machine with internet access, copy it to the "
-                  "cluster and set evaluate.inception_weights to its path.")
 
 
 @dataclass(frozen=True)
 class FeatureSpace:
     kind: str          # "classifier" or "inception"
     weights: str       # local weights file
+    sha256_prefix: str = PUBLISHED_SHA256_PREFIX  # what an Inception weights file's digest must start with
 
     @property
     def extractor(self) -> str:
@@ -59,11 +58,14 @@ class FeatureSpace:
         if not Path(self.weights).exists():
             raise FileNotFoundError(f"feature extractor weights not found: {self.weights}. " +
                                     (INCEPTION_HELP if self.kind == "inception" else ""))
+        if self.kind == "inception":
+            check_inception_weights(self.weights, self.sha256_prefix)
 
 
-def feature_space(inception_weights: str, classifier_path: str | Path | None) -> FeatureSpace:
+def feature_space(inception_weights: str, classifier_path: str | Path | None,
+                  inception_sha256_prefix: str = PUBLISHED_SHA256_PREFIX) -> FeatureSpace:
     if inception_weights:
-        return FeatureSpace("inception", inception_weights)
+        return FeatureSpace("inception", inception_weights, inception_sha256_prefix)
     return FeatureSpace("classifier", str(classifier_path) if classifier_path else "")
 
 

@@ -225,7 +225,7 @@ def guidance_sweep(guidance: dict, out_path: str | Path) -> None:
     for key, g in sorted(guidance.items()):
         st = styles[key]
         xs = [r["cfg_scale"] for r in g["rows"]]
-        ys = [r["fid"] for r in g["rows"]]
+        ys = [float("nan") if r["fid"] is None else r["fid"] for r in g["rows"]]  # None: non-finite samples
         ax.plot(xs, ys, st["dash"], marker=st["marker"], color=st["color"], ms=3, lw=1.3, label=st["label"])
         best = next(r for r in g["rows"] if r["cfg_scale"] == g["chosen"])
         ax.plot([best["cfg_scale"]], [best["fid"]], "o", ms=10, mfc="none", color=st["color"])

@@ -201,11 +201,12 @@ def guidance_table(guidance: dict) -> Table:
         scale, method, variant, seed = key
         g = guidance[key]
         for r in g["rows"]:
-            n = r["num_samples"]
+            n = r.get("num_samples", n)
             recs.append({"run": run_label(key),
-                         "guidance scale": fmt(r["cfg_scale"]), "proxy FID ↓": fmt(r["fid"]),
+                         "guidance scale": fmt(r["cfg_scale"]),
+                         "proxy FID ↓": "non-finite samples" if "non_finite" in r else fmt(r["fid"]),
                          "class acc. ↑": fmt(r.get("class_accuracy")),
-                         "chosen": "yes" if r["cfg_scale"] == g["chosen"] else "", "seconds": fmt(r["seconds"], 1)})
+                         "chosen": "yes" if r["cfg_scale"] == g["chosen"] else "", "seconds": fmt(r.get("seconds"), 1)})
     notes = [f"Proxy samples of {n} images per guidance scale (sample.sweep_per_class per class, seed "
              "sample.sweep_seed, apart from the final sample's seed); the lowest proxy FID is chosen and the final "
              "sample is drawn at it. Proxy FIDs are biased upward: they rank the scales."]

@@ -208,6 +208,13 @@ for _section, _key in (("evaluate", "inception_weights"), ("evaluate", "referenc
     if _path and not (_key == "container" and "://" in _path) and not os.path.exists(_path):  # docker://, oras://
         _help = field_meta(type(getattr(EXP, _section)), _key)["help"]
         raise WorkflowError(f"invalid configuration: {_section}.{_key}: {_path} does not exist ({_help})")
+if EXP.evaluate.inception_weights:  # the published weights (by their digest), or a deliberate other file
+    from pra.evaluate.inception_file import check_inception_weights
+
+    try:
+        check_inception_weights(EXP.evaluate.inception_weights, EXP.evaluate.inception_sha256_prefix)
+    except (FileNotFoundError, ValueError) as _e:  # a folder given as the file; another file's digest
+        raise WorkflowError(f"invalid configuration: {_e}")
 # A classifier trained elsewhere on the same images (evaluate.classifier_dir) is checked and copied there instead
 CARRIED_CLASSIFIER = os.path.realpath(EXP.evaluate.classifier_dir) if EXP.evaluate.classifier_dir else ""
 CARRIED_CLASSIFIER_SHA256 = ""
