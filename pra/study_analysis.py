@@ -246,6 +246,16 @@ def narrow_axis_ticks(lo: float, hi: float) -> list[float] | None:
     return [round(float(t), 10) for t in locator.tick_values(lo, hi) if lo <= t <= hi]
 
 
+def tick_labels(ticks: list[float]) -> list[str]:
+    """Labels for evenly spaced ticks with as many decimals as their spacing needs (1.05, 1.1, 1.15, not
+    1.1, 1.1, 1.2)."""
+    if len(ticks) < 2:
+        return [f"{t:g}" for t in ticks]
+    step = min(b - a for a, b in zip(ticks, ticks[1:]))
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9))
+    return [f"{t:.{decimals}f}" for t in ticks]
+
+
 def minor_tick_label(x: float, _pos=None) -> str:
     """Labels for a log axis's minor ticks: only those with leading digit 2, 3 or 5 (0.2, 0.3, 0.5, 2, 3, 5, ...),
     so that neighbouring labels do not overlap."""
@@ -292,6 +302,7 @@ def ratio_figure(res: dict, path: Path) -> None:
         ticks = narrow_axis_ticks(*ax.get_xlim())
         if ticks:
             ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(ticks))
+            ax.xaxis.set_major_formatter(matplotlib.ticker.FixedFormatter(tick_labels(ticks)))
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         else:
             ax.xaxis.set_minor_formatter(matplotlib.ticker.FuncFormatter(minor_tick_label))

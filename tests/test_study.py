@@ -443,3 +443,16 @@ def test_a_narrow_ratio_axis_gets_round_ticks_and_a_wide_one_keeps_its_log_ticks
     assert len(steps) == 1
     assert narrow_axis_ticks(0.5, 1.5) is not None
     assert narrow_axis_ticks(0.15, 6.0) is None and narrow_axis_ticks(0.3, 1.0 / 0.3 * 1.01) is None
+
+
+def test_narrow_axis_tick_labels_are_distinct_and_read_back_as_their_ticks():
+    """On an axis from 0.98 to 1.23 ticks every 0.05 need two decimals: with two significant digits they read
+    1, 1.1, 1.1, 1.1, 1.2."""
+    from pra.study_analysis import narrow_axis_ticks, tick_labels
+
+    for lo, hi in ((0.98, 1.23), (0.85, 1.25), (0.5, 1.5), (0.995, 1.012)):
+        ticks = narrow_axis_ticks(lo, hi)
+        labels = tick_labels(ticks)
+        assert len(set(labels)) == len(labels), labels
+        assert all(abs(float(lab) - t) < 1e-9 for lab, t in zip(labels, ticks)), (labels, ticks)
+    assert tick_labels([1.0, 1.05, 1.1]) == ["1.00", "1.05", "1.10"] and tick_labels([1.0]) == ["1"]
