@@ -198,8 +198,9 @@ def markdown(res: dict) -> str:
             lines.append(f"| {h['id']} | {h['statement']} | {test} | {_interval(c) if c else '-'} | "
                          f"{_p_text(c)} | {h['outcome']} |")
         lines += ["", "### Estimates (every other variant against the reference, then the ablation's declared "
-                  "estimates; intervals at the family's level; not tests)", "",
-                  "| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"]
+                  "estimates; intervals at the family's level; not tests)", ""]
+        lines += (["| a vs b | metric | n | estimate and interval |", "|---|---|---|---|"] if g["estimates"] else
+                  ["None: every variant other than the reference is in a hypothesis, and none is declared."])
         for c in g["estimates"]:
             why = (c.get("declared") or {}).get("why")
             lines.append(f"| {c['a']} vs {c['b']}{' (declared' + (': ' + why if why else '') + ')' if 'declared' in c else ''}"
