@@ -6,9 +6,18 @@
         classifier (settle4's, carried), so the levels are in one feature space;
     E3  per arm, the learning curve of settle5's runs (EMA proxy FID of 400 images every 1000 steps, geometric
         mean over seeds) and the per-seed ratio of the step-4000 value to the step-3000 value (a t interval at
-        95% on the logs): how flat each curve is at the end of the budget.
+        95% on the logs). The cosine schedule decays to zero at step 4000 (its factor is 0.15 at step 3000), so
+        the ratio measures the annealing tail, not convergence, and a snapshot at step s is not what an s-step
+        budget would give (amendment of 2026-12-08).
 
-Each study's own ratio is given with its paired t interval at 95% (settle5's registered test, B1, is
+    E1k (added by the amendment of 2026-12-08, before any record of this study was read) E1 on KID instead of
+        FID: FID on 1,000 samples carries an additive bias that pulls a ratio toward 1 as both arms' FID falls,
+        KID is unbiased.
+
+Before pooling, the script refuses records that are not what the registration names: each study's seeds
+(settle4 20-29, settle5 30-41, both arms of every seed), its steps (1500, 4000), and one feature space (every
+block's scorer digest and reference statistics equal to settle4's). Each study's own ratio is given with its
+paired t interval at 95% (settle5's registered test, B1, is
 `python -m pra study-report`'s, not this script's). E1 mixes the budget with everything else that differs between
 the studies (the code between their registered hashes, the seeds, the machines), so it reads "the contrast moved
 by X", not "the budget moved it by X".
@@ -29,6 +38,9 @@ from pra.statistics import welch
 
 SETTLE4_BLOCKS = ("r1",)
 SETTLE5_BLOCKS = ("b1", "b2", "b3", "b4")
+REGISTERED = {"settle4": {"seeds": list(range(20, 30)), "steps": 1500},
+              "settle5": {"seeds": list(range(30, 42)), "steps": 4000}}
+SCORER_KEYS = ("feature_sha256", "reference_sha256", "data_sha256")
 ARMS = ("latent_tf", "pra")
 CURVE_STEPS = (1000, 2000, 3000, 4000)
 
@@ -65,17 +77,35 @@ def load_runs(blocks_dir: str | Path, blocks) -> dict[tuple[str, int], dict]:
     return runs
 
 
+def check_registered(runs, blocks_dir: str | Path, blocks, study: str) -> dict:
+    """Refuse records other than the registered ones: the seeds, the steps, one scorer across the blocks.
+    Returns the scorer (feature, reference and data digests)."""
+    want = REGISTERED[study]
+    if seeds_of(runs) != want["seeds"]:
+        raise SystemExit(f"{study}: seeds {seeds_of(runs)}, registered {want['seeds']}")
+    steps = sorted({int(r["steps"]) for r in runs.values()})
+    if steps != [want["steps"]]:
+        raise SystemExit(f"{study}: runs trained for {steps} steps, registered {want['steps']}")
+    scorers = {}
+    for b in blocks:
+        rec = json.loads((Path(blocks_dir) / b / "block.json").read_text())
+        scorers[b] = {k: rec.get("scorer", {}).get(k) for k in SCORER_KEYS}
+    if len({json.dumps(v, sort_keys=True) for v in scorers.values()}) != 1 or None in next(iter(scorers.values())).values():
+        raise SystemExit(f"{study}: the blocks scored in different or unrecorded feature spaces: {scorers}")
+    return next(iter(scorers.values()))
+
+
 def seeds_of(runs) -> list[int]:
     return sorted({s for _, s in runs})
 
 
-def fid(runs, arm: str) -> list[float]:
-    return [float(runs[(arm, s)]["metrics"]["fid"]) for s in seeds_of(runs)]
+def fid(runs, arm: str, metric: str = "fid") -> list[float]:
+    return [float(runs[(arm, s)]["metrics"][metric]) for s in seeds_of(runs)]
 
 
-def log_ratios(runs) -> list[float]:
-    """Per seed (in seed order), log FID(pra) - log FID(latent_tf)."""
-    return [math.log(p) - math.log(t) for p, t in zip(fid(runs, "pra"), fid(runs, "latent_tf"))]
+def log_ratios(runs, metric: str = "fid") -> list[float]:
+    """Per seed (in seed order), log FID(pra) - log FID(latent_tf) (or the same of `metric`)."""
+    return [math.log(p) - math.log(t) for p, t in zip(fid(runs, "pra", metric), fid(runs, "latent_tf", metric))]
 
 
 def curve(run: dict, weights: str = "ema") -> dict[int, float]:
@@ -102,6 +132,11 @@ def estimates(old_runs, new_runs) -> dict:
             "sd_log_ratio": t.sd_diff, "seeds_pra_higher": int(sum(d > 0 for d in log_ratios(runs))),
             "fid_geo_mean": {a: float(np.exp(np.mean(np.log(fid(runs, a))))) for a in ARMS}}
     out["E1_change_of_ratio"] = _welch_factor(log_ratios(old_runs), log_ratios(new_runs))
+    if all("kid" in r["metrics"] for r in (*old_runs.values(), *new_runs.values())):
+        out["E1k_change_of_kid_ratio"] = _welch_factor(log_ratios(old_runs, "kid"), log_ratios(new_runs, "kid"))
+        for name, runs in (("settle4", old_runs), ("settle5", new_runs)):
+            t = paired_t(fid(runs, "pra", "kid"), fid(runs, "latent_tf", "kid"), names=("pra", "latent_tf"))
+            out["per_study"][name]["kid_ratio"], out["per_study"][name]["kid_ratio_ci95"] = t.ratio, list(t.ratio_ci)
     out["E2_change_of_fid"] = {a: _welch_factor(list(np.log(fid(old_runs, a))), list(np.log(fid(new_runs, a))))
                                for a in ARMS}
     e3 = {}
@@ -126,7 +161,7 @@ def _fake_runs(seeds, fid_of) -> dict:
     for s in seeds:
         for a in ARMS:
             runs[(a, s)] = {"method": a, "overrides": {"method": {"t_min": 0.75}} if a == "pra" else {},
-                            "seed": s, "metrics": {"fid": fid_of(a, s)},
+                            "seed": s, "metrics": {"fid": fid_of(a, s), "kid": fid_of(a, s) / 2}, "steps": 4000,
                             "along_training": [{"step": st, "weights": "ema", "fid": fid_of(a, s) * (4000 / st)}
                                                for st in CURVE_STEPS]}
     return runs
@@ -156,6 +191,52 @@ def _known_answers() -> None:
     new0 = _fake_runs(range(20, 32), lambda a, s: 40 * math.exp(noise[(a, s)]))
     lo, hi = estimates(old0, new0)["E1_change_of_ratio"]["ci95"]
     assert lo < 1 < hi, (lo, hi)
+    # coverage with noise (intervals exercised): a true change of the ratio by 0.9 and of latent_tf's level by
+    # 0.7, noise sd 0.06 per run; the 95% intervals must cover the truth in 90-99% of 400 replications (a flipped
+    # direction covers almost never, an interval twice too wide almost always)
+    cover = {"E1": 0, "E2": 0}
+    for _ in range(400):
+        e_old = {(a, s): float(rng.normal(0, 0.06)) for a in ARMS for s in range(10)}
+        e_new = {(a, s): float(rng.normal(0, 0.06)) for a in ARMS for s in range(20, 32)}
+        o = _fake_runs(range(10), lambda a, s: 50 * math.exp(e_old[(a, s)]) * (1.1 if a == "pra" else 1.0))
+        n = _fake_runs(range(20, 32), lambda a, s: 35 * math.exp(e_new[(a, s)]) * (0.99 if a == "pra" else 1.0))
+        r = estimates(o, n)
+        cover["E1"] += r["E1_change_of_ratio"]["ci95"][0] < 0.9 < r["E1_change_of_ratio"]["ci95"][1]
+        cover["E2"] += r["E2_change_of_fid"]["latent_tf"]["ci95"][0] < 0.7 < r["E2_change_of_fid"]["latent_tf"]["ci95"][1]
+    assert all(0.90 * 400 <= c <= 0.99 * 400 for c in cover.values()), cover
+    # arm selection and the registration checks on records written to disk: a run of another dose is skipped,
+    # a missing seed or another step count is refused
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        def write(block, runs, scorer="f"):
+            d = Path(tmp) / block / "runs"
+            d.mkdir(parents=True)
+            for (a, s), r in runs.items():
+                (d / f"{a}_{s}.json").write_text(json.dumps(r))
+            (Path(tmp) / block / "block.json").write_text(json.dumps(
+                {"scorer": {"feature_sha256": scorer, "reference_sha256": "r", "data_sha256": "d"}}))
+        runs = _fake_runs(range(30, 42), lambda a, s: 40.0)
+        other = {**runs[("pra", 30)], "overrides": {"method": {"t_min": 1.0}}, "metrics": {"fid": 1.0, "kid": 1.0}}
+        write("b1", {k: v for k, v in runs.items() if k[1] < 36} | {("pra_t1", 30): other})
+        write("b2", {k: v for k, v in runs.items() if k[1] >= 36})
+        got = load_runs(tmp, ("b1", "b2"))
+        assert seeds_of(got) == list(range(30, 42)) and all(r["metrics"]["fid"] == 40.0 for r in got.values())
+        assert check_registered(got, tmp, ("b1", "b2"), "settle5")["feature_sha256"] == "f"
+        for bad in ({k: v for k, v in got.items() if k[1] != 41},
+                    {k: {**v, "steps": 1500} for k, v in got.items()}):
+            try:
+                check_registered(bad, tmp, ("b1", "b2"), "settle5")
+            except SystemExit:
+                continue
+            raise AssertionError("check_registered accepted records other than the registered")
+        (Path(tmp) / "b2" / "block.json").write_text(json.dumps(
+            {"scorer": {"feature_sha256": "g", "reference_sha256": "r", "data_sha256": "d"}}))
+        try:
+            check_registered(got, tmp, ("b1", "b2"), "settle5")
+        except SystemExit:
+            pass
+        else:
+            raise AssertionError("check_registered accepted two feature spaces")
 
 
 def _fmt(x: float) -> str:
@@ -180,13 +261,20 @@ def markdown(e: dict, sources: dict) -> str:
     lines += ["",
               f"E1, change of the ratio (settle5 / settle4): {_fmt(e1['factor'])} [{_fmt(e1['ci95'][0])}, "
               f"{_fmt(e1['ci95'][1])}]. It mixes the budget with the other differences between the studies "
-              "(code, seeds, machines).\n",
+              "(code, seeds, machines).\n"]
+    if "E1k_change_of_kid_ratio" in e:
+        k = e["E1k_change_of_kid_ratio"]
+        lines += [f"E1k, the same on KID (pra / latent_tf KID: settle4 {_fmt(s4['kid_ratio'])}, settle5 "
+                  f"{_fmt(s5['kid_ratio'])}): {_fmt(k['factor'])} [{_fmt(k['ci95'][0])}, {_fmt(k['ci95'][1])}].\n"]
+    lines += [
               "E2, change of each arm's FID (settle5 / settle4):\n",
               "| arm | factor | 95% interval |", "|---|---|---|"]
     for a in ARMS:
         r = e["E2_change_of_fid"][a]
         lines.append(f"| {a} | {_fmt(r['factor'])} | [{_fmt(r['ci95'][0])}, {_fmt(r['ci95'][1])}] |")
-    lines += ["", "E3, settle5's learning curves (EMA weights, proxy FID of 400 images, geometric mean over seeds):\n",
+    lines += ["", "E3, settle5's learning curves (EMA weights, proxy FID of 400 images, geometric mean over seeds; the "
+              "cosine schedule reaches zero at step 4000, so the last column is the annealing tail, and a snapshot "
+              "at step s is not an s-step budget):\n",
               "| arm | " + " | ".join(f"step {st}" for st in CURVE_STEPS) + " | step 4000 / step 3000 | seeds lower at 4000 |",
               "|---|" + "---|" * (len(CURVE_STEPS) + 2)]
     for a in ARMS:
@@ -203,7 +291,11 @@ def markdown(e: dict, sources: dict) -> str:
 def main(settle4_blocks: str, settle5_blocks: str, out: str) -> None:
     _known_answers()
     old, new = load_runs(settle4_blocks, SETTLE4_BLOCKS), load_runs(settle5_blocks, SETTLE5_BLOCKS)
+    scorer = check_registered(old, settle4_blocks, SETTLE4_BLOCKS, "settle4")
+    if check_registered(new, settle5_blocks, SETTLE5_BLOCKS, "settle5") != scorer:
+        raise SystemExit(f"settle5 scored in another feature space than settle4 ({scorer})")
     e = estimates(old, new)
+    e["scorer"] = scorer
     sources = {"settle4": settle4_blocks, "settle5": settle5_blocks}
     e["sources"] = {"settle4": [f"{settle4_blocks}/{b}" for b in SETTLE4_BLOCKS],
                     "settle5": [f"{settle5_blocks}/{b}" for b in SETTLE5_BLOCKS]}
