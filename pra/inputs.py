@@ -19,7 +19,9 @@ build exactly the same inputs from the same noise stream.
 |                    | started from the noised true state                              |             |
 | free_rollout       | the inference sampler from pure noise (no ground truth)         | z           |
 
-z~_i = t_i * sg(z_i) + (1 - t_i) * eps_i with t_i ~ U(t_min, 1): pra and pra_sequential draw the same
+z~_i = t_i * sg(z_i) + (1 - t_i) * eps_i with t_i ~ U(t_min, 1) (`method.perturbation_law`: this interpolant, or
+t_i * z_i + sqrt(1 - t_i^2) * eps_i, or z_i + (1 - t_i) * eps_i; the anchored methods start their head ODE on
+the flow's path, the interpolant, whatever the law): pra and pra_sequential draw the same
 perturbation and differ only in the context the decoder sees (teacher-forced, built in parallel, vs the
 model's own sequential pass), so comparing them isolates parallel vs sequential construction. The 2x2
 {noised state z~, head ODE from z~} x {teacher-forced, own context} is {pra, parallel_anchored, pra_sequential,
@@ -31,6 +33,7 @@ from __future__ import annotations
 import torch
 
 from pra.config import MethodConfig
+from pra.config.sections import ANCHORED_METHODS
 from pra.flow import Flow
 from pra.model.network import PRANetwork
 from pra.noise import Noise, as_noise
@@ -55,12 +58,23 @@ class TrunkInputs:
     def perturbation_times(self, B: int, N: int, noise: Noise) -> torch.Tensor:
         return self.settings.t_min + (1 - self.settings.t_min) * noise.rand(B, N)
 
+    def perturb(self, z: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+        """z~ from z [B, N, D], t [B, N] and eps [B, N, D] by `method.perturbation_law` (z itself at t = 1)."""
+        law, t = self.settings.perturbation_law, t[..., None]
+        if law == "interpolant":
+            return t * z + (1 - t) * eps
+        if law == "variance_preserving":
+            return t * z + (1 - t * t).clamp_min(0).sqrt() * eps
+        if law == "additive":
+            return z + (1 - t) * eps
+        raise ValueError(f"unknown perturbation law {law!r}")
+
     def perturbed_states(self, z: torch.Tensor, noise: Noise) -> torch.Tensor:
-        """z~ = t * z + (1 - t) * eps, t ~ U(t_min, 1) per position: PRA's perturbation law."""
+        """PRA's perturbed states z~, t ~ U(t_min, 1) per position (draw order: t, then eps)."""
         B, N, _ = z.shape
         t = self.perturbation_times(B, N, noise).to(z.dtype)
         eps = noise.randn(*z.shape, dtype=z.dtype)
-        return t[..., None] * z + (1 - t[..., None]) * eps
+        return self.perturb(z, t, eps)
 
     def pixel_noised(self, x: torch.Tensor, noise: Noise) -> torch.Tensor:
         B = x.shape[0]
@@ -80,6 +94,9 @@ class TrunkInputs:
         noise = as_noise(noise)
         B, N, _ = x.shape
         m = self.method
+        if m in ANCHORED_METHODS and self.settings.perturbation_law != "interpolant":
+            raise ValueError(f"method {m!r} starts its head ODE on the flow's path: method.perturbation_law must be "
+                             f"'interpolant', got {self.settings.perturbation_law!r}")
         if m in ("pixel_tf", "latent_tf"):
             return x, None
         if m in ("pixel_noise", "latent_pixel_noise"):
@@ -89,7 +106,7 @@ class TrunkInputs:
             ctx = net.trunk(x[:, :-1], labels) if (net.decoder.ctx_in is not None or m == "parallel_anchored") \
                 else None
             eps = noise.randn(*z.shape, dtype=z.dtype)
-            z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
+            z_tilde = self.perturb(z, t, eps) if m != "parallel_anchored" else None
             if m == "pra":
                 return net.to_pixels(z_tilde, ctx), ctx
             if m == "energy_matched":

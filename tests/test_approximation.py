@@ -28,10 +28,11 @@ def val(prepared):
     return v.take(np.arange(40)), v.labels[:40]
 
 
-def test_without_perturbation_the_twin_is_the_anchored_rollout(val):
-    """t_min = 1: z~ = z and the anchored ODE has nothing to integrate, so the twin's inputs (its own
-    context) are the anchored rollout's exactly; PRA's differ (teacher-forced context)."""
-    cfg = tiny_config(method={"t_min": 1.0})
+@pytest.mark.parametrize("law", ["interpolant", "variance_preserving"])
+def test_without_perturbation_the_twin_is_the_anchored_rollout(val, law):
+    """t_min = 1: z~ = z under every law and the anchored ODE has nothing to integrate, so the twin's inputs (its
+    own context) are the anchored rollout's exactly; PRA's differ (teacher-forced context)."""
+    cfg = tiny_config(method={"t_min": 1.0, "perturbation_law": law})
     sets = A.constructions(_untrained(cfg), cfg, *val, batch_size=16)
     assert np.abs(sets["twin"] - sets["anchored"]).max() < 1e-5
     assert np.abs(sets["pra"] - sets["anchored"]).max() > 1e-3
@@ -103,3 +104,17 @@ def test_on_a_trained_model_the_report_is_complete(trained_pra, prepared):
         lo, hi = row["ci_content_ratio"]
         assert lo <= row["content_ratio"] <= hi
     assert "content_rule" in res["settings"]
+
+
+def test_under_another_law_pra_leaves_the_anchored_start(val):
+    """With a zero velocity head the anchored rollout stays at its start t z + (1 - t) eps (the flow's path);
+    the twin renders the law's state from the same draws, so under variance_preserving they differ, and the
+    twin equals the hand-made rendering of t z + sqrt(1 - t^2) eps only through the law (checked in
+    tests/test_model.py): the instrument measures the law's distance to the sampler's path."""
+    cfg = tiny_config(method={"t_min": 0.5, "perturbation_law": "variance_preserving"})
+    net = _untrained(cfg)
+    with torch.no_grad():
+        net.head.out.weight.zero_()
+        net.head.out.bias.zero_()
+    sets = A.constructions(net, cfg, *val, batch_size=16)
+    assert np.abs(sets["twin"] - sets["anchored"]).max() > 1e-3

@@ -52,6 +52,14 @@ def test_schema_file_in_sync():
     ({"evaluate": {"probe": False}, "ablations": [{"name": "x", "scale": "tiny-XS", "primary_metric": "probe_top1",
                                                   "variants": [{"name": "a", "method": "pra"}]}]},
      "ablations[0].primary_metric"),
+    # the anchored methods start their head ODE on the flow's path: the interpolant only
+    ({"methods": ["pra", "anchored_rollout"], "method": {"perturbation_law": "additive"}, "ablations": []},
+     "method.perturbation_law"),
+    ({"method": {"perturbation_law": "gaussian"}}, "method.perturbation_law"),
+    ({"ablations": [{"name": "x", "scale": "tiny-XS", "variants": [
+        {"name": "a", "method": "pra"},
+        {"name": "b", "method": "parallel_anchored", "overrides": {"method": {"perturbation_law": "variance_preserving"}}}]}]},
+     "ablations[0].variants[1]"),
 ])
 def test_invalid_values_name_the_key(raw, key):
     with pytest.raises(ConfigError, match=re.escape(key)):
@@ -191,3 +199,13 @@ def test_a_config_file_is_read_strictly(tmp_path):
     assert from_dict({"name": "1e3"}).name == "1e3"
     assert _json.loads(_json.dumps(cfg.to_dict())) == cfg.to_dict()
 
+
+
+def test_a_variant_may_change_the_perturbation_law_beside_anchored_methods_of_the_main_grid():
+    """The law is refused only where an anchored method would train with it: a pra variant with another law is
+    valid in an experiment whose main grid trains anchored_rollout with the interpolant."""
+    cfg = from_dict({"methods": ["pra", "anchored_rollout"], "ablations": [{"name": "law", "scale": "tiny-XS", "variants": [
+        {"name": "interp", "method": "pra"},
+        {"name": "vp", "method": "pra", "overrides": {"method": {"perturbation_law": "variance_preserving"}}},
+        {"name": "anch", "method": "anchored_rollout"}]}]}, scales=SCALES)
+    assert cfg.with_overrides(cfg.ablations[0].variants[1].overrides).method.perturbation_law == "variance_preserving"

@@ -133,6 +133,62 @@ def test_twin_and_pra_draw_the_same_perturbation():
     torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("law", ["interpolant", "variance_preserving", "additive"])
+def test_perturbation_laws_on_known_moments(law):
+    """Each law at a fixed t on a unit-variance state: the mean of z~ given z (the shrinkage) and the energy ratio
+    E|z~|^2 / E|z|^2 are the law's; at t = 1 every law returns z itself (the control arm)."""
+    cfg, _ = make("pra", method={"perturbation_law": law})
+    inputs = Objective("pra", cfg.model, cfg.method, latent=True).inputs
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(400, 50, 4, generator=g, dtype=torch.double)
+    eps = torch.randn(400, 50, 4, generator=g, dtype=torch.double)
+    t = torch.full((400, 50), 0.6, dtype=torch.double)
+    zt = inputs.perturb(z, t, eps)
+    signal = {"interpolant": 0.6, "variance_preserving": 0.6, "additive": 1.0}[law]
+    noise = {"interpolant": 0.4, "variance_preserving": 0.8, "additive": 0.4}[law]
+    torch.testing.assert_close(zt, signal * z + noise * eps)  # the law's coefficients exactly
+    energy = float((zt ** 2).mean() / (z ** 2).mean())
+    assert abs(energy - (signal ** 2 + noise ** 2)) < 0.02, energy   # 0.52, 1.0, 1.16
+    slope = float((zt * z).mean() / (z * z).mean())                   # E[z~ | z] = signal * z
+    assert abs(slope - signal) < 0.02, slope
+    assert torch.equal(inputs.perturb(z, torch.ones(400, 50, dtype=torch.double), eps), z)
+
+
+def test_the_interpolant_law_keeps_pra_inputs_unchanged():
+    """The default law reproduces the construction written out by hand from the same draws (t, then eps, after
+    the teacher-forced pass), so choosing it changes nothing in existing runs."""
+    cfg, net = make("pra")
+    assert cfg.method.perturbation_law == "interpolant"
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    z = net.encoder(x)
+    got = Objective("pra", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    noise = Noise(generator(5))
+    t = cfg.method.t_min + (1 - cfg.method.t_min) * noise.rand(3, 16)
+    eps = noise.randn(*z.shape, dtype=z.dtype)
+    want = net.to_pixels(t[..., None].double() * z + (1 - t[..., None].double()) * eps, net.trunk(x[:, :-1], y))
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("law", ["variance_preserving", "additive"])
+def test_other_laws_move_pra_inputs_and_keep_the_twin_aligned(law):
+    """Another law changes PRA's inputs; pra and its twin still consume the stream alike (equal when the decoder
+    ignores its context); an anchored method refuses a law other than the interpolant."""
+    cfg, net = make("pra", model={"decoder_context": False}, method={"perturbation_law": law})
+    base_cfg, _ = make("pra", model={"decoder_context": False})
+    x = torch.randn(3, 16, GEOM.patch_dim, dtype=torch.double)
+    y = torch.tensor([1, 2, 3])
+    z = net.encoder(x)
+    a = Objective("pra", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    b = Objective("pra_sequential", cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    c = Objective("pra", base_cfg.model, base_cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+    torch.testing.assert_close(a, b)
+    assert (a - c).abs().max() > 1e-3
+    for m in ("parallel_anchored", "anchored_rollout"):
+        with pytest.raises(ValueError, match="perturbation_law"):
+            Objective(m, cfg.model, cfg.method, latent=True).inputs.build(net, x, y, z, generator(5))
+
+
 def test_unmasked_head_targets_see_every_patch():
     """head_target 'unmasked': the head's z comes from a pass without the mask (equal to encoder(x));
     'masked' reproduces the masked pass, whose codes of masked tokens differ."""

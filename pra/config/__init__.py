@@ -21,7 +21,7 @@ from pra.config import ablations as _ablations
 from pra.config import yamlfile
 from pra.config.ablations import (DEFAULT_SETTLE_ARMS, NAME_PATTERN, OVERRIDABLE, AblationConfig,
                                   EstimateConfig, HypothesisConfig, VariantConfig, settle_default)
-from pra.config.sections import (ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
+from pra.config.sections import (ANCHORED_METHODS, ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
                                  MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, SpeedConfig,
                                  TrainConfig)
 from pra.typed import ConfigError, build, check_value, field_meta, marked, merge, opt, plain
@@ -60,7 +60,7 @@ class ExperimentConfig:
 
     def with_overrides(self, overrides: Mapping) -> "ExperimentConfig":
         """This config with a variant's overrides applied (ablations dropped: a variant is one run's config)."""
-        return from_dict(merge({**self.to_dict(), "ablations": []}, overrides or {}))
+        return from_dict(merge({**self.to_dict(), "ablations": []}, overrides or {}), variant=True)
 
     def resource(self, scale: str, key: str):
         """A ResourcesConfig value for a scale, after the scale's overrides."""
@@ -108,19 +108,21 @@ def _data(v):
     return v
 
 
-def from_dict(raw: Mapping, *, cross_checks: bool = True, scales: Collection[str] | None = None) -> ExperimentConfig:
+def from_dict(raw: Mapping, *, cross_checks: bool = True, scales: Collection[str] | None = None,
+              variant: bool = False) -> ExperimentConfig:
     """Validate a raw mapping and build the typed config; raises ConfigError naming the key.
 
     scales: the known scale names (pra.model.scales.SCALES), checked when given.
     cross_checks=False checks every key but not the relations between keys: for the subset of a config
-    that a rule passes to its command (the rest takes defaults), after the whole config was validated."""
+    that a rule passes to its command (the rest takes defaults), after the whole config was validated.
+    variant=True: one ablation variant's config (its `methods` is the experiment's main grid, not its own run's)."""
     cfg = build(ExperimentConfig, raw or {}, ())
     if cross_checks:
-        _cross_checks(cfg, scales)
+        _cross_checks(cfg, scales, variant)
     return cfg
 
 
-def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None:
+def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None, variant: bool = False) -> None:
     for s in cfg.scales if scales is not None else ():
         if s not in scales:
             raise ConfigError(f"config key 'scales': unknown scale {s!r} (known: {sorted(scales)})")
@@ -129,6 +131,11 @@ def _cross_checks(cfg: ExperimentConfig, scales: Collection[str] | None) -> None
                           f"data.resolution={cfg.data.resolution}")
     if (cfg.data.resolution // cfg.model.patch_size) ** 2 < 2:
         raise ConfigError("config key 'model.patch_size': the image must have at least 2 patches")
+    anchored = [m for m in cfg.methods if m in ANCHORED_METHODS]
+    if cfg.method.perturbation_law != "interpolant" and anchored and not variant:
+        raise ConfigError(f"config key 'method.perturbation_law': {cfg.method.perturbation_law!r} with methods "
+                          f"{anchored}, whose head ODE starts on the flow's own path (the interpolant); set the law "
+                          "per variant in an ablation's overrides, or train those methods in another experiment")
     if cfg.train.warmup_steps > cfg.train.steps:
         raise ConfigError(f"config key 'train.warmup_steps': {cfg.train.warmup_steps} warm-up steps in a run of "
                           f"train.steps={cfg.train.steps}: the learning rate would never reach train.lr and the "

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable, Collection, Mapping
 
 from pra import endpoints
-from pra.config.sections import ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, MethodConfig
+from pra.config.sections import ANCHORED_METHODS, ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, MethodConfig
 from pra.typed import ConfigError, check_value, field_meta, opt
 
 OVERRIDABLE = ("model", "method", "train", "sample")
@@ -143,9 +143,14 @@ def check(ablations: list[AblationConfig], validate_overrides: Callable[[Mapping
             if bad:
                 raise ConfigError(f"config key '{vw}.overrides.{bad[0]}': only {list(OVERRIDABLE)} can be overridden")
             try:
-                validate_overrides(v.overrides)
+                resolved = validate_overrides(v.overrides)
             except ConfigError as e:
                 raise ConfigError(f"in '{vw}.overrides': {e}") from None
+            law = getattr(getattr(resolved, "method", None), "perturbation_law", "interpolant")
+            if (v.method or a.method) in ANCHORED_METHODS and law != "interpolant":
+                raise ConfigError(f"config key '{vw}': method {v.method or a.method!r} starts its head ODE on the "
+                                  f"flow's own path and takes only method.perturbation_law 'interpolant', got "
+                                  f"{law!r}")
         vnames = [v.name for v in a.variants]
         if a.tune_seed >= 0:
             if a.tune_seed in a.seeds:

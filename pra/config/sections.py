@@ -18,6 +18,7 @@ NOISE_KNOBS = {"pixel_noise": "pixel_noise_sigma", "latent_pixel_noise": "pixel_
 # methods whose inputs belong to another image than the target (a rollout from pure noise): the model can learn
 # to ignore its context, so they are documented negative examples, never an arm of a hypothesis
 ILL_POSED_METHODS = ("free_rollout",)
+ANCHORED_METHODS = ("parallel_anchored", "anchored_rollout")  # head ODE from the flow's path: interpolant only
 # the datasets shipped inside installed packages (pra.data.embedded), exported by the workflow
 EMBEDDED_SOURCES = ("digits", "mnist", "mnist_mosaic")
 
@@ -74,6 +75,15 @@ class MethodConfig:
     t_min: float = opt(0.5, "pra, energy_matched, pra_sequential, parallel_anchored, anchored_rollout: "
                        "perturbation z~ = t*sg(z) + (1-t)*eps with t ~ U(t_min, 1) per position (t_min = 1: "
                        "no perturbation, a control arm).", reconstruction=True, minimum=0.0, maximum=1.0)
+    perturbation_law: str = opt("interpolant", "pra, energy_matched, pra_sequential: how the perturbed state "
+                                "z~ is made from the true state z, eps ~ N(0, I) and t ~ U(t_min, 1): "
+                                "'interpolant' t*z + (1-t)*eps (the head's flow path; shrinks a unit-variance "
+                                "state to E|z~|^2/E|z|^2 = t^2 + (1-t)^2), 'variance_preserving' "
+                                "t*z + sqrt(1-t^2)*eps (keeps unit variance), 'additive' z + (1-t)*eps (keeps the "
+                                "signal, adds variance). Every law is z at t = 1 (t_min = 1: the same control "
+                                "arm). The anchored methods start their head ODE on the flow's own path, so they "
+                                "take only 'interpolant'.",
+                                choices=["interpolant", "variance_preserving", "additive"], reconstruction=True)
     pixel_noise_sigma: float = opt(0.2, "pixel_noise, latent_pixel_noise: std of Gaussian noise on the [-1, 1] "
                                    "input patches, drawn per example from U(0, sigma).", reconstruction=True, minimum=0.0)
     p_sample: float = opt(0.9, "Encoder masking: probability an example is selected.", paper=True,

@@ -3,10 +3,12 @@
 On held-out images, with one draw of (t_i, eps_i) per image and position shared by every construction
 (t_i ~ U(method.t_min, 1), eps_i ~ N(0, I), z the encoder's code of the clean patches):
 
-  PRA        x~_i = D(z~_i, h_i(x_<i))            z~_i = t_i z_i + (1 - t_i) eps_i; the clean prefix's context
+  PRA        x~_i = D(z~_i, h_i(x_<i))            z~_i = t_i z_i + (1 - t_i) eps_i (or method.perturbation_law's
+                                                  other laws); the clean prefix's context
   twin       x'_i = D(z~_i, h_i(x'_<i))           the same z~_i; the context of its own earlier inputs
-  anchored   x^_i = D(y_i, h_i(x^_<i))            y_i: the head ODE from z~_i at time t_i to 1, conditioned on
-                                                  h_i of the rollout's own earlier patches (the sampler, anchored)
+  anchored   x^_i = D(y_i, h_i(x^_<i))            y_i: the head ODE from t_i z_i + (1 - t_i) eps_i (z~_i under
+                                                  the interpolant) at time t_i to 1, conditioned on h_i of the
+                                                  rollout's own earlier patches (the sampler, anchored)
 
 Per AR position i the instrument reports the mean distance (Euclidean, [-1, 1] pixels) of PRA's and the
 twin's inputs to the anchored rollout's, and the anchored rollout's own distance to the true patch; the
@@ -51,7 +53,7 @@ def shared_draws(inputs: TrunkInputs, net, x: torch.Tensor, y: torch.Tensor, noi
     _, z = inputs.head_states(net, x, noise)  # the code PRA's training inputs perturb (method.head_target)
     t = inputs.perturbation_times(B, N, noise).to(x.dtype)
     eps = noise.randn(*z.shape, dtype=z.dtype)
-    z_tilde = t[..., None] * z + (1 - t[..., None]) * eps
+    z_tilde = inputs.perturb(z, t, eps)  # method.perturbation_law; the anchored ones start on the flow's path
     h_tf = net.trunk(x[:, :-1], y)  # the teacher-forced trunk states (the head's condition)
     ctx = h_tf if net.decoder.ctx_in is not None else None
     rendered = net.to_pixels(z, ctx)
