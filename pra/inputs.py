@@ -33,7 +33,6 @@ from __future__ import annotations
 import torch
 
 from pra.config import MethodConfig
-from pra.config.sections import ANCHORED_METHODS
 from pra.flow import Flow
 from pra.model.network import PRANetwork
 from pra.noise import Noise, as_noise
@@ -94,9 +93,6 @@ class TrunkInputs:
         noise = as_noise(noise)
         B, N, _ = x.shape
         m = self.method
-        if m in ANCHORED_METHODS and self.settings.perturbation_law != "interpolant":
-            raise ValueError(f"method {m!r} starts its head ODE on the flow's path: method.perturbation_law must be "
-                             f"'interpolant', got {self.settings.perturbation_law!r}")
         if m in ("pixel_tf", "latent_tf"):
             return x, None
         if m in ("pixel_noise", "latent_pixel_noise"):

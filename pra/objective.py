@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 
 from pra.config import MethodConfig, ModelConfig
+from pra.config.sections import ANCHORED_METHODS
 from pra.distributed import global_mean
 from pra.flow import make_flow
 from pra.inputs import TrunkInputs
@@ -15,6 +16,9 @@ from pra.noise import Noise, as_noise
 
 class Objective:
     def __init__(self, method: str, model: ModelConfig, settings: MethodConfig, latent: bool):
+        if method in ANCHORED_METHODS and settings.perturbation_law != "interpolant":
+            raise ValueError(f"method {method!r} starts its head ODE on the flow's path: method.perturbation_law "
+                             f"must be 'interpolant', got {settings.perturbation_law!r}")
         self.method = method
         self.model = model
         self.settings = settings

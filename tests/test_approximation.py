@@ -107,14 +107,19 @@ def test_on_a_trained_model_the_report_is_complete(trained_pra, prepared):
 
 
 def test_under_another_law_pra_leaves_the_anchored_start(val):
-    """With a zero velocity head the anchored rollout stays at its start t z + (1 - t) eps (the flow's path);
-    the twin renders the law's state from the same draws, so under variance_preserving they differ, and the
-    twin equals the hand-made rendering of t z + sqrt(1 - t^2) eps only through the law (checked in
-    tests/test_model.py): the instrument measures the law's distance to the sampler's path."""
-    cfg = tiny_config(method={"t_min": 0.5, "perturbation_law": "variance_preserving"})
-    net = _untrained(cfg)
-    with torch.no_grad():
-        net.head.out.weight.zero_()
-        net.head.out.bias.zero_()
-    sets = A.constructions(net, cfg, *val, batch_size=16)
-    assert np.abs(sets["twin"] - sets["anchored"]).max() > 1e-3
+    """With a zero velocity head (the head starts at zero output) the anchored rollout stays at its start
+    t z + (1 - t) eps, the flow's path, under every law; the twin renders the run's law's state from the same
+    draws: equal to the anchored rollout under the interpolant (above), different under the other two laws, and
+    different between them. The instrument measures the law's distance to the sampler's path."""
+    twins, anchored = {}, {}
+    for law in ("variance_preserving", "additive"):
+        cfg = tiny_config(method={"t_min": 0.5, "perturbation_law": law})
+        net = _untrained(cfg)
+        with torch.no_grad():
+            net.head.out.weight.zero_()
+            net.head.out.bias.zero_()
+        sets = A.constructions(net, cfg, *val, batch_size=16)
+        twins[law], anchored[law] = sets["twin"], sets["anchored"]
+        assert np.abs(sets["twin"] - sets["anchored"]).max() > 1e-3
+    assert np.abs(anchored["variance_preserving"] - anchored["additive"]).max() < 1e-6  # the law never moves it
+    assert np.abs(twins["variance_preserving"] - twins["additive"]).max() > 1e-3

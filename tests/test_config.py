@@ -60,6 +60,10 @@ def test_schema_file_in_sync():
         {"name": "a", "method": "pra"},
         {"name": "b", "method": "parallel_anchored", "overrides": {"method": {"perturbation_law": "variance_preserving"}}}]}]},
      "ablations[0].variants[1]"),
+    # a global law reaches an anchored variant that does not override it
+    ({"method": {"perturbation_law": "additive"}, "ablations": [{"name": "x", "scale": "tiny-XS", "variants": [
+        {"name": "a", "method": "pra"}, {"name": "b", "method": "anchored_rollout"}]}]},
+     "ablations[0].variants[1]"),
 ])
 def test_invalid_values_name_the_key(raw, key):
     with pytest.raises(ConfigError, match=re.escape(key)):

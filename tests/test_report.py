@@ -131,3 +131,26 @@ def test_run_styles_tell_variants_apart_and_give_each_group_one_legend_entry():
     assert min(to_rgb(both[("tiny-S", "pra", "method.t_min=1.0", 0)]["color"])) > min(to_rgb(METHOD_COLORS["pra"]))
     a, b = st[("tiny-S", "latent_tf", "base", 0)], st[("tiny-B", "latent_tf", "base", 0)]
     assert a["dash"] != b["dash"] and a["marker"] != b["marker"]
+
+
+def _approximation(law=None, t_min=0.5):
+    settings = {"images": 10, "split": "val", "ratio": "r", "content_rule": "c", "anchored_sampler": "s",
+                "t_min": t_min, **({"perturbation_law": law} if law else {})}
+    est = {"content_ratio": 0.5, "ci_content_ratio": [0.4, 0.6]}
+    return {"applicable": True, "settings": settings, "constructions": {"pra": est, "twin": est},
+            "pra_minus_twin_content_ratio": 0.0, "ci_pra_minus_twin_content_ratio": [-0.1, 0.1],
+            "content_positions": [1, 2], "anchored_to_true": [0.2, 0.4]}
+
+
+def test_approximation_table_names_the_perturbation_law_only_when_one_differs():
+    """Default laws (recorded, or absent in records written before the setting existed) leave the table as it
+    was; a model with another law adds a law column for every row and a note on the anchored start."""
+    plain = tables.approximation_table("a", {"pra": _approximation("interpolant"), "old": _approximation(),
+                                            "pixel": {"applicable": False}})
+    assert "law" not in plain.frame.columns and len(plain.notes) == 1
+    mixed = tables.approximation_table("a", {"pra": _approximation("interpolant"),
+                                            "vp": _approximation("variance_preserving"),
+                                            "pixel": {"applicable": False}})
+    assert mixed.frame["law"].tolist() == ["interpolant", "variance_preserving", tables.MISSING]
+    assert len(mixed.notes) == 2 and "flow's path" in mixed.notes[1]
+    assert mixed.markdown().count("variance_preserving") >= 1

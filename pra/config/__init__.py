@@ -21,9 +21,9 @@ from pra.config import ablations as _ablations
 from pra.config import yamlfile
 from pra.config.ablations import (DEFAULT_SETTLE_ARMS, NAME_PATTERN, OVERRIDABLE, AblationConfig,
                                   EstimateConfig, HypothesisConfig, VariantConfig, settle_default)
-from pra.config.sections import (ANCHORED_METHODS, ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS, DataConfig, EvaluateConfig,
-                                 MethodConfig, ModelConfig, ResourcesConfig, SampleConfig, SpeedConfig,
-                                 TrainConfig)
+from pra.config.sections import (ANCHORED_METHODS, ILL_POSED_METHODS, LATENT_METHODS, METHODS, NOISE_KNOBS,
+                                 DataConfig, EvaluateConfig, MethodConfig, ModelConfig, ResourcesConfig,
+                                 SampleConfig, SpeedConfig, TrainConfig)
 from pra.typed import ConfigError, build, check_value, field_meta, marked, merge, opt, plain
 from pra.typed import json_schema as _schema
 

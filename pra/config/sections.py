@@ -73,8 +73,8 @@ class ModelConfig:
 class MethodConfig:
     """Settings of each method's input construction and of the latent path."""
     t_min: float = opt(0.5, "pra, energy_matched, pra_sequential, parallel_anchored, anchored_rollout: "
-                       "perturbation z~ = t*sg(z) + (1-t)*eps with t ~ U(t_min, 1) per position (t_min = 1: "
-                       "no perturbation, a control arm).", reconstruction=True, minimum=0.0, maximum=1.0)
+                       "perturbation time t ~ U(t_min, 1) per position; z~ = t*sg(z) + (1-t)*eps under the default "
+                       "method.perturbation_law (t_min = 1: no perturbation, a control arm).", reconstruction=True, minimum=0.0, maximum=1.0)
     perturbation_law: str = opt("interpolant", "pra, energy_matched, pra_sequential: how the perturbed state "
                                 "z~ is made from the true state z, eps ~ N(0, I) and t ~ U(t_min, 1): "
                                 "'interpolant' t*z + (1-t)*eps (the head's flow path; shrinks a unit-variance "

@@ -140,6 +140,7 @@ def approximation_error(net, cfg: ExperimentConfig, val_u8: np.ndarray, val_labe
     res = summarise(distances(sets), content, subsamples=subsamples, seed=seed)
     res.update(applicable=True, settings={
         "images": int(len(val_u8)), "split": "val (held out)", "t_min": cfg.method.t_min,
+        "perturbation_law": cfg.method.perturbation_law,
         "anchored_sampler": f"{cfg.method.rollout_ode_steps} {cfg.method.rollout_solver} steps from t_i to 1",
         "distance": "Euclidean, per patch, [-1, 1] pixels", "ratio": "mean distance to the anchored rollout's "
         "input / mean distance of the anchored rollout's input to the true patch (means over images)",

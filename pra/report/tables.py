@@ -453,11 +453,14 @@ def gap_table(name: str, gaps: dict) -> Table:
 
 
 def approximation_table(name: str, approx: dict) -> Table:
-    """approx: variant -> approximation.json (first seed). The approximation error over content positions."""
+    """approx: variant -> approximation.json (first seed). The approximation error over content positions. A
+    column names each model's perturbation law when any model's is not the default interpolant."""
     recs, settings = [], None
+    laws = {a["settings"].get("perturbation_law", "interpolant") for a in approx.values() if a.get("applicable")}
     for variant, a in approx.items():
         if not a.get("applicable"):
-            recs.append({"model": variant, "t_min": MISSING, "PRA / anchored [95% CI]": MISSING,
+            recs.append({"model": variant, "t_min": MISSING,
+                         **({"law": MISSING} if laws != {"interpolant"} else {}), "PRA / anchored [95% CI]": MISSING,
                          "twin / anchored [95% CI]": MISSING,
                          "PRA − twin [95% CI]": MISSING, "anchored to data": MISSING})
             continue
@@ -465,6 +468,7 @@ def approximation_table(name: str, approx: dict) -> Table:
         c = a["constructions"]
         cols = [p - 1 for p in a["content_positions"]]
         recs.append({"model": variant, "t_min": fmt(settings["t_min"], 2),
+                     **({"law": settings.get("perturbation_law", "interpolant")} if laws != {"interpolant"} else {}),
                      "PRA / anchored [95% CI]": _with_ci(c["pra"], "content_ratio", "ci_content_ratio", 3, sign=""),
                      "twin / anchored [95% CI]": _with_ci(c["twin"], "content_ratio", "ci_content_ratio", 3, sign=""),
                      "PRA − twin [95% CI]": _with_ci(a, "pra_minus_twin_content_ratio",
@@ -479,6 +483,11 @@ def approximation_table(name: str, approx: dict) -> Table:
                  f"Anchored sampler: {settings['anchored_sampler']}; t_min: each model's own. 95% subsampling "
                  f"intervals (half the images, rescaled; paired across columns). Pixel-space models have no state "
                  f"to perturb: —."]
+        if laws != {"interpolant"}:
+            notes.append("Perturbation laws (method.perturbation_law): PRA's and the twin's states follow each "
+                         "model's own law; the anchored rollout starts on the flow's path t z + (1 - t) eps from the "
+                         "same draws whatever the law, so under another law the ratios include the law's distance "
+                         "from that path.")
     return Table(f"approximation_{name}", f"Approximation error, ablation `{name}`", pd.DataFrame(recs), notes)
 
 
